@@ -1,0 +1,90 @@
+"""The `memeatlas` command line: a thin typer app.
+
+Every area registers its commands from its own `commands.py`; this module
+wires them together, handles the global switches, and turns memeatlas's own
+exceptions into a one-line error with exit code 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from memeatlas import __version__, progress
+from memeatlas.errors import MemeatlasError
+
+
+class _Group(TyperGroup):
+    """Root group: memeatlas's own exceptions become `Error: …` and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MemeatlasError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="memeatlas",
+    help="Turn a folder of meme images into an annotated, clustered, evaluated corpus "
+         "in one DuckDB file.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+# Areas in pipeline order; each module has register(app).
+_AREAS = (
+    "memeatlas.ingest.commands",
+    "memeatlas.caption.commands",
+    "memeatlas.embed.commands",
+    "memeatlas.cluster.commands",
+    "memeatlas.evaluate.commands",
+    "memeatlas.report.commands",
+    "memeatlas.pipeline_commands",
+    "memeatlas.store.commands",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"memeatlas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    no_progress: Annotated[bool, typer.Option(
+        "--no-progress", envvar="MEMEATLAS_NO_PROGRESS",
+        help="Hide progress bars (they go to stderr).")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Turn a folder of meme images into an annotated, clustered, evaluated corpus in DuckDB."""
+    if no_progress:
+        progress.set_enabled(False)
+
+
+for _mod in _AREAS:
+    try:
+        importlib.import_module(_mod).register(app)
+    except ModuleNotFoundError as _exc:  # an area not built yet must not break the others
+        if _exc.name != _mod:
+            raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app(prog_name="memeatlas")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Image loading shared by every step: the same pixels go to captioners, embedders and reports.
+
+EXIF orientation applied, palette/alpha/CMYK converted to RGB (alpha composited on
+white, as memes are viewed), GIFs and other animations reduced to their first frame,
+and the result resized to fit a pixel budget with its aspect ratio kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from memeatlas.errors import InputError
+
+DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # ~803k px: Qwen2.5-VL's common budget (1024 visual tokens)
+DEFAULT_PIL_PIXEL_LIMIT = 89_478_485  # PIL's own decompression-bomb threshold
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """First frame, EXIF-upright, RGB (alpha flattened onto white)."""
+    if getattr(img, "is_animated", False):
+        img.seek(0)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # broken EXIF should not lose the image
+        pass
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGB", rgba.size, (255, 255, 255))
+        bg.paste(rgba, mask=rgba.getchannel("A"))
+        return bg
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def fit_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
+    """Downscale so width*height <= max_pixels (never upscales)."""
+    if not max_pixels:
+        return img
+    w, h = img.size
+    if w * h <= max_pixels:
+        return img
+    scale = math.sqrt(max_pixels / (w * h))
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return img.resize(size, Image.Resampling.BICUBIC)
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+               ) -> Image.Image:
+    """Open an image file the way every memeatlas step sees it (see module docstring).
+
+    Raises InputError naming the file when it cannot be decoded.
+    """
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()
+                out = to_rgb(im)
+                if out is im:
+                    out = im.copy()
+    except FileNotFoundError:
+        raise InputError(f"{p}: file not found (was it moved since ingest?)") from None
+    except Exception as exc:  # PIL raises many types for bad files
+        raise InputError(f"{p}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    return fit_pixels(out, max_pixels)

@@ -1,0 +1,1 @@
+"""Builders of tiny offline models and synthetic data for tests and benchmarks."""
