@@ -11,7 +11,6 @@ import importlib
 import os
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,11 +21,13 @@ from memeatlas.errors import MemeatlasError
 class _Group(TyperGroup):
     """Root group: memeatlas's own exceptions become `Error: …` and exit code 1."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MemeatlasError as exc:
-            raise click.ClickException(str(exc)) from None
+            # typer ships its own click, so raise typer.Exit rather than click's exception.
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

@@ -1,0 +1,273 @@
+"""`memeatlas import-annotations`: existing annotated corpora (MemeCap, generic JSONL/CSV).
+
+Rows become `annotations` by a human annotator (`human:<corpus>`), attached to a
+meme that is either the image (when the row names a file that exists) or an
+image-less meme whose id is the SHA-256 of `<corpus>:<source id>`. The
+source's own id is kept in `memes.source_id` so later files (ratings, labels)
+can refer to memes by it; every other column is kept in `memes.meta` and in
+the annotation's `raw`, so it stays queryable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memeatlas.errors import InputError
+from memeatlas.ingest.scan import read_table
+from memeatlas.ingest.validate import DEFAULT_MAX_IMAGE_PIXELS, ImageInfo, inspect_file
+from memeatlas.provenance import new_run_id, sha256_text, software
+from memeatlas.store import Store
+
+CORE_FIELDS = ("description", "ocr_text", "intent", "template", "tone", "entities")
+ROLES = ("hero", "villain", "victim", "other")
+FORMATS = ("memecap", "jsonl", "csv")
+
+
+@dataclass
+class ImportSummary:
+    """Counts of one import; `bad_lines` names the rows that were not imported."""
+
+    import_id: str
+    annotator: str
+    rows: int = 0
+    imported: int = 0
+    with_image: int = 0
+    failed: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class _Row:
+    line: int
+    source_id: str
+    fields: dict[str, Any]            # core annotation fields
+    extra: dict[str, Any]             # everything else, kept in meta/raw
+    image: Path | None = None
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, str) and not v.strip():
+        return None
+    return v
+
+
+def _joined(v: Any) -> str | None:
+    v = _clean(v)
+    if v is None:
+        return None
+    if isinstance(v, list):
+        parts = [str(x).strip() for x in v if _clean(x) is not None]
+        return "\n".join(parts) or None
+    return str(v)
+
+
+def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int, str]]:
+    for line, obj in read_table(file):
+        post_id = _clean(obj.get("post_id"))
+        if post_id is None:
+            yield line, "missing post_id"
+            continue
+        description = _joined(obj.get("img_captions"))
+        intent = _joined(obj.get("meme_captions"))
+        if description is None and intent is None:
+            yield line, "neither img_captions nor meme_captions has text"
+            continue
+        entities = []
+        for m in obj.get("metaphors") or []:
+            if isinstance(m, dict) and _clean(m.get("metaphor")) is not None:
+                entities.append({"name": str(m["metaphor"]), "role": "other",
+                                 "stands_for": _joined(m.get("meaning"))})
+        extra = {k: v for k, v in obj.items()
+                 if k not in ("img_captions", "meme_captions", "metaphors", "post_id")
+                 and _clean(v) is not None}
+        image = None
+        fname = _clean(obj.get("img_fname"))
+        if images is not None and fname:
+            image = images / str(fname).strip()
+        yield _Row(line, str(post_id),
+                   {"description": description, "intent": intent, "entities": entities,
+                    "ocr_text": None, "template": None, "tone": None},
+                   extra, image)
+
+
+def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_field: str | None,
+                  images: Path | None) -> Iterator[_Row | tuple[int, str]]:
+    base = images or file.resolve().parent
+    used = set(mapping.values()) | {id_field} | ({image_field} if image_field else set())
+    for line, obj in read_table(file):
+        sid = _clean(obj.get(id_field))
+        if sid is None:
+            yield line, f"missing id field {id_field!r}"
+            continue
+        fields: dict[str, Any] = {}
+        for target, col in mapping.items():
+            fields[target] = _clean(obj.get(col))
+        if "entities" in fields and isinstance(fields["entities"], str):
+            try:
+                fields["entities"] = json.loads(fields["entities"])
+            except json.JSONDecodeError:
+                yield line, f"column {mapping['entities']!r} is not a JSON list of entities"
+                continue
+        if all(fields.get(f) is None for f in mapping):
+            cols = ", ".join(mapping.values())
+            yield line, f"no annotation text in the mapped columns ({cols})"
+            continue
+        extra = {k: v for k, v in obj.items() if k not in used and _clean(v) is not None}
+        image = None
+        if image_field and _clean(obj.get(image_field)) is not None:
+            image = Path(str(obj[image_field])).expanduser()
+            if not image.is_absolute():
+                image = base / image
+        yield _Row(line, str(sid), fields, extra, image)
+
+
+def _entities_ok(ents: Any) -> str | None:
+    if ents is None:
+        return None
+    if not isinstance(ents, list):
+        return "entities must be a JSON list"
+    for e in ents:
+        if not isinstance(e, dict) or not e.get("name"):
+            return "each entity needs a name"
+        if e.get("role", "other") not in ROLES:
+            return f"entity role {e.get('role')!r} is not one of {', '.join(ROLES)}"
+    return None
+
+
+def import_annotations(store: Store, file: str | Path, fmt: str, *,
+                       mapping: dict[str, str] | None = None, id_field: str | None = None,
+                       corpus: str | None = None, annotator: str | None = None,
+                       image_field: str | None = None, images: str | Path | None = None,
+                       max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> ImportSummary:
+    """Import an annotated corpus; see the module docstring for identity rules.
+
+    `fmt` is memecap, jsonl or csv. For jsonl/csv, `mapping` maps core fields
+    (description, ocr_text, intent, template, tone, entities) to column names and
+    `id_field` names the id column. Rows missing required fields are recorded in
+    `ingest_errors` as `<file>:<line>` and listed in the summary; the rest import.
+    Re-importing the same file replaces its annotations (same key), never duplicates.
+    """
+    t0 = time.perf_counter()
+    file = Path(file)
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not file.exists():
+        raise InputError(f"{file}: file not found")
+    img_dir = Path(images) if images else None
+    if fmt == "memecap":
+        corpus = corpus or "memecap"
+        rows: Iterator[_Row | tuple[int, str]] = _memecap_rows(file, img_dir)
+        mapping_used: dict[str, str] = {"description": "img_captions", "intent": "meme_captions",
+                                        "entities": "metaphors"}
+    else:
+        if not id_field:
+            raise InputError(f"--id-field is required for --format {fmt} (the column with each "
+                             f"row's own id)")
+        mapping = dict(mapping or {})
+        unknown = sorted(set(mapping) - set(CORE_FIELDS))
+        if unknown:
+            raise InputError(f"--map targets {', '.join(unknown)} are not annotation fields; "
+                             f"use {', '.join(CORE_FIELDS)}")
+        if not mapping:
+            raise InputError("give at least one --map FIELD=COLUMN (e.g. --map description=caption)")
+        corpus = corpus or file.stem
+        rows = _generic_rows(file, id_field, mapping, image_field, img_dir)
+        mapping_used = mapping
+    annotator = annotator or f"human:{corpus}"
+    import_id = new_run_id("import")
+    summary = ImportSummary(import_id, annotator)
+
+    good: list[_Row] = []
+    for r in rows:
+        summary.rows += 1
+        if isinstance(r, tuple):
+            summary.bad_lines.append(r)
+            continue
+        problem = _entities_ok(r.fields.get("entities"))
+        if problem:
+            summary.bad_lines.append((r.line, problem))
+            continue
+        good.append(r)
+
+    def image_info(r: _Row) -> ImageInfo | None:
+        if r.image is None or not r.image.is_file():
+            return None
+        info = inspect_file(r.image, max_image_pixels)
+        return info if isinstance(info, ImageInfo) else None
+
+    _write(store, file, fmt, corpus, annotator, import_id, good, mapping_used, summary, image_info)
+    summary.failed = len(summary.bad_lines)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, import_id: str,
+           good: list[_Row], mapping: dict[str, str], summary: ImportSummary,
+           image_info: Callable[[_Row], ImageInfo | None]) -> None:
+    with store.transaction():
+        for r in good:
+            info = image_info(r)
+            locator = f"{corpus}:{r.source_id}"
+            meta = json.dumps(r.extra, default=str) if r.extra else None
+            if info is not None:
+                meme_id = info.meme_id
+                summary.with_image += 1
+                store.execute(
+                    "INSERT OR IGNORE INTO memes (meme_id, path, source, source_id, has_image, "
+                    "width, height, format, n_frames, n_bytes, phash, meta) "
+                    "VALUES (?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, ?)",
+                    [meme_id, str(r.image.resolve()), corpus, r.source_id, info.width, info.height,
+                     info.format, info.n_frames, info.n_bytes, info.phash, meta])
+            else:
+                meme_id = sha256_text(locator)
+                store.execute(
+                    "INSERT OR IGNORE INTO memes (meme_id, path, source, source_id, has_image, meta) "
+                    "VALUES (?, NULL, ?, ?, false, ?)", [meme_id, corpus, r.source_id, meta])
+            if meta:
+                store.execute(
+                    "UPDATE memes SET meta = json_merge_patch(coalesce(meta, '{}'), ?::JSON), "
+                    "source_id = coalesce(source_id, ?) WHERE meme_id = ?",
+                    [meta, r.source_id, meme_id])
+            store.execute(
+                "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [meme_id, corpus, str(r.image.resolve()) if info else locator, r.source_id, meta])
+            f = r.fields
+            raw = {**{k: v for k, v in f.items() if v is not None}, **r.extra,
+                   "source_id": r.source_id}
+            store.execute(
+                "INSERT OR REPLACE INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                "description, ocr_text, intent, template, tone, entities, raw, run_id) "
+                "VALUES (?, ?, '', '', ?, ?, ?, ?, ?, ?, ?, ?)",
+                [meme_id, annotator, _s(f.get("description")), _s(f.get("ocr_text")),
+                 _s(f.get("intent")), _s(f.get("template")), _s(f.get("tone")),
+                 json.dumps(f.get("entities") or [], ensure_ascii=False),
+                 json.dumps(raw, ensure_ascii=False, default=str), import_id])
+            summary.imported += 1
+        for line, why in summary.bad_lines:
+            origin = f"{file}:{line}"
+            store.execute("DELETE FROM ingest_errors WHERE path = ?", [origin])
+            store.execute(
+                "INSERT INTO ingest_errors (source, path, error, detail) VALUES (?, ?, ?, ?)",
+                [f"import:{file.name}", origin, "missing_field", why])
+        store.execute(
+            "INSERT INTO imports (import_id, file, format, annotator, mapping, n_rows, n_imported, "
+            "n_failed, software) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, str(file.resolve()), fmt, annotator, json.dumps(mapping), summary.rows,
+             summary.imported, len(summary.bad_lines), json.dumps(software())])
+
+
+def _s(v: Any) -> str | None:
+    v = _clean(v)
+    if v is None:
+        return None
+    return v if isinstance(v, str) else _joined(v)

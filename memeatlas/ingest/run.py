@@ -1,0 +1,164 @@
+"""`memeatlas ingest`: files in, `memes` / `meme_sources` / `ingest_errors` rows out."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from memeatlas import progress
+from memeatlas.ingest.scan import Candidate, ScanResult, scan_manifest, scan_paths
+from memeatlas.ingest.validate import DEFAULT_MAX_IMAGE_PIXELS, ImageInfo, Problem, inspect_file
+from memeatlas.store import Store
+
+BATCH = 256
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest: added, already present, failed (by reason), ignored non-images."""
+
+    added: int = 0
+    present: int = 0
+    failed: int = 0
+    ignored: int = 0
+    seconds: float = 0.0
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def seen(self) -> int:
+        return self.added + self.present + self.failed
+
+    @property
+    def images_per_s(self) -> float:
+        return self.seen / self.seconds if self.seconds > 0 else 0.0
+
+
+def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursive: bool = False,
+                 manifest: str | Path | None = None, path_column: str = "path",
+                 id_column: str | None = None,
+                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 workers: int | None = None) -> IngestSummary:
+    """Ingest images from folders/globs/files and/or a CSV/JSONL manifest.
+
+    Bad files never stop the run: each lands in `ingest_errors` with a reason.
+    Re-ingesting the same bytes is a no-op (the meme id is the SHA-256 of the bytes);
+    the same bytes under a new path add a `meme_sources` row. Manifest columns
+    other than the path are merged into `memes.meta`.
+    """
+    t0 = time.perf_counter()
+    summary = IngestSummary()
+    scans: list[ScanResult] = []
+    if paths:
+        scans.append(scan_paths(list(paths), recursive=recursive))
+    if manifest is not None:
+        scans.append(scan_manifest(Path(manifest), path_column=path_column, id_column=id_column))
+    candidates = [c for s in scans for c in s.candidates]
+    summary.ignored = sum(s.ignored for s in scans)
+
+    # Problems known before reading any file.
+    early: list[tuple[str, str, Problem]] = []
+    for s in scans:
+        for c in s.missing:
+            early.append((c.source, c.origin, Problem(
+                "missing", "no such file; check the path" if c.source == "folder"
+                else f"manifest row points at {c.path}, which does not exist")))
+        for origin, detail in s.bad_rows:
+            early.append(("manifest", origin, Problem("missing_field", detail)))
+    if early:
+        with store.transaction():
+            _record_problems(store, early)
+        summary.failed += len(early)
+        summary.errors.update(p.code for _, _, p in early)
+
+    workers = workers or min(4, (os.cpu_count() or 1) * 2)
+    bar = progress.bar(total=len(candidates), desc="ingest", unit="img")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(candidates), BATCH):
+            chunk = candidates[start:start + BATCH]
+            results = list(pool.map(lambda c: inspect_file(c.path, max_image_pixels), chunk))
+            _write_batch(store, chunk, results, summary)
+            bar.update(len(chunk))
+    bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> None:
+    # Keep one current error per file: a re-run replaces, never piles up duplicates.
+    for source, origin, prob in problems:
+        store.execute("DELETE FROM ingest_errors WHERE path = ?", [origin])
+        store.execute("INSERT INTO ingest_errors (source, path, error, detail) VALUES (?, ?, ?, ?)",
+                      [source, origin, prob.code, prob.detail])
+
+
+def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem],
+                 summary: IngestSummary) -> None:
+    good = [(c, r) for c, r in zip(chunk, results) if isinstance(r, ImageInfo)]
+    bad = [(c, r) for c, r in zip(chunk, results) if isinstance(r, Problem)]
+    ids = list({r.meme_id for _, r in good})
+    with store.transaction():
+        existing: set[str] = set()
+        if ids:
+            store.con.register("_ids", pa.table({"meme_id": ids}))
+            existing = {row[0] for row in store.fetchall(
+                "SELECT m.meme_id FROM memes m JOIN _ids USING (meme_id)")}
+            store.con.unregister("_ids")
+        new_rows: dict[str, tuple[Candidate, ImageInfo]] = {}
+        for c, info in good:
+            if info.meme_id in existing or info.meme_id in new_rows:
+                summary.present += 1
+            else:
+                new_rows[info.meme_id] = (c, info)
+                summary.added += 1
+        if new_rows:
+            cols = {k: [] for k in ("meme_id", "path", "source", "source_id", "width", "height",
+                                    "format", "n_frames", "n_bytes", "phash", "meta")}
+            for mid, (c, info) in new_rows.items():
+                cols["meme_id"].append(mid)
+                cols["path"].append(str(c.path))
+                cols["source"].append(c.source)
+                cols["source_id"].append(c.source_id)
+                for k in ("width", "height", "format", "n_frames", "n_bytes", "phash"):
+                    cols[k].append(getattr(info, k))
+                cols["meta"].append(json.dumps(c.meta) if c.meta else None)
+            store.con.register("_new", pa.table(cols))
+            store.execute(
+                "INSERT INTO memes (meme_id, path, source, source_id, has_image, width, height, "
+                "format, n_frames, n_bytes, phash, meta) SELECT meme_id, path, source, source_id, "
+                "true, width, height, format, n_frames, n_bytes, phash, meta::JSON FROM _new")
+            store.con.unregister("_new")
+        for c, info in good:
+            if (c.meta or c.source_id) and info.meme_id in existing:
+                # Manifest metadata for a meme already present (e.g. ingested from a folder
+                # first) is merged in, so a manifest can annotate an existing corpus.
+                store.execute(
+                    "UPDATE memes SET meta = json_merge_patch(coalesce(meta, '{}'), ?::JSON), "
+                    "source_id = coalesce(source_id, ?) WHERE meme_id = ?",
+                    [json.dumps(c.meta), c.source_id, info.meme_id])
+        if good:
+            store.con.register("_src", pa.table({
+                "meme_id": [info.meme_id for _, info in good],
+                "source": [c.source for c, _ in good],
+                "path": [str(c.path) for c, _ in good],
+                "source_id": [c.source_id for c, _ in good],
+                "meta": [json.dumps(c.meta) if c.meta else None for c, _ in good],
+            }))
+            store.execute(
+                "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
+                "SELECT DISTINCT ON (meme_id, source, path) meme_id, source, path, source_id, "
+                "meta::JSON FROM _src")
+            store.con.unregister("_src")
+        if good:
+            store.con.register("_ok", pa.table({"path": [c.origin for c, _ in good]}))
+            store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _ok)")
+            store.con.unregister("_ok")
+        _record_problems(store, [(c.source, c.origin, p) for c, p in bad])
+    summary.failed += len(bad)
+    summary.errors.update(p.code for _, p in bad)
