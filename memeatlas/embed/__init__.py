@@ -1,1 +1,44 @@
-"""embed."""
+"""Embed: text embeddings of annotation fields and image embeddings, stored in DuckDB.
+
+Public API (heavy libraries load only when a function is called)::
+
+    from memeatlas.embed import TextEmbedConfig, embed_text, load_space
+    summary = embed_text(store, TextEmbedConfig(fields=("description", "intent")))
+    ids, X = load_space(store, summary.space)   # X: float32 [n, dim], rows L2-normalised
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "TextEmbedConfig": "memeatlas.embed.config",
+    "ImageEmbedConfig": "memeatlas.embed.config",
+    "EmbedSummary": "memeatlas.embed.config",
+    "embed_text": "memeatlas.embed.run",
+    "embed_image": "memeatlas.embed.run",
+    "load_space": "memeatlas.embed.space",
+    "list_spaces": "memeatlas.embed.space",
+    "get_space": "memeatlas.embed.space",
+    "SpaceInfo": "memeatlas.embed.space",
+}
+
+__all__ = [
+    "EmbedSummary", "ImageEmbedConfig", "SpaceInfo", "TextEmbedConfig", "embed_image",
+    "embed_text", "get_space", "list_spaces", "load_space",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memeatlas.embed.config import EmbedSummary, ImageEmbedConfig, TextEmbedConfig
+    from memeatlas.embed.run import embed_image, embed_text
+    from memeatlas.embed.space import SpaceInfo, get_space, list_spaces, load_space
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'memeatlas.embed' has no attribute {name!r}")
+    value = getattr(import_module(mod), name)
+    globals()[name] = value
+    return value

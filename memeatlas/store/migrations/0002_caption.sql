@@ -32,7 +32,9 @@ CREATE TABLE caption_failures (
     run_id       VARCHAR,
     attempt      INTEGER NOT NULL,
     error        VARCHAR NOT NULL,       -- truncated | invalid_json | schema_violation | request_failed | image_unreadable
-    raw_output   VARCHAR,
+    raw_output   VARCHAR,                -- the model's text exactly as returned
+    detail       VARCHAR,                -- readable reason (validation message, HTTP status, ...)
+    final        BOOLEAN,                -- true on the last failed attempt of a meme the run gave up on
     created_at   TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 

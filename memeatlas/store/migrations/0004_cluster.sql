@@ -42,6 +42,7 @@ CREATE TABLE cluster_labels (
     representatives VARCHAR[],           -- meme_ids, most representative first
     representation  VARCHAR,             -- ctfidf | keybert | mmr
     labeler         VARCHAR,             -- 'bertopic' or 'bertopic+<llm model>'
+    text_annotator  VARCHAR,             -- whose annotation text the keywords come from
     params          JSON,
     created_at      TIMESTAMP NOT NULL DEFAULT current_timestamp,
     PRIMARY KEY (run_id, cluster)
@@ -54,10 +55,13 @@ CREATE TABLE cluster_models (
     created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp
 );
 
--- Assignments with cluster labels and the meme's path.
+-- Assignments with cluster labels, the meme's path, and the annotation text the labels were
+-- computed from (the labelled run's annotator; NULL until `memeatlas label` has run).
 CREATE VIEW cluster_members AS
 SELECT ca.run_id, ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y, ca.assigned_by,
-       cl.label, cl.keywords, m.path, m.source_id
+       cl.label, cl.keywords, m.path, m.source_id,
+       a.annotator, a.description, a.intent, a.ocr_text, a.template, a.tone
 FROM cluster_assignments ca
 LEFT JOIN cluster_labels cl ON cl.run_id = ca.run_id AND cl.cluster = ca.cluster
-LEFT JOIN memes m ON m.meme_id = ca.meme_id;
+LEFT JOIN memes m ON m.meme_id = ca.meme_id
+LEFT JOIN latest_annotations a ON a.meme_id = ca.meme_id AND a.annotator = cl.text_annotator;

@@ -1,0 +1,158 @@
+"""CLI: `memeatlas cluster`, `memeatlas label`, `memeatlas assign` (thin wrappers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from memeatlas.cli_common import DbOption, ForceOption, echo_summary, open_store
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    from memeatlas.errors import InputError
+
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} expects comma-separated numbers, e.g. 0.7,0.3; "
+                         f"got {text!r}") from None
+
+
+def cluster_cmd(
+    space: Annotated[list[str], typer.Option(
+        "--space", help="Embedding space to cluster; repeat to fuse several spaces.")],
+    weights: Annotated[str | None, typer.Option(
+        "--weights", help="Comma-separated non-negative weights, one per --space "
+                          "(normalised to sum 1) [default: equal].")] = None,
+    fusion: Annotated[str, typer.Option(
+        "--fusion", help="How several spaces are fused: concat (weighted concatenation) or "
+                         "dynamic (per-meme modality weighting).")] = "concat",
+    algorithm: Annotated[str, typer.Option(
+        "--algorithm", help="hdbscan (on UMAP), or a baseline: kmeans, agglomerative "
+                            "(Ward), spectral.")] = "hdbscan",
+    k: Annotated[int | None, typer.Option(
+        "--k", help="Number of clusters for kmeans/agglomerative/spectral.")] = None,
+    min_cluster_size: Annotated[int | None, typer.Option(
+        "--min-cluster-size", help="HDBSCAN min_cluster_size [default: max(5, min(50, "
+                                   "n/100))].")] = None,
+    min_samples: Annotated[int | None, typer.Option(
+        "--min-samples", help="HDBSCAN min_samples [default: = min_cluster_size].")] = None,
+    selection: Annotated[str, typer.Option(
+        "--cluster-selection", help="HDBSCAN cluster_selection_method: eom or leaf.")] = "eom",
+    umap_dims: Annotated[int, typer.Option(
+        "--umap-dims", help="UMAP dimensions HDBSCAN clusters in (0: cluster the vectors "
+                            "directly).")] = 5,
+    umap_neighbors: Annotated[int, typer.Option(
+        "--umap-neighbors", help="UMAP n_neighbors (also k of the k-NN graph).")] = 15,
+    umap_epochs: Annotated[int, typer.Option(
+        "--umap-epochs", help="UMAP optimisation epochs (reduction and 2-D map).")] = 200,
+    knn: Annotated[str, typer.Option(
+        "--knn", help="Neighbour graph: auto (exact up to 60,000 memes, else NN-descent), "
+                      "exact, nndescent.")] = "auto",
+    no_layout: Annotated[bool, typer.Option(
+        "--no-layout", help="Skip the 2-D UMAP map layout (x, y stay NULL).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (UMAP, k-means, "
+                                                     "spectral).")] = 42,
+    name: Annotated[str | None, typer.Option("--name", help="A name for the run.")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="SQL condition on the memes table (alias m) selecting what to "
+                        "cluster.")] = None,
+    sweep: Annotated[list[str] | None, typer.Option(
+        "--sweep", help="PARAM=V1,V2,...: one run per value, e.g. "
+                        "min_cluster_size=25,50,100,200 (repeat to cross).")] = None,
+    reassign_noise: Annotated[bool, typer.Option(
+        "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
+                                 "most likely cluster (the original run is kept).")] = False,
+    force: ForceOption = False,
+    db: DbOption = None,
+) -> None:
+    """Cluster embeddings: UMAP + HDBSCAN, baselines, or fused spaces. Prints run ids."""
+    from memeatlas.cluster import ClusterConfig, run
+    from memeatlas.cluster.fit import parse_sweep, run_summary
+
+    cfg = ClusterConfig(
+        spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
+        algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
+        cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
+        umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
+        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force)
+    with open_store(db) as store:
+        run_ids = run(store, cfg)
+        for rid in run_ids:
+            s = run_summary(store, rid)
+            echo_summary(f"run {rid}", {
+                "kind": s["kind"], "space": s["space"], "algorithm": s["algorithm"],
+                "memes": s["n_items"], "clusters": s["n_clusters"],
+                "noise share": s["noise_fraction"],
+                **{f"{k} s": v for k, v in s["timings"].items()}})
+    for rid in run_ids:
+        typer.echo(rid)
+
+
+def label_cmd(
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Run to label [default: the newest].")] = None,
+    representation: Annotated[str, typer.Option(
+        "--representation", help="Keywords: ctfidf, keybert or mmr.")] = "ctfidf",
+    n_keywords: Annotated[int, typer.Option("--keywords", help="Keywords per cluster.")] = 10,
+    annotator: Annotated[str | None, typer.Option(
+        "--annotator", help="Whose annotations are the text [default: what the run's text "
+                            "space embedded, else the annotator with most annotations].")] = None,
+    fields: Annotated[str | None, typer.Option(
+        "--fields", help="Comma-separated annotation fields [default: the space's fields, "
+                         "else description,intent,ocr_text].")] = None,
+    embedding_model: Annotated[str | None, typer.Option(
+        "--embedding-model", help="Sentence-transformers model (id or dir) for "
+                                  "keybert/mmr [default: the bundled all-MiniLM-L6-v2].")] = None,
+    llm_backend: Annotated[str | None, typer.Option(
+        "--llm-backend", help="Caption backend that writes a short name per cluster "
+                              "(e.g. transformers, vllm, openai).")] = None,
+    llm_model: Annotated[str | None, typer.Option(
+        "--llm-model", help="Model for --llm-backend.")] = None,
+    force: ForceOption = False,
+    db: DbOption = None,
+) -> None:
+    """Label a run's clusters: BERTopic c-TF-IDF keywords, representatives, optional names."""
+    from memeatlas.cluster import LabelConfig, label
+
+    cfg = LabelConfig(run_id=run, representation=representation, n_keywords=n_keywords,
+                      annotator=annotator,
+                      fields=[f.strip() for f in fields.split(",")] if fields else None,
+                      embedding_model=embedding_model, llm_backend=llm_backend,
+                      llm_model=llm_model, force=force)
+    with open_store(db) as store:
+        s = label(store, cfg)
+    echo_summary(f"labels for {s.run_id}", {
+        "clusters": s.n_clusters, "labelled": s.n_labelled, "named by LLM": s.n_named,
+        "representation": s.representation, "labeler": s.labeler,
+        "annotator": s.annotator or "-", "seconds": s.seconds,
+        **({"skipped": "already labelled (--force to redo)"} if s.skipped else {})})
+    typer.echo(s.run_id)
+
+
+def assign_cmd(
+    run: Annotated[str, typer.Option("--run", help="Run whose clusters new memes join.")],
+    where: Annotated[str | None, typer.Option(
+        "--where", help="SQL condition on the memes table (alias m) limiting which memes "
+                        "are assigned.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Neighbours used per new meme.")] = 15,
+    db: DbOption = None,
+) -> None:
+    """Place memes embedded after a run into its clusters (HDBSCAN prediction or k-NN vote)."""
+    from memeatlas.cluster import assign
+
+    with open_store(db) as store:
+        s = assign(store, run, where=where, k=k)
+    echo_summary(f"assigned to {s.run_id}", {
+        "memes": s.n_assigned, "noise": s.n_noise, "method": s.method, "seconds": s.seconds})
+    typer.echo(s.run_id)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `cluster`, `label` and `assign` to the root app."""
+    app.command("cluster")(cluster_cmd)
+    app.command("label")(label_cmd)
+    app.command("assign")(assign_cmd)

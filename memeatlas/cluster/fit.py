@@ -1,0 +1,321 @@
+"""`memeatlas cluster`: load → fuse → k-NN → UMAP → cluster → 2-D layout → store.
+
+One call writes one run per sweep value (plus a reassign-noise run per run when asked). A run
+whose fingerprint (hash of meme ids, fused vectors and parameters) is already stored is skipped
+unless `force`; with `force` a new run is written beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import pickle
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from memeatlas import progress
+from memeatlas.cluster import _db
+from memeatlas.cluster.config import ALGORITHMS, FUSIONS, KNN_METHODS, ClusterConfig
+from memeatlas.errors import BackendError, InputError
+from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
+
+SWEEPABLE = {"min_cluster_size": int, "min_samples": int, "k": int, "umap_dims": int,
+             "umap_neighbors": int, "umap_min_dist": float, "seed": int,
+             "cluster_selection_method": str}
+
+
+def auto_min_cluster_size(n: int) -> int:
+    """Default HDBSCAN min_cluster_size: max(5, min(50, n // 100))."""
+    return max(5, min(50, n // 100))
+
+
+def _validate(cfg: ClusterConfig) -> None:
+    if cfg.algorithm not in ALGORITHMS:
+        raise BackendError(f"unknown clustering algorithm {cfg.algorithm!r}; choose one of "
+                           f"{', '.join(ALGORITHMS)}")
+    if cfg.fusion not in FUSIONS:
+        raise InputError(f"unknown fusion {cfg.fusion!r}; choose one of {', '.join(FUSIONS)}")
+    if cfg.knn not in KNN_METHODS:
+        raise InputError(f"unknown --knn {cfg.knn!r}; choose one of {', '.join(KNN_METHODS)}")
+    for key in cfg.sweep:
+        if key not in SWEEPABLE:
+            raise InputError(f"--sweep cannot vary {key!r}; choose from {', '.join(SWEEPABLE)}")
+    if cfg.umap_dims < 0 or cfg.umap_neighbors < 2:
+        raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
+    if cfg.min_cluster_size is not None and cfg.min_cluster_size < 2:
+        raise InputError("--min-cluster-size must be at least 2")
+
+
+def parse_sweep(items: list[str] | None) -> dict[str, list[Any]]:
+    """['min_cluster_size=25,50'] → {'min_cluster_size': [25, 50]} with types checked."""
+    out: dict[str, list[Any]] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--sweep expects PARAM=V1,V2,..., got {item!r}")
+        key, vals = (s.strip() for s in item.split("=", 1))
+        key = key.replace("-", "_")
+        if key not in SWEEPABLE:
+            raise InputError(f"--sweep cannot vary {key!r}; choose from {', '.join(SWEEPABLE)}")
+        try:
+            out[key] = [SWEEPABLE[key](v.strip()) for v in vals.split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"--sweep {key} values must be {SWEEPABLE[key].__name__}s: "
+                             f"{vals!r}") from None
+        if not out[key]:
+            raise InputError(f"--sweep {key} has no values")
+    return out
+
+
+def _variants(cfg: ClusterConfig) -> list[ClusterConfig]:
+    if not cfg.sweep:
+        return [cfg]
+    keys = list(cfg.sweep)
+    return [replace(cfg, sweep={}, **dict(zip(keys, combo)))
+            for combo in itertools.product(*(cfg.sweep[k] for k in keys))]
+
+
+def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
+    p: dict[str, Any] = {"algorithm": cfg.algorithm, "spaces": list(cfg.spaces),
+                         "where": cfg.where}
+    if len(cfg.spaces) > 1:
+        p.update(fusion=cfg.fusion, fusion_k=cfg.fusion_k)
+    reduce_dims = cfg.umap_dims if cfg.algorithm == "hdbscan" else 0
+    p["reduce"] = ({"method": "umap", "dims": reduce_dims, "neighbors": cfg.umap_neighbors,
+                    "min_dist": cfg.umap_min_dist, "epochs": cfg.umap_epochs, "metric": "cosine"}
+                   if reduce_dims else {"method": "none"})
+    if cfg.algorithm == "hdbscan":
+        p.update(min_cluster_size=cfg.min_cluster_size or auto_min_cluster_size(n),
+                 min_samples=cfg.min_samples,
+                 cluster_selection_method=cfg.cluster_selection_method)
+    else:
+        p["k"] = cfg.k
+    p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
+                    "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
+    return p
+
+
+def _fingerprint_inputs(ids: list[str], x: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update("\n".join(ids).encode())
+    h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _space_label(cfg: ClusterConfig) -> str:
+    return cfg.spaces[0] if len(cfg.spaces) == 1 else "fused:" + "+".join(cfg.spaces)
+
+
+class _Cache:
+    """Work shared by the runs of one sweep: k-NN and UMAP reductions."""
+
+    def __init__(self, x: np.ndarray, cfg: ClusterConfig) -> None:
+        self.x = x
+        self.cfg = cfg
+        self._knn: tuple[np.ndarray, np.ndarray] | None = None
+        self.knn_method = ""
+        self._red: dict[tuple, np.ndarray] = {}
+        self.timings: dict[str, float] = {}
+
+    def _add(self, key: str, t0: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def knn(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        from memeatlas.cluster import knn as knn_mod
+
+        if self._knn is None or self._knn[0].shape[1] < min(k, self.x.shape[0]):
+            t0 = time.perf_counter()
+            kmax = max([k, self.cfg.fusion_k + 1,
+                        *self.cfg.sweep.get("umap_neighbors", [])])
+            self._knn, self.knn_method = knn_mod.knn(
+                self.x, kmax, method=self.cfg.knn, exact_max=self.cfg.exact_knn_max,
+                seed=self.cfg.seed)
+            self._add("knn", t0)
+        return self._knn[0][:, :k], self._knn[1][:, :k]
+
+    def reduce(self, dims: int, neighbors: int, min_dist: float, seed: int,
+               epochs: int | None, what: str) -> np.ndarray:
+        from memeatlas.cluster.reduce import umap_reduce
+
+        key = (dims, neighbors, min_dist, seed, epochs)
+        if key not in self._red:
+            nn = self.knn(neighbors)
+            t0 = time.perf_counter()
+            self._red[key] = umap_reduce(self.x, nn, n_components=dims, n_neighbors=neighbors,
+                                         min_dist=min_dist, seed=seed, n_epochs=epochs)
+            self._add(what, t0)
+        return self._red[key]
+
+
+def _existing(store, fingerprint: str, kind: str) -> str | None:
+    return _db.scalar(store, "SELECT run_id FROM cluster_runs WHERE fingerprint = ? AND kind = ? "
+                        "ORDER BY created_at DESC LIMIT 1", [fingerprint, kind])
+
+
+def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any], seed: int,
+               ids: list[str], labels: np.ndarray, probs: np.ndarray, xy: np.ndarray | None,
+               fingerprint: str, spaces_json: list[dict], kind: str, parent: str | None,
+               timings: dict[str, float], model_blob: bytes | None, assigned_by: str) -> None:
+    import pyarrow as pa
+
+    n = len(ids)
+    n_clusters = int(len(set(labels.tolist()) - {-1}))
+    noise = float((labels < 0).mean()) if n else 0.0
+    name = cfg.name
+    tbl = pa.table({
+        "meme_id": pa.array(ids, pa.string()),
+        "cluster": pa.array(labels.astype(np.int32)),
+        "probability": pa.array(probs.astype(np.float64)),
+        "x": pa.array(xy[:, 0].astype(np.float64) if xy is not None else [None] * n,
+                      pa.float64()),
+        "y": pa.array(xy[:, 1].astype(np.float64) if xy is not None else [None] * n,
+                      pa.float64()),
+    })
+    now = utcnow()
+    con = store.con
+    _db.register(store, "_cluster_batch", tbl)
+    try:
+        with store.transaction():
+            con.execute(
+                "INSERT INTO cluster_runs (run_id, name, space, spaces, algorithm, params, seed, "
+                "n_items, n_clusters, noise_fraction, fingerprint, parent_run, kind, software, "
+                "timings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, name, _space_label(cfg), stable_json(spaces_json), cfg.algorithm,
+                 stable_json(params), seed, n, n_clusters, noise, fingerprint, parent, kind,
+                 stable_json(software("numpy", "umap-learn", "hdbscan", "scikit-learn",
+                                      "pynndescent", "numba")),
+                 stable_json({k: round(v, 4) for k, v in timings.items()}), now])
+            con.execute(
+                "INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y, "
+                "assigned_by, assigned_at) SELECT ?, meme_id, cluster, probability, x, y, ?, ? "
+                "FROM _cluster_batch", [run_id, assigned_by, now])
+            if model_blob is not None:
+                con.execute("INSERT INTO cluster_models (run_id, format, model, created_at) "
+                            "VALUES (?, ?, ?, ?)",
+                            [run_id, "pickle:memeatlas-cluster-v1", model_blob, now])
+    finally:
+        con.unregister("_cluster_batch")
+
+
+def run(store, cfg: ClusterConfig) -> list[str]:
+    """Cluster the configured space(s); returns the run ids written (or found, when skipped).
+
+    Same inputs + parameters + seed → same fingerprint → same assignments; an existing run with
+    that fingerprint is returned without recomputing unless `cfg.force`.
+    """
+    from memeatlas.cluster import algorithms
+    from memeatlas.cluster.fuse import fuse, validate_weights
+    from memeatlas.cluster.inputs import load_aligned
+
+    _validate(cfg)
+    g = validate_weights(cfg.weights, len(cfg.spaces))
+    t_all = time.perf_counter()
+    t0 = time.perf_counter()
+    ids, mats = load_aligned(store, cfg.spaces, where=cfg.where)
+    n = len(ids)
+    if n < 3:
+        raise InputError(f"only {n} meme(s) to cluster; need at least 3")
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    x, finfo = fuse(mats, cfg.weights, method=cfg.fusion, k=cfg.fusion_k)
+    t_fuse = time.perf_counter() - t0
+    spaces_json = [{"space": s, "weight": float(w)} for s, w in zip(cfg.spaces, g)]
+    if "mean_meme_weights" in finfo:
+        for d, mw in zip(spaces_json, finfo["mean_meme_weights"]):
+            d["mean_meme_weight"] = round(float(mw), 4)
+    input_fp = _fingerprint_inputs(ids, x)
+    cache = _Cache(x, cfg)
+    cache.timings.update(load=t_load, fuse=t_fuse)
+    out: list[str] = []
+    variants = _variants(cfg)
+    for v in progress.track(variants, desc="cluster runs", unit="run") if len(variants) > 1 \
+            else variants:
+        params = _params(v, n)
+        fp = short_hash({"inputs": input_fp, "params": params, "seed": v.seed}, 32)
+        found = _existing(store, fp, "cluster")
+        if found and not cfg.force:
+            progress.info(f"run {found} has these inputs and parameters; skipping "
+                          f"(--force to run again)")
+            out.append(found)
+            if cfg.reassign_noise:
+                child = _db.scalar(store, "SELECT run_id FROM cluster_runs WHERE parent_run = ? "
+                                     "AND kind = 'reassign_noise' LIMIT 1", [found])
+                if child:
+                    out.append(child)
+            continue
+        before = dict(cache.timings)
+        t_run = time.perf_counter()
+        knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
+        red = params["reduce"]
+        if red["method"] == "umap":
+            xr = cache.reduce(red["dims"], red["neighbors"], red["min_dist"], v.seed,
+                              red["epochs"], "umap")
+        else:
+            xr = x
+        t0 = time.perf_counter()
+        algo = algorithms.get(v.algorithm)
+        labels, probs, model = algo(xr, params, knn_idx, v.seed)
+        t_cluster = time.perf_counter() - t0
+        xy = None
+        if params["layout"]:
+            lay = params["layout"]
+            xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
+                              "layout")
+        timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
+                   for k in ("knn", "umap", "layout")}
+        if not out:  # shared work is charged to the first run written
+            timings.update(load=t_load, fuse=t_fuse)
+        timings["cluster"] = t_cluster
+        blob = pickle.dumps({
+            "version": 1, "algorithm": v.algorithm, "ids": ids, "clusterer": model,
+            "reduced": xr if red["method"] == "umap" else None, "layout": xy,
+            "labels": labels, "fusion": {"method": finfo["method"], "weights": g.tolist(),
+                                         "k": cfg.fusion_k},
+            "spaces": list(cfg.spaces), "knn_k": max(v.umap_neighbors, 2)},
+            protocol=pickle.HIGHEST_PROTOCOL)
+        run_id = new_run_id("cluster")
+        t0 = time.perf_counter()
+        timings["total"] = time.perf_counter() - t_run
+        _write_run(store, run_id=run_id, cfg=v, params=params, seed=v.seed, ids=ids,
+                   labels=labels, probs=probs, xy=xy, fingerprint=fp, spaces_json=spaces_json,
+                   kind="cluster", parent=None, timings=timings, model_blob=blob,
+                   assigned_by="fit")
+        timings["write"] = time.perf_counter() - t0
+        store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
+                      [stable_json({k: round(val, 4) for k, val in timings.items()}), run_id])
+        out.append(run_id)
+        if cfg.reassign_noise:
+            if model is None:
+                progress.info(f"--reassign-noise: {v.algorithm} leaves no noise; no extra run")
+                continue
+            new_labels, new_probs = algorithms.reassign_noise(model, labels, probs)
+            rid = new_run_id("cluster")
+            rparams = {**params, "reassign_noise": "hdbscan.all_points_membership_vectors"}
+            _write_run(store, run_id=rid, cfg=v, params=rparams, seed=v.seed, ids=ids,
+                       labels=new_labels, probs=new_probs, xy=xy,
+                       fingerprint=short_hash({"parent": fp, "reassign": True}, 32),
+                       spaces_json=spaces_json, kind="reassign_noise", parent=run_id,
+                       timings={}, model_blob=blob, assigned_by="fit")
+            # Points that were noise in the parent are marked as reassigned.
+            noise_ids = [ids[i] for i in np.nonzero(labels < 0)[0]]
+            if noise_ids:
+                store.execute("UPDATE cluster_assignments SET assigned_by = 'reassign' "
+                              "WHERE run_id = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
+                              [rid, noise_ids])
+            out.append(rid)
+    progress.info(f"clustered {n} memes in {time.perf_counter() - t_all:.1f}s")
+    return out
+
+
+def run_summary(store, run_id: str) -> dict[str, Any]:
+    """n_items, n_clusters, noise_fraction and timings of a stored run (for CLI summaries)."""
+    row = _db.one(store, "SELECT run_id, kind, space, algorithm, n_items, n_clusters, "
+                         "noise_fraction, timings FROM cluster_runs WHERE run_id = ?", [run_id])
+    keys = ["run_id", "kind", "space", "algorithm", "n_items", "n_clusters", "noise_fraction",
+            "timings"]
+    d = dict(zip(keys, row))
+    d["timings"] = json.loads(d["timings"]) if d["timings"] else {}
+    return d

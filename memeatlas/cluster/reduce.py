@@ -1,0 +1,51 @@
+"""UMAP reductions: the few-dimensional space that is clustered and the 2-D map layout.
+
+Both fits reuse one precomputed cosine k-NN (see knn.py), run single-threaded with a fixed
+`random_state` (so the same inputs and seed give the same coordinates), and use numba's disk
+cache (see numba_cache.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def umap_reduce(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray], *, n_components: int,
+                n_neighbors: int, min_dist: float, seed: int, n_epochs: int | None
+                ) -> np.ndarray:
+    """UMAP (cosine) of unit rows `x` to `n_components` dims; float32 [n, n_components].
+
+    Tiny inputs (fewer than n_components + 2 points, where the spectral init cannot work) are
+    returned as the first components of a PCA instead.
+    """
+    n = x.shape[0]
+    if n < max(n_components + 2, 4):
+        return _pca(x, n_components)
+    from memeatlas.cluster.numba_cache import import_umap
+
+    umap = import_umap()
+    k = max(2, min(n_neighbors, n - 1))
+    idx, dist = knn
+    idx, dist = idx[:, :k], dist[:, :k]
+    with warnings.catch_warnings():
+        # "precomputed_knn has no search index: transform unavailable" — we never transform;
+        # `assign` interpolates new points from their neighbours instead.
+        warnings.simplefilter("ignore")
+        model = umap.UMAP(n_components=n_components, n_neighbors=k, metric="cosine",
+                          min_dist=min_dist, random_state=seed, n_epochs=n_epochs,
+                          precomputed_knn=(np.ascontiguousarray(idx), np.ascontiguousarray(dist)),
+                          n_jobs=1, init="spectral" if n > n_components + 1 else "random",
+                          verbose=False, low_memory=True)
+        emb = model.fit_transform(x)
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def _pca(x: np.ndarray, n_components: int) -> np.ndarray:
+    xc = x - x.mean(axis=0, keepdims=True)
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    out = np.zeros((x.shape[0], n_components), dtype=np.float32)
+    m = min(n_components, u.shape[1])
+    out[:, :m] = u[:, :m] * s[:m]
+    return out

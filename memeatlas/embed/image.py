@@ -1,0 +1,135 @@
+"""Image encoders: CLIP / SigLIP through transformers `get_image_features`, or a
+sentence-transformers image model. Images arrive already preprocessed by
+`memeatlas.imaging.load_image` (the pixels the captioner saw); the model's own processor
+then resizes and normalises them to its input size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memeatlas.errors import BackendError, ModelNotFoundError
+
+BACKENDS = ("auto", "transformers", "sentence-transformers")
+
+
+def resolve_image_model(model: str) -> tuple[str, str]:
+    """(what to load, stable name to record): directories become absolute paths, ids stay."""
+    p = Path(model).expanduser()
+    if p.exists():
+        return str(p.resolve()), str(p.resolve())
+    return model, model
+
+
+def model_short_name(model: str) -> str:
+    """`openai/clip-vit-base-patch32` → `clip-vit-base-patch32`; a directory → its name."""
+    name = model.rstrip("/\\").replace("\\", "/").split("/")[-1]
+    return name.lower() or "model"
+
+
+def pick_backend(backend: str, load_path: str) -> str:
+    """`auto` → sentence-transformers for ST models (modules.json / `sentence-transformers/` ids)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown image backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if ((Path(load_path) / "modules.json").exists()
+            or load_path.startswith(("sentence-transformers/", "clip-ViT-"))):
+        return "sentence-transformers"
+    return "transformers"
+
+
+def _device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _not_found(model: str, exc: Exception) -> ModelNotFoundError:
+    offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+    hint = (" (HF_HUB_OFFLINE is set: pass a local model directory)" if offline else
+            "; check the id, or pass a local directory")
+    return ModelNotFoundError(f"cannot load image model {model!r}: {type(exc).__name__}: "
+                              f"{str(exc)[:300]}{hint}")
+
+
+class ImageEncoder:
+    """A loaded image model that turns RGB PIL images into L2-normalised float32 rows."""
+
+    def __init__(self, model: str, *, backend: str = "auto", device: str | None = None) -> None:
+        self.load_path, self.name = resolve_image_model(model)
+        self.backend = pick_backend(backend, self.load_path)
+        self.device = _device(device)
+        if self.backend == "sentence-transformers":
+            self._load_st(model)
+        else:
+            self._load_transformers(model)
+        self.dim = int(self._probe_dim())
+
+    # --- loading ---------------------------------------------------------------------------
+    def _load_st(self, model: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.st = SentenceTransformer(self.load_path, device=self.device)
+        except (OSError, ValueError) as exc:
+            raise _not_found(model, exc) from None
+
+    def _load_transformers(self, model: str) -> None:
+        import torch
+        from transformers import AutoImageProcessor, AutoModel
+
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(self.load_path)
+            self.model = AutoModel.from_pretrained(self.load_path, dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise _not_found(model, exc) from None
+        if not hasattr(self.model, "get_image_features"):
+            raise ModelNotFoundError(
+                f"model {model!r} ({type(self.model).__name__}) has no get_image_features; "
+                f"use a CLIP / SigLIP model, or a sentence-transformers image model")
+        self.model.eval().to(self.device)
+
+    def _probe_dim(self) -> int:
+        from PIL import Image
+
+        return self.encode([Image.new("RGB", (64, 64), (255, 255, 255))]).shape[1]
+
+    # --- encoding --------------------------------------------------------------------------
+    def encode(self, images: list, *, batch_size: int = 32) -> np.ndarray:
+        """[len(images), dim] float32, rows L2-normalised."""
+        if not images:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        if self.backend == "sentence-transformers":
+            out = self.st.encode(images, batch_size=batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+            return np.asarray(out, dtype=np.float32).reshape(len(images), -1)
+        return np.concatenate([self._encode_tf(images[i:i + batch_size])
+                               for i in range(0, len(images), batch_size)])
+
+    def _encode_tf(self, images: list) -> np.ndarray:
+        import torch
+
+        inputs = self.processor(images=images, return_tensors="pt")
+        inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model.get_image_features(**inputs)
+        # transformers 5 returns a BaseModelOutputWithPooling whose pooler_output is the
+        # projected embedding; older versions returned the tensor itself.
+        feats = out if isinstance(out, torch.Tensor) else (
+            getattr(out, "pooler_output", None) if getattr(out, "pooler_output", None) is not None
+            else out[0])
+        if feats.ndim == 3:  # no pooled output: mean over tokens
+            feats = feats.mean(dim=1)
+        feats = torch.nn.functional.normalize(feats.float(), p=2, dim=-1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "backend": self.backend, "dim": getattr(self, "dim", None),
+                "device": self.device}

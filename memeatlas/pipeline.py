@@ -1,0 +1,375 @@
+"""`memeatlas run`: a folder of memes to a finished report in one call.
+
+ingest → caption → embed text (and images, when an image model is given or cached
+locally) → cluster → label → [known-label scores] → [pair set + rating page] → report.
+
+Every step is the same library function its own command calls, and each one skips
+work that is already stored (same bytes, same annotator/prompt, same vectors, same
+cluster fingerprint, labels present, same report content), so running the pipeline
+again on the same folder does no work. Steps record what they did in a
+`PipelineSummary`, printed once at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memeatlas import progress
+from memeatlas.errors import InputError
+from memeatlas.store import Store
+
+MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+
+
+@dataclass
+class PipelineConfig:
+    """What `run_pipeline` does; every field has the default `memeatlas run` uses.
+
+    paths: folders, image files or globs; a .csv/.jsonl file is read as a manifest.
+    backend / model / caption_options: the captioner (`memeatlas caption --backend/--model`);
+      None leaves the caption step's own defaults.
+    text_fields: annotation fields embedded as the text space; None = ocr_text for the `ocr`
+      backend (it fills nothing else), else the embed step's default (description, intent).
+    image_model: CLIP-like model for an image space; "auto" uses the default model only when it
+      is already on disk (no download), None/"none" skips image embedding.
+    min_cluster_size: HDBSCAN's; None = the cluster step's default for the corpus size.
+    truth: a known-label column (e.g. "meta.theme") to score the clusterings against.
+    rate_pairs: when > 0, sample that many pairs (stratified over the runs) as pair set
+      `rate_pair_set` and write the rating page `rate_out`.
+    report: HTML report path (None: no report).
+    """
+
+    paths: list[str | Path] = field(default_factory=list)
+    recursive: bool = True
+    backend: str | None = None
+    model: str | None = None
+    caption_options: dict[str, Any] = field(default_factory=dict)
+    text_fields: tuple[str, ...] | list[str] | None = None
+    text_model: str | None = None
+    image_model: str | None = "auto"
+    min_cluster_size: int | None = None
+    seed: int = 42
+    truth: str | None = None
+    rate_pairs: int = 0
+    rate_pair_set: str = "pipeline"
+    rate_out: str | Path | None = None
+    report: str | Path | None = "report.html"
+    force: bool = False
+
+
+@dataclass
+class StepResult:
+    """One step's outcome: `work` counts what it wrote (0 = nothing to do)."""
+
+    name: str
+    status: str            # done | skipped | unavailable | failed
+    work: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineSummary:
+    """What `run_pipeline` did, step by step."""
+
+    db: str
+    steps: list[StepResult] = field(default_factory=list)
+    run_id: str | None = None
+    image_run_id: str | None = None
+    report: str | None = None
+    rate_page: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def did_work(self) -> bool:
+        """Whether any step wrote anything (False on a re-run over unchanged input)."""
+        return any(s.work > 0 for s in self.steps)
+
+    def step(self, name: str) -> StepResult | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat `step: what it did` lines for `echo_summary`."""
+        out: dict[str, Any] = {"database": self.db}
+        for s in self.steps:
+            out[s.name] = f"{s.detail} ({s.seconds:.1f}s)" if s.detail else f"{s.status} ({s.seconds:.1f}s)"
+        if self.run_id:
+            out["cluster run"] = self.run_id
+        out["total"] = f"{self.seconds:.1f}s" + ("" if self.did_work else " (nothing to do: all work was stored)")
+        return out
+
+
+def _make(cls, **kwargs):
+    """A config dataclass from the kwargs it has fields for (the APIs grow; ours stay calls)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = {k for k, v in kwargs.items() if k not in names and v is not None}
+    if unknown:
+        raise InputError(f"{cls.__name__} has no option(s) {', '.join(sorted(unknown))}")
+    return cls(**{k: v for k, v in kwargs.items() if k in names and v is not None})
+
+
+def _get(obj: Any, *names: str, default: Any = 0) -> Any:
+    for n in names:
+        v = getattr(obj, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+class _Timer:
+    def __init__(self, summary: PipelineSummary, name: str) -> None:
+        self.summary, self.name = summary, name
+
+    def __enter__(self) -> StepResult:
+        progress.info(f"[{self.name}]")
+        self.t0 = time.perf_counter()
+        self.result = StepResult(self.name, "done")
+        return self.result
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.result.seconds = time.perf_counter() - self.t0
+        if exc_type is not None:
+            self.result.status = "failed"
+            self.result.detail = f"failed: {exc}"
+        self.summary.steps.append(self.result)
+
+
+def _split_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
+    folders, manifests = [], []
+    for p in paths:
+        p = Path(p)
+        if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
+            manifests.append(p)
+        else:
+            folders.append(p)
+    return folders, manifests
+
+
+def _image_model(cfg: PipelineConfig) -> str | None:
+    """The image model to use: explicit, or the default one when it is on disk already."""
+    m = cfg.image_model
+    if m is None or str(m).lower() in ("", "none", "off"):
+        return None
+    if m != "auto":
+        return m
+    from memeatlas.embed.config import DEFAULT_IMAGE_MODEL
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return None
+    hit = try_to_load_from_cache(DEFAULT_IMAGE_MODEL, "config.json")
+    return DEFAULT_IMAGE_MODEL if isinstance(hit, str) else None
+
+
+def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
+    """Run every step on `cfg.paths` into `store`; see the module docstring.
+
+    A step that fails with a user-fixable error stops the pipeline with that error (what
+    earlier steps stored stays stored, so the next call resumes where this one stopped).
+    """
+    t_all = time.perf_counter()
+    summary = PipelineSummary(db=str(store.path))
+    if not cfg.paths:
+        raise InputError("nothing to run on: give a folder of memes (or image files / a manifest)")
+
+    # ---- ingest -----------------------------------------------------------------------------
+    from memeatlas.ingest import ingest_paths
+
+    folders, manifests = _split_paths(cfg.paths)
+    with _Timer(summary, "ingest") as st:
+        added = present = failed = 0
+        calls = [dict(paths=folders, recursive=cfg.recursive)] if folders else []
+        calls += [dict(paths=None, manifest=m) for m in manifests]
+        for kw in calls:
+            s = ingest_paths(store, **kw)
+            added, present, failed = added + s.added, present + s.present, failed + s.failed
+        st.work = added
+        st.detail = f"{added} added, {present} already stored, {failed} failed"
+        st.info = {"added": added, "present": present, "failed": failed}
+    if not store.scalar("SELECT count(*) FROM memes WHERE has_image"):
+        raise InputError(f"no images found in {', '.join(str(p) for p in cfg.paths)}"
+                         + ("" if cfg.recursive else " (pass --recursive for subfolders)")
+                         + "; see `memeatlas sql \"SELECT * FROM ingest_errors\"`")
+
+    # ---- caption ----------------------------------------------------------------------------
+    from memeatlas import caption
+
+    with _Timer(summary, "caption") as st:
+        # --caption-option KEY=VALUE: CaptionConfig fields (batch_size, max_new_tokens, ...) go to
+        # the config, anything else to the backend (device, dtype, base_url, ...).
+        names = {f.name for f in dataclasses.fields(caption.CaptionConfig)} - {"backend_options"}
+        top = {k: v for k, v in cfg.caption_options.items() if k in names}
+        rest = {k: v for k, v in cfg.caption_options.items() if k not in names}
+        ccfg = _make(caption.CaptionConfig, **{**top, "backend": cfg.backend, "model": cfg.model,
+                                              "force": cfg.force or None,
+                                              "backend_options": rest or None})
+        cs = caption.run(store, ccfg)
+        done = int(_get(cs, "n_done", "done", "annotated"))
+        skipped = int(_get(cs, "n_skipped", "skipped"))
+        failed = int(_get(cs, "n_failed", "failed"))
+        annotator = _get(cs, "annotator", default=None)
+        st.work = done
+        st.detail = f"{done} annotated, {skipped} already annotated, {failed} failed by {annotator}"
+        st.info = {"annotator": annotator, "done": done, "skipped": skipped, "failed": failed}
+    backend_name = str(ccfg.backend or "").lower()
+
+    # ---- embed --------------------------------------------------------------------------------
+    from memeatlas.embed import ImageEmbedConfig, TextEmbedConfig, embed_image, embed_text
+
+    fields = cfg.text_fields or (("ocr_text",) if backend_name == "ocr" else None)
+    with _Timer(summary, "embed text") as st:
+        tcfg = _make(TextEmbedConfig, fields=tuple(fields) if fields else None, model=cfg.text_model,
+                     annotator=annotator, force=cfg.force or None)
+        es = embed_text(store, tcfg)
+        text_space = es.space
+        st.work = es.embedded
+        st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
+        st.info = es.as_dict()
+    image_space = None
+    img_model = _image_model(cfg)
+    with _Timer(summary, "embed image") as st:
+        if img_model is None:
+            st.status = "unavailable"
+            st.detail = ("skipped: no image model given and the default is not on disk "
+                         "(pass --image-model)")
+        else:
+            es = embed_image(store, _make(ImageEmbedConfig, model=img_model, force=cfg.force or None))
+            image_space = es.space
+            st.work = es.embedded
+            st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
+            st.info = es.as_dict()
+
+    # ---- cluster + label ------------------------------------------------------------------------
+    from memeatlas import cluster
+
+    before = {r[0] for r in store.fetchall("SELECT run_id FROM cluster_runs")}
+    runs: dict[str, str] = {}
+    with _Timer(summary, "cluster") as st:
+        new = 0
+        for kind, space in (("text", text_space), ("image", image_space)):
+            if space is None:
+                continue
+            ids = cluster.run(store, _make(cluster.ClusterConfig, spaces=[space],
+                                           min_cluster_size=cfg.min_cluster_size, seed=cfg.seed,
+                                           force=cfg.force or None))
+            runs[kind] = ids[0]
+            new += sum(1 for r in ids if r not in before)
+        st.work = new
+        info = {k: cluster.get_run_info(store, r) for k, r in runs.items()}
+        st.detail = "; ".join(
+            f"{k} run {r}: {info[k].get('n_clusters')} clusters, "
+            f"{100 * (info[k].get('noise_fraction') or 0):.0f}% noise"
+            + ("" if r not in before else " (stored)") for k, r in runs.items())
+        st.info = {"runs": runs}
+    summary.run_id = runs.get("text")
+    summary.image_run_id = runs.get("image")
+
+    with _Timer(summary, "label") as st:
+        n = 0
+        parts = []
+        for kind, r in runs.items():
+            ls = cluster.label(store, _make(cluster.LabelConfig, run_id=r, force=cfg.force or None))
+            if not ls.skipped:
+                n += ls.n_labelled
+            parts.append(f"{kind}: {ls.n_labelled} clusters" + (" (stored)" if ls.skipped else ""))
+        st.work = n
+        st.detail = "; ".join(parts) + " labelled"
+
+    # ---- optional evaluation aids -----------------------------------------------------------------
+    if cfg.truth:
+        with _Timer(summary, "known labels") as st:
+            st.work, st.detail = _score_truth(store, list(runs.values()), cfg.truth, cfg.force)
+    if cfg.rate_pairs > 0:
+        with _Timer(summary, "rating page") as st:
+            st.work, st.detail, page = _rating_page(store, list(runs.values()), cfg)
+            summary.rate_page = str(page)
+
+    # ---- report -----------------------------------------------------------------------------------
+    if cfg.report:
+        from memeatlas.report import build
+
+        with _Timer(summary, "report") as st:
+            rs = build(store, summary.run_id, cfg.report, compare=summary.image_run_id,
+                       force=cfg.force)
+            st.work = 0 if rs.skipped else 1
+            st.detail = (f"{rs.path} unchanged" if rs.skipped else
+                         f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
+            summary.report = str(rs.path)
+    summary.seconds = time.perf_counter() - t_all
+    return summary
+
+
+def _score_truth(store: Store, run_ids: list[str], truth: str, force: bool) -> tuple[int, str]:
+    """ARI/NMI/V-measure/purity of each run against a known-label column, once per run."""
+    from memeatlas.evaluate.external import labels
+
+    todo = run_ids
+    if not force:
+        done = {r[0] for r in store.fetchall(
+            "SELECT DISTINCT run_id FROM evaluations WHERE command = 'labels' AND dimension = ?",
+            [truth])}
+        todo = [r for r in run_ids if r not in done]
+    if not todo:
+        return 0, f"scores against {truth} stored"
+    res = labels(store, todo, truth)
+    best = [r for r in res.rows if r.get("scope") == "all"]
+    parts = [f"{r['run']}: ARI {r.get('ari', float('nan')):.2f}" for r in best]
+    return len(todo), f"against {truth}: " + "; ".join(parts)
+
+
+def _rating_page(store: Store, run_ids: list[str], cfg: PipelineConfig) -> tuple[int, str, Path]:
+    """Sample a pair set (once) and write its rating page beside the report."""
+    from memeatlas.evaluate.pairs import pair_set_exists, sample_pairs
+    from memeatlas.report.rate_page import build_rate_page
+
+    work = 0
+    n_memes = store.scalar("SELECT count(*) FROM memes WHERE has_image")
+    n = min(cfg.rate_pairs, max(1, n_memes * (n_memes - 1) // 2))
+    if not pair_set_exists(store, cfg.rate_pair_set) or cfg.force:
+        sample_pairs(store, run_ids, n=n, strategy="stratified", seed=cfg.seed,
+                     pair_set=cfg.rate_pair_set, force=cfg.force)
+        work = 1
+    out = Path(cfg.rate_out) if cfg.rate_out else (
+        Path(cfg.report).with_name("rate.html") if cfg.report else Path("rate.html"))
+    existed = out.exists()
+    if work or not existed:
+        build_rate_page(store, cfg.rate_pair_set, out)
+        work = max(work, 1)
+    n_pairs = store.scalar("SELECT count(*) FROM rating_pairs WHERE pair_set = ?", [cfg.rate_pair_set])
+    return work, (f"pair set {cfg.rate_pair_set} ({n_pairs} pairs) → {out}"
+                  + (" (stored)" if not work else "")), out
+
+
+__all__ = ["PipelineConfig", "PipelineSummary", "StepResult", "run_pipeline"]
+
+
+def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pairs: int = 40,
+             force: bool = False) -> PipelineSummary:
+    """The offline demo: synthetic memes → OCR captions → bundled MiniLM → clusters → report.
+
+    Writes `directory`/images (with manifest.csv), memeatlas.duckdb, report.html and rate.html.
+    The manifest's `theme` column is ingested into memes.meta and the clusterings are scored
+    against it (known labels). Running it again reuses everything.
+    """
+    from memeatlas.demo.corpus import write_corpus
+
+    d = Path(directory)
+    img_dir = d / "images"
+    manifest = img_dir / "manifest.csv"
+    if force or not manifest.exists():
+        progress.info(f"writing {n} synthetic memes to {img_dir}")
+        write_corpus(img_dir, n=n)
+    cfg = PipelineConfig(paths=[manifest], backend="ocr", image_model="none", truth="meta.theme",
+                         rate_pairs=rate_pairs, rate_pair_set="demo", rate_out=d / "rate.html",
+                         report=d / "report.html", force=force)
+    store = Store.open(d / "memeatlas.duckdb")
+    try:
+        return run_pipeline(store, cfg)
+    finally:
+        store.close()

@@ -1,0 +1,571 @@
+// memeatlas report: draws the map, cluster list, galleries and plots from the
+// JSON embedded in the page. Every meme-derived string goes into the DOM via
+// textContent / text nodes / attribute values, never as markup.
+(function () {
+  'use strict';
+  var D = JSON.parse(document.getElementById('memeatlas-data').textContent);
+  var M = D.memes, N = M.id.length;
+  var SVGNS = 'http://www.w3.org/2000/svg';
+  var $ = function (id) { return document.getElementById(id); };
+
+  // el('div', {class: 'x', text: 'y', title: 'z'}, child, 'text child', ...)
+  function el(tag, attrs) {
+    var e = document.createElement(tag);
+    setAttrs(e, attrs);
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined) continue;
+      e.append(c); // strings become text nodes
+    }
+    return e;
+  }
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVGNS, tag);
+    setAttrs(e, attrs);
+    return e;
+  }
+  function setAttrs(e, attrs) {
+    if (!attrs) return;
+    Object.keys(attrs).forEach(function (k) {
+      var v = attrs[k];
+      if (v === null || v === undefined || v === false) return;
+      if (k === 'text') e.textContent = String(v);
+      else if (k === 'class') e.setAttribute('class', v);
+      else e.setAttribute(k, String(v));
+    });
+  }
+  function fmt(v, d) {
+    if (v === null || v === undefined || v === '') return '–';
+    if (typeof v === 'number') {
+      if (Number.isInteger(v)) return v.toLocaleString('en');
+      return v.toFixed(d === undefined ? 3 : d);
+    }
+    return String(v);
+  }
+  // append children, skipping null/undefined (DOM append() would write the text "null")
+  function put(parent) {
+    for (var i = 1; i < arguments.length; i++) if (arguments[i] !== null && arguments[i] !== undefined) parent.append(arguments[i]);
+    return parent;
+  }
+  function clip(s, n) { s = s || ''; return s.length > n ? s.slice(0, n - 1) + '…' : s; }
+
+  // ---- clusters and colours -------------------------------------------------
+  var clusterById = {};
+  D.clusters.forEach(function (c) { clusterById[c.cluster] = c; });
+  var PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
+    '#17becf', '#bcbd22', '#393b79', '#ad494a', '#637939', '#7b4173', '#3182bd', '#e6550d',
+    '#31a354', '#756bb1', '#843c39', '#6baed6', '#fd8d3c'];
+  var NOISE = '#b9bec7';
+  function colourFor(rank) {
+    if (rank < PALETTE.length) return PALETTE[rank];
+    var h = (rank * 137.508) % 360;
+    return 'hsl(' + h.toFixed(1) + ',62%,' + (42 + (rank % 3) * 8) + '%)';
+  }
+  function makeColours(ids) { // ids sorted by size desc; -1 is noise
+    var out = {}, r = 0;
+    ids.forEach(function (c) { out[c] = (c === -1 || c === null) ? NOISE : colourFor(r++); });
+    return out;
+  }
+  var coloursA = makeColours(D.clusters.map(function (c) { return c.cluster; }));
+  var cmp = D.compare, coloursB = {}, cmpLabels = {};
+  if (cmp) {
+    var countB = {};
+    cmp.per_meme.forEach(function (c) { if (c !== null) countB[c] = (countB[c] || 0) + 1; });
+    var idsB = Object.keys(countB).map(Number).sort(function (a, b) {
+      return (a === -1) - (b === -1) || countB[b] - countB[a] || a - b; });
+    coloursB = makeColours(idsB);
+    cmpLabels = cmp.labels || {};
+  }
+  var state = { mode: 'a', selected: null, meme: null, find: [], showNoise: true, showLabels: true };
+  function clusterOf(i) { return state.mode === 'b' ? cmp.per_meme[i] : M.cluster[i]; }
+  function colourOf(i) {
+    var c = clusterOf(i);
+    if (c === null || c === undefined) return NOISE;
+    return (state.mode === 'b' ? coloursB : coloursA)[c] || NOISE;
+  }
+  function labelOf(c, mode) {
+    if ((mode || state.mode) === 'b') {
+      if (c === null || c === undefined) return 'not in compared run';
+      var l = cmpLabels[String(c)];
+      return (l && l.label) || (c === -1 ? 'noise' : 'cluster ' + c);
+    }
+    var k = clusterById[c];
+    return k ? k.label : 'cluster ' + c;
+  }
+
+  // ---- header ----------------------------------------------------------------
+  var run = D.run;
+  $('run-line').append(
+    el('span', null, 'run '), el('code', { text: run.run_id }),
+    el('span', null, ' · space '), el('code', { text: run.space }),
+    el('span', null, ' · ' + (run.algorithm || '') + (run.created_at ? ' · ' + run.created_at : '')));
+  var nNoise = (clusterById[-1] || { size: 0 }).size;
+  [[N, 'memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters'],
+   [N ? (100 * nNoise / N).toFixed(1) + '%' : '–', 'noise'], [D.evaluations.length, 'evaluations']]
+    .forEach(function (s) { $('stats').append(el('div', { class: 'stat' }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
+
+  // ---- map -------------------------------------------------------------------
+  var canvas = $('map'), box = $('map-box'), tip = $('tooltip');
+  var ctx = canvas.getContext('2d');
+  var has = [], minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+  for (var i = 0; i < N; i++) {
+    var x = M.x[i], y = M.y[i];
+    if (x === null || y === null) continue;
+    has.push(i);
+    if (x < minX) minX = x; if (x > maxX) maxX = x;
+    if (y < minY) minY = y; if (y > maxY) maxY = y;
+  }
+  if (!has.length) { minX = minY = 0; maxX = maxY = 1; }
+  var view = { k: 1, tx: 0, ty: 0 }, W = 0, H = 0, dpr = 1;
+  var sx = new Float32Array(N), sy = new Float32Array(N); // screen positions (CSS px)
+  function fit() {
+    var pad = 28, spanX = (maxX - minX) || 1, spanY = (maxY - minY) || 1;
+    var k = Math.min((W - 2 * pad) / spanX, (H - 2 * pad) / spanY);
+    view.k = k > 0 ? k : 1;
+    view.tx = (W - spanX * view.k) / 2 - minX * view.k;
+    view.ty = (H - spanY * view.k) / 2 + maxY * view.k;  // y up
+  }
+  function resize() {
+    dpr = window.devicePixelRatio || 1;
+    W = box.clientWidth; H = box.clientHeight;
+    canvas.width = Math.max(1, Math.round(W * dpr)); canvas.height = Math.max(1, Math.round(H * dpr));
+  }
+  var centroids = null;
+  function computeCentroids() { // median position per cluster, for the names
+    var acc = {};
+    has.forEach(function (i) {
+      var c = clusterOf(i);
+      if (c === null || c === -1 || c === undefined) return;
+      (acc[c] = acc[c] || { xs: [], ys: [] }).xs.push(M.x[i]); acc[c].ys.push(M.y[i]);
+    });
+    function med(a) { a.sort(function (p, q) { return p - q; }); return a[a.length >> 1]; }
+    centroids = Object.keys(acc).map(function (c) {
+      return { c: Number(c), x: med(acc[c].xs), y: med(acc[c].ys), n: acc[c].xs.length };
+    }).sort(function (a, b) { return b.n - a.n; });
+  }
+  function draw() {
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    var sel = state.selected, drawn = 0;
+    var r = Math.max(1.6, Math.min(4.5, 9 / Math.sqrt(Math.max(1, N / 400)))) * Math.min(2.2, Math.sqrt(view.k / baseK));
+    var findSet = state.findSet;
+    // noise first (under), then clusters; the selected cluster last (on top)
+    for (var pass = 0; pass < 3; pass++) {
+      for (var j = 0; j < has.length; j++) {
+        var i = has[j], c = clusterOf(i);
+        var isNoise = c === -1 || c === null || c === undefined;
+        var isSel = sel !== null && c === sel;
+        if (pass === 0 && !isNoise) continue;
+        if (pass === 1 && (isNoise || isSel)) continue;
+        if (pass === 2 && !(isSel && !isNoise)) continue;
+        if (isNoise && !state.showNoise && !isSel) { sx[i] = NaN; continue; }
+        var px = M.x[i] * view.k + view.tx, py = -M.y[i] * view.k + view.ty;
+        sx[i] = px; sy[i] = py;
+        if (px < -10 || py < -10 || px > W + 10 || py > H + 10) continue;
+        ctx.globalAlpha = sel === null ? (isNoise ? 0.55 : 0.85) : (isSel ? 0.95 : 0.12);
+        ctx.fillStyle = colourOf(i);
+        ctx.beginPath(); ctx.arc(px, py, isNoise ? r * 0.7 : r, 0, 6.2832); ctx.fill();
+        drawn++;
+      }
+    }
+    ctx.globalAlpha = 1;
+    if (findSet) {
+      ctx.strokeStyle = '#111'; ctx.lineWidth = 1.5;
+      state.find.forEach(function (i) {
+        if (isNaN(sx[i])) return;
+        ctx.beginPath(); ctx.arc(sx[i], sy[i], r + 3, 0, 6.2832); ctx.stroke();
+      });
+    }
+    if (state.meme !== null && !isNaN(sx[state.meme])) {
+      ctx.strokeStyle = '#000'; ctx.lineWidth = 2;
+      ctx.beginPath(); ctx.arc(sx[state.meme], sy[state.meme], r + 5, 0, 6.2832); ctx.stroke();
+    }
+    if (state.showLabels && centroids) drawNames();
+    canvas.setAttribute('data-points-drawn', String(drawn));
+  }
+  function drawNames() {
+    ctx.font = '600 12px system-ui, sans-serif';
+    ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
+    ctx.lineJoin = 'round';
+    var placed = [], maxNames = 40;
+    for (var k = 0; k < centroids.length && placed.length < maxNames; k++) {
+      var ce = centroids[k];
+      if (state.selected !== null && ce.c !== state.selected) continue;
+      var px = ce.x * view.k + view.tx, py = -ce.y * view.k + view.ty;
+      if (px < 0 || py < 0 || px > W || py > H) continue;
+      var text = clip(labelOf(ce.c), 38), w = ctx.measureText(text).width + 8, h = 16;
+      var box2 = [px - w / 2, py - h / 2, px + w / 2, py + h / 2];
+      var clash = placed.some(function (b) { return !(box2[2] < b[0] || box2[0] > b[2] || box2[3] < b[1] || box2[1] > b[3]); });
+      if (clash) continue;
+      placed.push(box2);
+      ctx.lineWidth = 4; ctx.strokeStyle = 'rgba(255,255,255,0.92)'; ctx.strokeText(text, px, py);
+      ctx.fillStyle = '#1d2433'; ctx.fillText(text, px, py);
+    }
+  }
+  function nearest(mx, my, maxDist) {
+    var best = -1, bd = maxDist * maxDist;
+    for (var j = 0; j < has.length; j++) {
+      var i = has[j];
+      if (isNaN(sx[i])) continue;
+      var dx = sx[i] - mx, dy = sy[i] - my, d = dx * dx + dy * dy;
+      if (d < bd) { bd = d; best = i; }
+    }
+    return best;
+  }
+  function showTip(i, mx, my) {
+    if (i < 0) { tip.hidden = true; return; }
+    tip.replaceChildren();
+    put(tip, el('b', { text: M.name[i] }), el('div', { class: 'tt-c', text: labelOf(clusterOf(i)) }),
+      M.snippet[i] ? el('div', { text: M.snippet[i] }) : null);
+    tip.hidden = false;
+    var tx = mx + 14, ty = my + 12;
+    if (tx + tip.offsetWidth > W) tx = mx - tip.offsetWidth - 10;
+    if (ty + tip.offsetHeight > H) ty = my - tip.offsetHeight - 10;
+    tip.style.left = tx + 'px'; tip.style.top = ty + 'px';
+  }
+  var drag = null, baseK = 1;
+  canvas.addEventListener('mousemove', function (ev) {
+    var rect = canvas.getBoundingClientRect(), mx = ev.clientX - rect.left, my = ev.clientY - rect.top;
+    if (drag) {
+      view.tx = drag.tx + (ev.clientX - drag.x); view.ty = drag.ty + (ev.clientY - drag.y);
+      drag.moved = drag.moved || Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3;
+      tip.hidden = true; draw(); return;
+    }
+    showTip(nearest(mx, my, 8), mx, my);
+  });
+  canvas.addEventListener('mouseleave', function () { tip.hidden = true; drag = null; });
+  canvas.addEventListener('mousedown', function (ev) { drag = { x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty, moved: false }; });
+  window.addEventListener('mouseup', function (ev) {
+    if (!drag) return;
+    var moved = drag.moved; drag = null;
+    if (moved || ev.target !== canvas) return;
+    var rect = canvas.getBoundingClientRect();
+    var i = nearest(ev.clientX - rect.left, ev.clientY - rect.top, 8);
+    if (i < 0) { selectCluster(null); return; }  // a click on empty space clears the selection
+    selectCluster(clusterOf(i)); showMeme(i);
+  });
+  canvas.addEventListener('wheel', function (ev) {
+    ev.preventDefault();
+    var rect = canvas.getBoundingClientRect(), mx = ev.clientX - rect.left, my = ev.clientY - rect.top;
+    var f = Math.exp(-ev.deltaY * 0.0015);
+    var k2 = Math.max(baseK * 0.5, Math.min(baseK * 200, view.k * f)); f = k2 / view.k;
+    view.tx = mx - (mx - view.tx) * f; view.ty = my - (my - view.ty) * f; view.k = k2;
+    draw();
+  }, { passive: false });
+  canvas.addEventListener('dblclick', function () { fit(); draw(); });
+  $('reset-view').addEventListener('click', function () { fit(); draw(); });
+  $('show-noise').addEventListener('change', function (ev) { state.showNoise = ev.target.checked; draw(); });
+  $('show-labels').addEventListener('change', function (ev) { state.showLabels = ev.target.checked; draw(); });
+  $('find').addEventListener('input', function (ev) {
+    var q = ev.target.value.trim().toLowerCase();
+    state.find = [];
+    if (q) for (var i = 0; i < N; i++) {
+      if (M.name[i].toLowerCase().indexOf(q) >= 0 || (M.snippet[i] || '').toLowerCase().indexOf(q) >= 0) state.find.push(i);
+    }
+    state.findSet = q ? true : null;
+    $('find-count').textContent = q ? state.find.length + ' found' : '';
+    draw();
+  });
+  if (cmp) {
+    $('colour-by-wrap').hidden = false;
+    $('colour-by').addEventListener('change', function (ev) {
+      state.mode = ev.target.value; state.selected = null; computeCentroids(); renderList(); draw();
+    });
+  }
+  function redraw() { resize(); fit(); baseK = view.k; draw(); }
+  window.addEventListener('resize', redraw);
+
+  // ---- cluster list ----------------------------------------------------------
+  function listEntries() {
+    if (state.mode === 'b') {
+      var count = {};
+      cmp.per_meme.forEach(function (c) { if (c !== null) count[c] = (count[c] || 0) + 1; });
+      return Object.keys(count).map(function (c) {
+        c = Number(c);
+        var l = cmpLabels[String(c)] || {};
+        return { cluster: c, label: labelOf(c, 'b'), keywords: l.keywords || [], size: count[c] };
+      });
+    }
+    return D.clusters.slice();
+  }
+  function renderList() {
+    var how = $('sort-clusters').value, items = listEntries();
+    items.sort(function (a, b) {
+      if ((a.cluster === -1) !== (b.cluster === -1)) return a.cluster === -1 ? 1 : -1;
+      if (how === 'id') return a.cluster - b.cluster;
+      if (how === 'label') return String(a.label).localeCompare(String(b.label));
+      return b.size - a.size || a.cluster - b.cluster;
+    });
+    var colours = state.mode === 'b' ? coloursB : coloursA;
+    var ol = $('cluster-list');
+    ol.replaceChildren();
+    items.forEach(function (c) {
+      var sw = el('span', { class: 'swatch' }); sw.style.background = colours[c.cluster] || NOISE;
+      var li = el('li', { 'data-cluster': c.cluster, title: c.label },
+        sw, el('div', null, el('div', { class: 'cname', text: c.label }),
+          c.keywords && c.keywords.length ? el('div', { class: 'ckw', text: c.keywords.slice(0, 6).join(', ') }) : null),
+        el('span', { class: 'csize', text: fmt(c.size) }));
+      if (state.selected === c.cluster) li.classList.add('sel');
+      li.addEventListener('click', function () { selectCluster(c.cluster === state.selected ? null : c.cluster); });
+      ol.append(li);
+    });
+  }
+  $('sort-clusters').addEventListener('change', renderList);
+
+  // ---- cluster panel ---------------------------------------------------------
+  function thumbOf(i) { return D.thumbs ? D.thumbs[String(i)] : null; }
+  function figure(i) {
+    var t = thumbOf(i);
+    var img = t ? el('img', { src: t, alt: M.name[i], loading: 'lazy', decoding: 'async' })
+                : el('div', { class: 'noimg', text: 'no image' });
+    var f = el('figure', { 'data-meme': i, title: M.name[i] + (M.snippet[i] ? '\n' + M.snippet[i] : '') },
+      img, el('figcaption', { text: M.name[i] }), M.snippet[i] ? el('div', { class: 'snip', text: M.snippet[i] }) : null);
+    f.addEventListener('click', function () { showMeme(i); });
+    return f;
+  }
+  function selectCluster(c) {
+    state.selected = (c === undefined) ? null : c;
+    document.querySelectorAll('#cluster-list li').forEach(function (li) {
+      li.classList.toggle('sel', state.selected !== null && Number(li.getAttribute('data-cluster')) === state.selected);
+    });
+    draw();
+    renderPanel();
+  }
+  function renderPanel() {
+    var p = $('cluster-panel'), c = state.selected;
+    p.replaceChildren();
+    if (c === null) {
+      p.append(el('p', { class: 'muted', text: 'Click a cluster in the list, on the map or in the size plot to see its members.' }));
+      return;
+    }
+    var members = [];
+    for (var i = 0; i < N; i++) if (clusterOf(i) === c) members.push(i);
+    var info = state.mode === 'a' ? clusterById[c] : null;
+    var gallery = info ? info.gallery : members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
+    if (info) members = info.members;
+    var head = el('div', { class: 'phead' },
+      el('h2', { text: labelOf(c) }),
+      el('div', { class: 'muted', text: (c === -1 ? 'noise (in no cluster)' : 'cluster ' + c) + ' · ' +
+        fmt(members.length) + ' memes · ' + (N ? (100 * members.length / N).toFixed(1) : 0) + '% of the run' }));
+    p.append(head);
+    var kw = info ? info.keywords : ((cmpLabels[String(c)] || {}).keywords || []);
+    if (kw && kw.length) {
+      var chips = el('div', { class: 'chips' });
+      kw.forEach(function (k) { chips.append(el('span', { class: 'chip', text: k })); });
+      p.append(chips);
+    }
+    if (cmp && state.mode === 'a' && cmp.crosswalk && cmp.crosswalk[String(c)]) {
+      var parts = cmp.crosswalk[String(c)].map(function (t) { return labelOf(t[0], 'b') + ' (' + t[1] + ')'; });
+      p.append(el('div', { class: 'muted', text: 'In the compared run: ' + parts.join(' · ') }));
+    }
+    var g = el('div', { class: 'gallery', id: 'gallery' });
+    gallery.forEach(function (i) { g.append(figure(i)); });
+    p.append(g);
+    if (gallery.length < members.length) {
+      p.append(el('p', { class: 'muted', text: 'Showing ' + gallery.length + ' of ' + members.length +
+        ' thumbnails (representatives first). All members are listed below; query them with SQL: ' +
+        "SELECT * FROM cluster_members WHERE run_id = '" + run.run_id + "' AND cluster = " + c + ';' }));
+    }
+    var det = el('details', { class: 'members' }, el('summary', { text: 'All ' + members.length + ' members' }));
+    var ul = el('ul', { id: 'member-list' });
+    var cap = Math.min(members.length, 2000);
+    for (var k = 0; k < cap; k++) {
+      (function (i) {
+        var li = el('li', { 'data-meme': i, title: M.snippet[i] || '' }, M.name[i]);
+        li.addEventListener('click', function () { showMeme(i); });
+        ul.append(li);
+      })(members[k]);
+    }
+    det.append(ul);
+    if (cap < members.length) det.append(el('p', { class: 'muted', text: '… and ' + (members.length - cap) + ' more' }));
+    p.append(det);
+  }
+
+  // ---- meme detail -----------------------------------------------------------
+  function field(k, v) {
+    if (v === null || v === undefined || v === '') return null;
+    return el('div', { class: 'field' }, el('div', { class: 'k', text: k }), el('div', { class: 'v', text: v }));
+  }
+  function showMeme(i) {
+    state.meme = i; draw();
+    var b = $('detail-body'), a = D.details[String(i)] || null, t = thumbOf(i);
+    b.replaceChildren();
+    put(b, el('h2', { text: M.name[i] }));
+    if (t) put(b, el('img', { src: t, alt: M.name[i] }));
+    put(b, field('cluster', labelOf(M.cluster[i], 'a') + ' (' + M.cluster[i] + ')'));
+    if (cmp) put(b, field('compared run', labelOf(cmp.per_meme[i], 'b')));
+    put(b, field('membership probability', M.prob[i] === null ? null : fmt(M.prob[i], 2)));
+    if (a) {
+      put(b, field('description', a.description), field('text in the image (OCR)', a.ocr_text),
+        field('intent', a.intent), field('template', a.template), field('tone', a.tone));
+      if (a.entities && a.entities.length) {
+        var ul = el('ul');
+        a.entities.forEach(function (e) {
+          ul.append(el('li', null, el('b', { text: e.name || '' }), ' — ' + (e.role || '') + (e.stands_for ? ': ' + e.stands_for : '')));
+        });
+        put(b, el('div', { class: 'field' }, el('div', { class: 'k', text: 'entities' }), ul));
+      }
+      put(b, field('annotator', a.annotator));
+    } else {
+      put(b, field('text', M.snippet[i]));
+    }
+    put(b, field('meme id', M.id[i]));
+    $('meme-detail').hidden = false;
+  }
+  $('detail-close').addEventListener('click', function () { $('meme-detail').hidden = true; state.meme = null; draw(); });
+  document.addEventListener('keydown', function (ev) {
+    if (ev.key === 'Escape') { $('meme-detail').hidden = true; state.meme = null; draw(); }
+  });
+
+  // ---- evaluations -----------------------------------------------------------
+  function detailText(e) {
+    var d = e.details || {}, parts = [];
+    if (e.dimension) parts.push(e.dimension);
+    if (e.pair_set) parts.push('pair set ' + e.pair_set);
+    ['scope', 'run_b', 'vs', 'noise', 'n_within', 'n_between', 'coders', 'n_clusters'].forEach(function (k) {
+      if (d[k] !== undefined && d[k] !== null) parts.push(k + '=' + (typeof d[k] === 'object' ? JSON.stringify(d[k]) : d[k]));
+    });
+    if (e.command) parts.push('(' + e.command + ')');
+    return parts.join(' · ');
+  }
+  (function renderEvaluations() {
+    var host = $('evaluations');
+    if (!D.evaluations.length) {
+      host.append(el('p', { class: 'muted', text: 'No evaluations stored for this run yet. Rate pairs (memeatlas evaluate pairs / rate / import-ratings) and score the run with memeatlas evaluate; the results appear here.' }));
+      return;
+    }
+    var t = el('table', { class: 'grid', id: 'eval-table' });
+    t.append(el('thead', null, el('tr', null, el('th', { text: 'metric' }), el('th', { text: 'run' }), el('th', { text: 'value' }),
+      el('th', { text: '95% CI' }), el('th', { text: 'n' }), el('th', { text: 'details' }), el('th', { text: 'when' }))));
+    var tb = el('tbody');
+    D.evaluations.forEach(function (e) {
+      var ci = (e.ci_low === null || e.ci_low === undefined) ? '–' : '[' + fmt(e.ci_low) + ', ' + fmt(e.ci_high) + ']';
+      var d = el('td', { text: detailText(e) });
+      if (e.details && typeof e.details === 'object') d.setAttribute('title', JSON.stringify(e.details));
+      tb.append(el('tr', null, el('td', { text: e.metric }), el('td', { text: e.run_id || 'pair set' }),
+        el('td', { class: 'num', text: fmt(e.value) }), el('td', { class: 'num', text: ci }),
+        el('td', { class: 'num', text: fmt(e.n) }), d, el('td', { class: 'num', text: e.created_at || '' })));
+    });
+    t.append(tb); host.append(t);
+  })();
+
+  // ---- plots -----------------------------------------------------------------
+  function axisText(x, y, s, anchor, extra) {
+    var t = svg('text', Object.assign({ x: x, y: y, 'font-size': 11, fill: '#555', 'text-anchor': anchor || 'middle' }, extra || {}));
+    t.textContent = s; return t;
+  }
+  function niceTicks(lo, hi, n) {
+    var span = hi - lo || 1, step = Math.pow(10, Math.floor(Math.log10(span / n)));
+    [1, 2, 5, 10].some(function (m) { if (span / (step * m) <= n) { step *= m; return true; } return false; });
+    var out = [];
+    for (var v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6);
+    return out;
+  }
+  (function plotSizes() {
+    var host = $('plot-sizes'), data = D.sizes.filter(function (s) { return s.cluster !== -1; });
+    var noise = D.sizes.filter(function (s) { return s.cluster === -1; })[0];
+    var bars = data.concat(noise ? [noise] : []);
+    if (!bars.length) { host.append(el('p', { class: 'muted', text: 'No clusters.' })); return; }
+    var w = 560, h = 240, l = 44, r = 10, t = 10, b = 38, maxV = Math.max.apply(null, bars.map(function (s) { return s.size; }));
+    var s = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': 'cluster sizes', id: 'sizes-svg' });
+    var bw = (w - l - r) / bars.length;
+    niceTicks(0, maxV, 5).forEach(function (v) {
+      var y = h - b - (h - t - b) * v / maxV;
+      s.append(svg('line', { x1: l, x2: w - r, y1: y, y2: y, stroke: '#eee' }));
+      s.append(axisText(l - 6, y + 4, fmt(v), 'end'));
+    });
+    bars.forEach(function (d, k) {
+      var bh = (h - t - b) * d.size / maxV;
+      var rect = svg('rect', { class: 'bar', x: l + k * bw + bw * 0.1, y: h - b - bh, width: Math.max(1, bw * 0.8), height: bh,
+        fill: coloursA[d.cluster] || NOISE, 'data-cluster': d.cluster });
+      var ti = svg('title'); ti.textContent = d.label + ': ' + d.size; rect.append(ti);
+      rect.addEventListener('click', function () { if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; computeCentroids(); renderList(); } selectCluster(d.cluster); });
+      s.append(rect);
+    });
+    s.append(svg('line', { x1: l, x2: w - r, y1: h - b, y2: h - b, stroke: '#999' }));
+    s.append(axisText((l + w - r) / 2, h - 8, 'clusters, largest first' + (noise ? ' (grey: noise)' : '')));
+    s.append(axisText(12, (t + h - b) / 2, 'memes', 'middle', { transform: 'rotate(-90 12 ' + (t + h - b) / 2 + ')' }));
+    host.append(s);
+  })();
+  (function plotSweep() {
+    var host = $('plot-sweep'), pts = D.sweep || [];
+    if (!pts.length) {
+      host.append(el('p', { class: 'muted', text: 'No sweep yet: this curve appears when cluster quality (CQ) has been evaluated for runs of this space with different min_cluster_size values (memeatlas evaluate sweep).' }));
+      return;
+    }
+    var series = {}; pts.forEach(function (p) { (series[p.series] = series[p.series] || []).push(p); });
+    var names = Object.keys(series);
+    var xsAll = pts.map(function (p) { return Number(p.min_cluster_size); });
+    var ysAll = []; pts.forEach(function (p) { ysAll.push(p.value); if (p.ci_low !== null) ysAll.push(p.ci_low); if (p.ci_high !== null) ysAll.push(p.ci_high); });
+    var x0 = Math.min.apply(null, xsAll), x1 = Math.max.apply(null, xsAll);
+    var y0 = Math.min(0, Math.min.apply(null, ysAll)), y1 = Math.max.apply(null, ysAll);
+    if (y1 === y0) y1 = y0 + 1;
+    var rowsL = Math.ceil(names.length / 3), w = 560, h = 240 + 16 * rowsL, l = 44, r = 10, t = 10, b = 44 + 16 * rowsL;
+    var X = function (v) { return l + (w - l - r) * (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)); };
+    var Y = function (v) { return h - b - (h - t - b) * (v - y0) / (y1 - y0); };
+    var s = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': 'CQ versus min cluster size', id: 'sweep-svg' });
+    niceTicks(y0, y1, 5).forEach(function (v) {
+      s.append(svg('line', { x1: l, x2: w - r, y1: Y(v), y2: Y(v), stroke: v === 0 ? '#bbb' : '#eee' }));
+      s.append(axisText(l - 6, Y(v) + 4, fmt(v, 2), 'end'));
+    });
+    Array.from(new Set(xsAll)).sort(function (a, b2) { return a - b2; }).forEach(function (v) { s.append(axisText(X(v), h - b + 14, String(v))); });
+    names.forEach(function (name, k) {
+      var col = colourFor(k), ps = series[name];
+      var d = ps.map(function (p, j) { return (j ? 'L' : 'M') + X(Number(p.min_cluster_size)).toFixed(1) + ' ' + Y(p.value).toFixed(1); }).join(' ');
+      s.append(svg('path', { d: d, fill: 'none', stroke: col, 'stroke-width': 2 }));
+      ps.forEach(function (p) {
+        var cx = X(Number(p.min_cluster_size));
+        if (p.ci_low !== null && p.ci_high !== null) s.append(svg('line', { x1: cx, x2: cx, y1: Y(p.ci_low), y2: Y(p.ci_high), stroke: col, 'stroke-opacity': 0.5 }));
+        var dot = svg('circle', { cx: cx, cy: Y(p.value), r: p.current ? 5.5 : 3.5, fill: p.current ? '#fff' : col, stroke: col, 'stroke-width': 2 });
+        var ti = svg('title'); ti.textContent = name + ' · min_cluster_size ' + p.min_cluster_size + ': CQ ' + fmt(p.value) +
+          (p.ci_low !== null ? ' [' + fmt(p.ci_low) + ', ' + fmt(p.ci_high) + ']' : '') + (p.current ? ' (this run)' : '');
+        dot.append(ti); s.append(dot);
+      });
+      var lx = l + (k % 3) * 170, ly = h - b + 46 + 16 * Math.floor(k / 3);
+      s.append(svg('rect', { x: lx, y: ly - 8, width: 10, height: 10, fill: col }));
+      s.append(axisText(lx + 14, ly + 1, clip(name, 26), 'start'));
+    });
+    s.append(axisText((l + w - r) / 2, h - b + 30, 'min_cluster_size (open circle: this run)'));
+    s.append(axisText(12, (t + h - b) / 2, 'CQ', 'middle', { transform: 'rotate(-90 12 ' + (t + h - b) / 2 + ')' }));
+    host.append(s);
+  })();
+
+  // ---- compare ---------------------------------------------------------------
+  if (cmp) {
+    $('compare-panel').hidden = false;
+    var c2 = cmp.run;
+    $('compare').append(el('dl', { class: 'kv' },
+      el('dt', { text: 'run' }), el('dd', { text: c2.run_id + ' (' + c2.space + ', ' + c2.algorithm + ')' }),
+      el('dt', { text: 'memes in both runs' }), el('dd', { text: fmt(cmp.n_shared) + ' of ' + fmt(N) }),
+      el('dt', { text: 'adjusted Rand index' }), el('dd', { text: fmt(cmp.ari) }),
+      el('dt', { text: 'normalised mutual information' }), el('dd', { text: fmt(cmp.nmi) }),
+      el('dt', { text: 'clusters' }), el('dd', { text: fmt(c2.n_clusters) + ' (noise ' + (c2.noise_fraction === null ? '–' : (100 * c2.noise_fraction).toFixed(1) + '%') + ')' })),
+      el('p', { class: 'muted', text: 'ARI/NMI count noise (-1) as one more group. Switch “Colour by” above the map to see the other run’s clusters on this layout.' }));
+  }
+
+  // ---- provenance ------------------------------------------------------------
+  (function renderProvenance() {
+    var host = $('provenance'), dl = el('dl', { class: 'kv' });
+    ['run_id', 'name', 'space', 'algorithm', 'kind', 'parent_run', 'seed', 'n_items', 'n_clusters', 'noise_fraction', 'fingerprint', 'created_at']
+      .forEach(function (k) { if (run[k] !== null && run[k] !== undefined) dl.append(el('dt', { text: k }), el('dd', { text: fmt(run[k]) })); });
+    if (D.annotators && D.annotators.length) dl.append(el('dt', { text: 'annotations shown' }), el('dd', { text: D.annotators.join(', ') }));
+    var g = D.generated || {};
+    dl.append(el('dt', { text: 'report generated' }), el('dd', { text: (g.at || '') + ' by memeatlas ' + (g.memeatlas || '') + ' from ' + (g.db || '') }));
+    host.append(dl);
+    ['params', 'spaces', 'software', 'timings'].forEach(function (k) {
+      if (run[k] === null || run[k] === undefined) return;
+      host.append(el('h3', { text: k }), el('pre', { class: 'json', text: JSON.stringify(run[k], null, 2) }));
+    });
+  })();
+
+  // ---- start -----------------------------------------------------------------
+  computeCentroids();
+  renderList();
+  redraw();
+  // Hooks for tests and for people poking around in the console.
+  window.memeatlasReport = {
+    data: D, selectCluster: selectCluster, showMeme: showMeme,
+    screenPoint: function (i) { return [sx[i], sy[i]]; }
+  };
+  document.body.setAttribute('data-ready', '1');
+})();

@@ -1,0 +1,102 @@
+"""`memeatlas report`: one self-contained HTML file for a cluster run.
+
+The page opens from disk with no server and no network: the map, plots and
+galleries are drawn by a small inline script from JSON embedded in the page, and
+thumbnails are `data:` URIs. See `memeatlas.report.html` for the escaping rules.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from memeatlas import __version__, progress
+from memeatlas.provenance import short_hash, utcnow
+from memeatlas.report.collect import collect
+from memeatlas.report.html import asset, render_page
+from memeatlas.report.thumbnails import DEFAULT_THUMB_PX, data_uris
+from memeatlas.store import Store
+
+REPORT_FORMAT = "1"  # bump when the page layout changes, so existing reports are rebuilt
+_FP_RE = re.compile(rb'<meta name="memeatlas-fingerprint" content="([0-9a-f]+)">')
+
+
+@dataclass
+class ReportSummary:
+    """What `build` did."""
+
+    path: Path
+    run_id: str
+    n_memes: int
+    n_clusters: int
+    n_thumbnails: int
+    n_evaluations: int
+    bytes: int
+    seconds: float
+    skipped: bool = False  # the file already held this exact report
+
+    def as_dict(self) -> dict:
+        return {"report": str(self.path), "run": self.run_id, "memes": self.n_memes,
+                "clusters": self.n_clusters, "thumbnails": self.n_thumbnails,
+                "evaluations": self.n_evaluations, "size": f"{self.bytes / 1e6:.2f} MB",
+                "seconds": round(self.seconds, 2), "skipped": self.skipped}
+
+
+def existing_fingerprint(path: Path) -> str | None:
+    """The fingerprint stamped into a report file by `build`, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    m = _FP_RE.search(head)
+    return m.group(1).decode() if m else None
+
+
+def build(store: Store, run_id: str | None, out_path: str | Path, compare: str | None = None, *,
+          thumb_px: int = DEFAULT_THUMB_PX, thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
+          quality: int = 70, force: bool = True) -> ReportSummary:
+    """Write the HTML report of cluster run `run_id` (None: the newest run) to `out_path`.
+
+    `compare` names a second run over the same memes: the map can be coloured by it and the
+    page shows ARI/NMI and which of its clusters each cluster maps to. Thumbnails are at most
+    `thumb_px` pixels on a side, `thumbs_per_cluster` per cluster and `max_thumbs` in all.
+    With `force=False` an existing file holding the same content (same fingerprint) is kept.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_path)
+    data = collect(store, run_id, compare=compare, thumbs_per_cluster=thumbs_per_cluster,
+                   max_thumbs=max_thumbs)
+    payload = data.payload
+    fingerprint = short_hash({"format": REPORT_FORMAT, "version": __version__,
+                              "payload": payload, "thumb_px": thumb_px, "quality": quality,
+                              "thumbs": sorted(data.thumb_paths)}, n=32)
+    n_clusters = sum(1 for c in payload["clusters"] if c["cluster"] != -1)
+    if not force and out.exists() and existing_fingerprint(out) == fingerprint:
+        return ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
+                             len(data.thumb_paths), len(payload["evaluations"]),
+                             out.stat().st_size, time.perf_counter() - t0, skipped=True)
+
+    thumbs = data_uris(((str(i), p) for i, p in data.thumb_paths.items()), thumb_px,
+                       quality=quality, desc="report thumbnails")
+    payload["thumbs"] = {k: v for k, v in thumbs.items() if v}
+    payload["generated"] = {"at": utcnow().isoformat(sep=" ", timespec="seconds"),
+                            "memeatlas": __version__, "db": str(store.path),
+                            "thumb_px": thumb_px, "compare": compare}
+    html = render_page(
+        title=f"memeatlas report · {data.run_id}",
+        css=asset("report.css"), js=asset("report.js"), data=payload,
+        body=asset("report_body.html"),
+        meta={"memeatlas-fingerprint": fingerprint, "memeatlas-run": data.run_id},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)  # never leave a half-written report behind
+    summary = ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
+                            len(payload["thumbs"]), len(payload["evaluations"]),
+                            out.stat().st_size, time.perf_counter() - t0)
+    progress.info(f"report: wrote {out} ({summary.bytes / 1e6:.2f} MB)")
+    return summary

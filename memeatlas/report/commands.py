@@ -1,0 +1,43 @@
+"""`memeatlas report`: the HTML report of a cluster run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memeatlas.cli_common import DbOption, echo_summary, open_store
+
+
+def register(app: typer.Typer) -> None:
+    """Add `report` to the root app."""
+
+    @app.command("report")
+    def report_cmd(
+        run: Annotated[str | None, typer.Option(
+            "--run", help="Cluster run to report [default: the newest run].")] = None,
+        compare: Annotated[str | None, typer.Option(
+            "--compare", help="A second run over the same memes: colour the map by it and show "
+                              "ARI/NMI and which of its clusters each cluster maps to.")] = None,
+        out: Annotated[Path, typer.Option(
+            "-o", "--out", help="HTML file to write.")] = Path("report.html"),
+        thumb_px: Annotated[int, typer.Option(
+            "--thumb-px", min=32, max=512, help="Longest side of the embedded thumbnails, in pixels.")] = 160,
+        per_cluster: Annotated[int, typer.Option(
+            "--thumbs-per-cluster", min=0, help="Thumbnails shown per cluster (representatives first).")] = 24,
+        max_thumbs: Annotated[int, typer.Option(
+            "--max-thumbs", min=0, help="Cap on thumbnails in the whole report (keeps its size "
+                                        "reasonable for large corpora).")] = 2500,
+        db: DbOption = None,
+    ) -> None:
+        """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
+
+        The file opens from disk in any browser, with no server and no network.
+        """
+        from memeatlas.report import build
+
+        with open_store(db, read_only=True) as store:
+            summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
+                            thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs)
+        echo_summary("report", summary.as_dict())

@@ -1,0 +1,74 @@
+"""Downscaled, embedded thumbnails for the report and the rating page.
+
+Every image in a generated page is a `data:` URI made here, so the page opens
+from disk with no server and no network. Images go through
+`memeatlas.imaging.load_image` (EXIF orientation, alpha on white, first GIF
+frame), the same pixels every other step sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from memeatlas.errors import InputError
+from memeatlas.imaging import load_image
+
+DEFAULT_THUMB_PX = 160
+# Decoding large images is the slow part; ask PIL for a cheap draft first.
+_LOAD_BUDGET = 1024 * 1024
+
+
+def thumbnail_bytes(path: str | Path, max_px: int = DEFAULT_THUMB_PX, *, fmt: str = "WEBP",
+                    quality: int = 70) -> bytes:
+    """The image at `path`, fitted inside max_px × max_px, encoded as WEBP (or JPEG)."""
+    img = load_image(path, max_pixels=_LOAD_BUDGET)
+    img.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if fmt.upper() == "WEBP":
+        img.save(buf, format="WEBP", quality=quality, method=4)
+    else:
+        img.save(buf, format="JPEG", quality=quality, optimize=True, progressive=False)
+    return buf.getvalue()
+
+
+def data_uri(path: str | Path, max_px: int = DEFAULT_THUMB_PX, *, fmt: str = "WEBP",
+             quality: int = 70) -> str | None:
+    """A `data:image/...;base64,...` URI of the thumbnail, or None when the file cannot be read.
+
+    A missing or broken file must not stop a report: the page shows a placeholder.
+    """
+    try:
+        raw = thumbnail_bytes(path, max_px, fmt=fmt, quality=quality)
+    except (InputError, OSError, ValueError):
+        return None
+    mime = "image/webp" if fmt.upper() == "WEBP" else "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(raw).decode("ascii")
+
+
+def data_uris(items: Iterable[tuple[str, str | None]], max_px: int = DEFAULT_THUMB_PX, *,
+              fmt: str = "WEBP", quality: int = 70, workers: int = 4,
+              desc: str = "thumbnails") -> dict[str, str | None]:
+    """Thumbnails for many (key, path) pairs, decoded in a few threads (PIL releases the GIL).
+
+    Keys with no path (image-less memes) map to None.
+    """
+    from memeatlas import progress
+
+    items = list(items)
+    out: dict[str, str | None] = {k: None for k, p in items if not p}
+    todo = [(k, p) for k, p in items if p]
+    if not todo:
+        return out
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            progress.bar(total=len(todo), desc=desc, unit="img") as bar:
+        futures = {k: pool.submit(data_uri, p, max_px, fmt=fmt, quality=quality) for k, p in todo}
+        for k, fut in futures.items():
+            out[k] = fut.result()
+            bar.update(1)
+    return out

@@ -1,0 +1,68 @@
+"""`memeatlas run` end to end on a generated folder (OCR captions, bundled MiniLM, UMAP+HDBSCAN).
+
+One test process pays UMAP's first-call compile once; everything is in one test on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from memeatlas.cli import app
+from memeatlas.demo.corpus import write_corpus
+from memeatlas.pipeline import PipelineConfig, run_pipeline
+from memeatlas.store import Store
+
+pytestmark = pytest.mark.slow
+
+TABLES = ("memes", "annotations", "embeddings", "cluster_runs", "cluster_assignments",
+          "cluster_labels", "rating_pairs")
+
+
+def _counts(db) -> dict[str, int]:
+    with Store.open(db, read_only=True) as s:
+        return {t: s.scalar(f"SELECT count(*) FROM {t}") for t in TABLES}
+
+
+def test_run_twice_second_does_no_work(tmp_path):
+    folder = tmp_path / "memes"
+    write_corpus(folder, n=15, seed=1)
+    (folder / "notes.txt").write_text("not an image")  # ignored, not an error
+    db = tmp_path / "corpus.duckdb"
+    report = tmp_path / "out" / "report.html"
+    args = ["run", str(folder), "--db", str(db), "--backend", "ocr", "--image-model", "none",
+            "--min-cluster-size", "3", "--rate-pairs", "6", "-o", str(report)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    first = _counts(db)
+    assert first["memes"] == 15 and first["annotations"] == 15 and first["embeddings"] == 15
+    assert first["cluster_runs"] == 1 and first["cluster_assignments"] == 15
+    assert first["cluster_labels"] >= 1 and first["rating_pairs"] == 6
+    html = report.read_text()
+    assert "memeatlas-fingerprint" in html and len(html) > 20_000
+    assert (tmp_path / "out" / "rate.html").exists()
+    for step in ("ingest", "caption", "embed text", "cluster", "label", "rating page", "report"):
+        assert re.search(rf"^\s+{step}\s", res.output, re.M), f"no {step} line in\n{res.output}"
+    mtime = report.stat().st_mtime_ns
+
+    # Second run: every step finds its work stored.
+    with Store.open(db) as store:
+        summary = run_pipeline(store, PipelineConfig(
+            paths=[folder], backend="ocr", image_model="none", min_cluster_size=3, rate_pairs=6,
+            report=report))
+    assert not summary.did_work, [(s.name, s.work, s.detail) for s in summary.steps]
+    assert summary.step("ingest").info["present"] == 15
+    assert summary.step("caption").info["skipped"] == 15
+    assert summary.step("report").detail.endswith("unchanged")
+    assert _counts(db) == first
+    assert report.stat().st_mtime_ns == mtime
+
+
+def test_run_errors_clearly(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(app, ["run", str(empty), "--db", str(tmp_path / "x.duckdb"),
+                                   "--backend", "ocr", "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 1 and "Error:" in res.output and "no images" in res.output
