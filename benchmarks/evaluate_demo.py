@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from memeatlas.evaluate import agreement, import_ratings, labels, quality, sample_pairs
-from memeatlas.evaluate.common import render
+from memeatlas.evaluate.common import insert_rows, render
 from memeatlas.evaluate.external import load_truth
 from memeatlas.store import Store
 
@@ -76,13 +76,11 @@ def build_synthetic(db: Path, n: int = 300, seed: int = 0) -> list[str]:
     store = Store.open(db)
     themes = [f"theme{i}" for i in range(5)]
     templates = [f"template{i}" for i in range(3)]
-    ids, meta = [], []
-    for i in range(n):
-        mid = f"{i:064x}"
-        ids.append(mid)
-        meta.append({"theme": themes[i % 5], "template": templates[(i // 5) % 3]})
-        store.execute("INSERT INTO memes (meme_id, path, source, source_id, has_image, meta) VALUES (?,?,?,?,?,?)",
-                      [mid, f"/synthetic/meme_{i:04d}.png", "manifest", f"s{i}", True, json.dumps(meta[-1])])
+    ids = [f"{i:064x}" for i in range(n)]
+    meta = [{"theme": themes[i % 5], "template": templates[(i // 5) % 3]} for i in range(n)]
+    insert_rows(store, "memes", ("meme_id", "path", "source", "source_id", "has_image", "meta"),
+                [(mid, f"/synthetic/meme_{i:04d}.png", "manifest", f"s{i}", True, json.dumps(meta[i]))
+                 for i, mid in enumerate(ids)])
     for name, key, values in (("text", "theme", themes), ("image", "template", templates)):
         lab = np.array([values.index(m[key]) for m in meta])
         wrong = rng.random(n) < 0.10
@@ -94,9 +92,8 @@ def build_synthetic(db: Path, n: int = 300, seed: int = 0) -> list[str]:
                       "noise_fraction) VALUES (?,?,?,?,?,?,?)",
                       [run_id, space, "planted", json.dumps({"min_cluster_size": 10}), n, len(values),
                        float((lab == -1).mean())])
-        for mid, c in zip(ids, lab):
-            store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster) VALUES (?,?,?)",
-                          [run_id, mid, int(c)])
+        insert_rows(store, "cluster_assignments", ("run_id", "meme_id", "cluster"),
+                    [(run_id, mid, int(c)) for mid, c in zip(ids, lab, strict=True)])
     store.close()
     return ["synthetic-text", "synthetic-image"]
 
@@ -135,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     store = Store.open(db)
     runs = args.runs.split(",") if args.runs else (runs or default_runs(store))
     if len(runs) < 2:
-        print(f"need at least two clustering runs, found {runs}", file=sys.stderr)
+        print(f"need at least two clustering runs to compare, found {runs}. Add e.g. an image run:\n"
+              f"  python -c \"from memeatlas.testing.tiny_clip import build_tiny_clip; "
+              f"build_tiny_clip('tinyclip')\"   # offline; or a real CLIP id\n"
+              f"  memeatlas embed image --db {db} --model tinyclip\n"
+              f"  memeatlas cluster --db {db} --space image:tinyclip --algorithm kmeans --k 3",
+              file=sys.stderr)
         return 1
     specs = dict(s.split("=", 1) for s in (args.truth or ["connotative=theme", "denotative=template"]))
     truths = {dim: load_truth(store, spec) for dim, spec in specs.items()}
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     agr = agreement(store, args.pair_set, bootstrap=1000, seed=args.seed)
     q = quality(store, runs, args.pair_set, bootstrap=args.bootstrap, seed=args.seed)
     lab_rows = []
-    for dim, spec in specs.items():
+    for spec in specs.values():
         lab = labels(store, runs, spec)
         lab_rows += [{"truth": spec, **r} for r in lab.rows]
     seconds = time.perf_counter() - t0
@@ -163,15 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         load = ["?"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# Evaluation study with simulated coders\n")
+    print("# Evaluation study with simulated coders\n")
     print(f"database `{db}`, runs: " + ", ".join(f"`{r}` ({spaces.get(r, '?')})" for r in runs))
     print(f"pairs: {summary.n_pairs} ({summary.strategy}, seed {args.seed}) over {summary.n_memes} memes; "
           f"two simulated coders, truth " + ", ".join(f"{d} = `{s}`" for d, s in specs.items())
-          + f", chance of a 2 instead: " + ", ".join(f"{d} {flips[d]}" for d in specs))
+          + ", chance of a 2 instead: " + ", ".join(f"{d} {flips[d]}" for d in specs))
     print(f"\nstrata (T/A = together/apart per run, in the order above):\n\n```\n"
           f"{render(summary.rows(), ('stratum', 'population', 'sampled'))}```")
     print(f"\n## Agreement (Krippendorff's alpha, ordinal)\n\n```\n{render(agr.rows, agr.columns)}```")
-    cols = ("metric", "run", "vs", "dimension", "value", "ci_low", "ci_high", "n", "n_within", "n_between",
+    cols = ("metric", "run", "space", "vs", "dimension", "value", "ci_low", "ci_high", "n", "n_within", "n_between",
             "mean_within", "mean_between")
     print(f"\n## Cluster quality (B={args.bootstrap})\n\n```\n{render(q.rows, cols)}```")
     print("\n" + "\n".join(f"- {n}" for n in q.notes))

@@ -91,7 +91,7 @@ def open_times(html: Path, repeat: int) -> list[float]:
             ctx = b.new_context(viewport={"width": 1400, "height": 900})
             page = ctx.new_page()
             errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
             page.goto(html.resolve().as_uri())
             page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             # ms from navigation start until the script finished drawing

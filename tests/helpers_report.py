@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from memeatlas.evaluate.pairs import pair_id  # the real id function, as import checks it
 from memeatlas.store import Store
 
 XSS_TEXTS = [
@@ -96,7 +97,7 @@ def fill_store(store: Store, img_dir: Path, *, n_clusters: int = 3, per_cluster:
                  len(memes), n_clusters if rid == run_a else 2,
                  n_noise / len(memes) if rid == run_a else 0.0, "fp-" + rid,
                  json.dumps({"memeatlas": "0.1.0"})])
-        for (mid, _p, c), (x, y) in zip(memes, layout):
+        for (mid, _p, c), (x, y) in zip(memes, layout, strict=False):
             store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y)"
                           " VALUES (?,?,?,?,?,?)", [run_a, mid, c, 1.0 if c >= 0 else 0.0, x, y])
             store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y)"
@@ -132,8 +133,6 @@ def fill_store(store: Store, img_dir: Path, *, n_clusters: int = 3, per_cluster:
             store.execute("INSERT INTO pair_sets (pair_set, strategy, runs, seed, params) VALUES (?,?,?,?,?)",
                           [pair_set, "random", json.dumps([run_a]), 0,
                            json.dumps({"n": n_pairs, "dimensions": ["connotative", "denotative"]})])
-            from memeatlas.evaluate.pairs import pair_id  # the real id function, as import checks it
-
             ids = [m[0] for m in memes]
             seen = set()
             pos = 0

@@ -112,3 +112,32 @@ def test_sentence_transformers_backend_matches_transformers(tiny_clip):
     a = ImageEncoder(str(tiny_clip), backend="transformers", device="cpu").encode(imgs)
     b = ImageEncoder(str(tiny_clip), backend="sentence-transformers", device="cpu").encode(imgs)
     assert a.shape == b.shape == (2, 16) and np.allclose(a, b, atol=1e-5)
+
+
+def test_siglip_through_get_image_features(tmp_path, store):
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    cfg = SiglipConfig(
+        text_config={"vocab_size": 64, "hidden_size": 32, "intermediate_size": 37,
+                     "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "max_position_embeddings": 16, "bos_token_id": 1, "eos_token_id": 2,
+                     "pad_token_id": 0},
+        vision_config={"hidden_size": 24, "intermediate_size": 37, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
+    torch.manual_seed(0)
+    model_dir = tmp_path / "tiny-siglip"
+    SiglipModel(cfg).save_pretrained(model_dir)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(model_dir)
+    ids = [add_image_meme(store, write_image(tmp_path / f"s{i}.jpg", i)) for i in range(3)]
+    s = embed_image(store, ImageEmbedConfig(model=str(model_dir)))
+    assert (s.space, s.dim, s.embedded) == ("image:tiny-siglip", 24, 3)
+    got, X = load_space(store, s.space)
+    assert got == sorted(ids) and X.shape == (3, 24)
+
+
+def test_other_pixel_budget_is_refused(image_corpus, tiny_clip):
+    store, _, _ = image_corpus
+    embed_image(store, ImageEmbedConfig(model=str(tiny_clip), limit=2))
+    with pytest.raises(MismatchError, match="max_pixels"):
+        embed_image(store, ImageEmbedConfig(model=str(tiny_clip), max_pixels=64 * 64))

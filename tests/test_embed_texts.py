@@ -103,3 +103,13 @@ def test_unknown_custom_field_is_refused(annotated):
     store, _ = annotated
     with pytest.raises(InputError, match="neither a core annotation field"):
         T.check_fields_known(store, ("nonexistent",), "vlm:a")
+
+
+def test_annotation_texts_restricted_to_meme_ids_and_limit(annotated):
+    store, ids = annotated
+    rows, missing = T.annotation_texts(store, "ocr:rapidocr", ("ocr_text",),
+                                       meme_ids=[ids[0], ids[3]])
+    assert [m for m, _ in rows] == [ids[0]] and missing == 1
+    rows, _ = T.annotation_texts(store, "vlm:a", ("description",), limit=2)
+    assert len(rows) == 2
+    assert T.choose_annotator(store, ("ocr_text",), None, meme_ids=[ids[3]]) == "vlm:a"

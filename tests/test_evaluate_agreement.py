@@ -7,8 +7,8 @@ import json
 import krippendorff
 import numpy as np
 import pytest
-
 from helpers_evaluate import add_memes, add_pairs, add_ratings
+
 from memeatlas.errors import InputError
 from memeatlas.evaluate import agreement, krippendorff_alpha
 from memeatlas.evaluate.agreement import alpha_bootstrap
@@ -63,8 +63,8 @@ def test_agreement_per_dimension_from_store(store):
     pids = add_pairs(store, "ps", [(m[i], m[i + 1]) for i in range(9)])
     c1 = [3, 3, 1, 2, 1, 3, 2, 1, 3]
     c2 = [3, 2, 1, 2, 1, 3, 3, 1, 3]
-    add_ratings(store, "ps", {p: [a, b] for p, a, b in zip(pids, c1, c2)}, dimension="connotative")
-    add_ratings(store, "ps", {p: [a, a] for p, a in zip(pids, c1)}, dimension="denotative")
+    add_ratings(store, "ps", {p: [a, b] for p, a, b in zip(pids, c1, c2, strict=True)}, dimension="connotative")
+    add_ratings(store, "ps", {p: [a, a] for p, a in zip(pids, c1, strict=True)}, dimension="denotative")
     r = agreement(store, "ps", bootstrap=200)
     by = {x["dimension"]: x for x in r.rows}
     ref = krippendorff.alpha(reliability_data=np.array([c1, c2], float), level_of_measurement="ordinal")

@@ -9,9 +9,17 @@ import sys
 import types
 
 import pytest
+from helpers_evaluate import (
+    add_memes,
+    add_run,
+    fill_sheet,
+    planted,
+    rng,
+    sheet_pairs,
+    simulate_coder,
+)
 from typer.testing import CliRunner
 
-from helpers_evaluate import add_memes, add_run, fill_sheet, planted, rng, sheet_pairs, simulate_coder
 from memeatlas.cli import app
 from memeatlas.store import Store
 
@@ -21,11 +29,11 @@ def db(db_path):
     s = Store.open(db_path)
     groups = planted(5, 10)
     m = add_memes(s, len(groups), meta=[{"theme": f"t{g}"} for g in groups])
-    truth = dict(zip(m, groups))
+    truth = dict(zip(m, groups, strict=True))
     for k, mcs in enumerate((5, 10)):
         add_run(s, f"text-{mcs}", truth, space="text:description", params={"hdbscan": {"min_cluster_size": mcs}})
         shuffled = rng(k).permutation(groups).tolist()
-        add_run(s, f"image-{mcs}", dict(zip(m, shuffled)), space="image:clip",
+        add_run(s, f"image-{mcs}", dict(zip(m, shuffled, strict=True)), space="image:clip",
                 params={"hdbscan": {"min_cluster_size": mcs}})
     s.close()
     return db_path, truth
@@ -58,7 +66,8 @@ def test_worked_study(db, tmp_path):
     r = _run(["evaluate", "quality", "--runs", "text-5,image-5", "--pair-set", "study", "--dimension",
               "connotative", "--bootstrap", "300", "--db", str(db_path)])
     lines = r.stdout.splitlines()
-    assert lines[0].split()[:5] == ["metric", "run", "vs", "dimension", "value"]
+    assert lines[0].split()[:6] == ["metric", "run", "space", "vs", "dimension", "value"]
+    assert "text:description" in r.stdout and "image:clip" in r.stdout
     assert "note: noise: noise points (cluster -1) are in no cluster" in r.stderr
     r = _run(["evaluate", "quality", "--runs", "text-5,image-5", "--pair-set", "study", "--bootstrap", "300",
               "--format", "csv", "--db", str(db_path)])

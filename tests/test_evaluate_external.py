@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from helpers_evaluate import add_memes, add_run, rng
 from sklearn import metrics
 
-from helpers_evaluate import add_memes, add_run, rng
 from memeatlas.errors import InputError
 from memeatlas.evaluate import labels
 from memeatlas.evaluate.external import noise_as_singletons, purity, scores

@@ -6,9 +6,9 @@ import csv
 import json
 
 import pytest
+from helpers_evaluate import add_memes, add_run
 from sklearn.metrics import precision_recall_fscore_support
 
-from helpers_evaluate import add_memes, add_run
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate import export_label_task, score_label_task
 
@@ -73,7 +73,7 @@ def test_score_matches_sklearn_and_is_stored(store, labelled, tmp_path):
     assert [x["precision"] for x in r.rows] == pytest.approx(list(p))
     assert [x["recall"] for x in r.rows] == pytest.approx(list(rc))
     assert r.summary["precision_macro"] == pytest.approx(p.mean())
-    assert r.summary["accuracy"] == pytest.approx(sum(a == b for a, b in zip(y_true, y_pred)) / len(y_true))
+    assert r.summary["accuracy"] == pytest.approx(sum(a == b for a, b in zip(y_true, y_pred, strict=True)) / len(y_true))
     assert r.summary["chance"] == 0.25
     metrics = dict(store.fetchall("SELECT metric, count(*) FROM evaluations WHERE eval_id = ? GROUP BY 1",
                                   [r.eval_id]))

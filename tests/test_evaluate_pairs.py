@@ -7,19 +7,19 @@ import itertools
 import json
 
 import pytest
-
 from helpers_evaluate import add_memes, add_run, planted, rng
+
 from memeatlas.errors import InputError, MismatchError
 from memeatlas.evaluate import pair_id, sample_pairs, write_sheet
-from memeatlas.evaluate.pairs import _allocate, _pattern_populations, _labels_for
+from memeatlas.evaluate.pairs import _allocate, _labels_for, _pattern_populations
 
 
 @pytest.fixture
 def three_runs(store):
     groups = planted(6, 10)
     m = add_memes(store, len(groups))
-    add_run(store, "r1", dict(zip(m, groups)))
-    add_run(store, "r2", dict(zip(m, rng(1).permutation(groups).tolist())), space="image:clip")
+    add_run(store, "r1", dict(zip(m, groups, strict=True)))
+    add_run(store, "r2", dict(zip(m, rng(1).permutation(groups).tolist(), strict=True)), space="image:clip")
     # r3: many noise points and small clusters.
     add_run(store, "r3", {x: (i // 4 if i % 3 else -1) for i, x in enumerate(m)})
     return m
@@ -38,7 +38,7 @@ def test_stratified_has_both_strata_for_every_run(store, three_runs):
         tog = [a[x] == a[y] and a[x] != -1 for x, y, _ in pairs]
         assert sum(tog) >= 30 and len(tog) - sum(tog) >= 30, run
         # The stored stratum is the together/apart pattern of each pair.
-        for (x, y, st), t in zip(pairs, tog):
+        for (_x, _y, st), t in zip(pairs, tog, strict=True):
             assert (st[k] == "T") == t
     assert sum(v["sampled"] for v in s.strata.values()) == 300
     # Populations are exact pair counts per pattern.

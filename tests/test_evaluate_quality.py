@@ -6,9 +6,17 @@ import json
 
 import numpy as np
 import pytest
+from helpers_evaluate import (
+    add_memes,
+    add_pairs,
+    add_ratings,
+    add_run,
+    insert_ratings,
+    planted,
+    rng,
+    simulate_coder,
+)
 
-from helpers_evaluate import (add_memes, add_pairs, add_ratings, add_run, insert_ratings, planted, rng,
-                              simulate_coder)
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate import compare_runs, cq_point, quality, sample_pairs
 from memeatlas.evaluate.ratings import load_ratings
@@ -22,7 +30,7 @@ def hand(store):
     add_run(store, "B", {m[0]: 0, m[2]: 0, m[4]: 0, m[1]: 1, m[3]: 1, m[5]: 1}, space="image:clip")
     pids = add_pairs(store, "hand", [(m[0], m[1]), (m[0], m[2]), (m[3], m[4]), (m[0], m[3]),
                                      (m[1], m[4]), (m[2], m[5])])
-    add_ratings(store, "hand", dict(zip(pids, [[3, 3], [3, 2], [2, 2], [1, 1], [1, 2], [2, 1]])))
+    add_ratings(store, "hand", dict(zip(pids, [[3, 3], [3, 2], [2, 2], [1, 1], [1, 2], [2, 1]], strict=True)))
     return m
 
 
@@ -124,10 +132,10 @@ def test_planted_truth_beats_shuffled(store, tmp_path):
     """Synthetic memes in known groups, two simulated coders: the true clustering wins, ΔCQ CI excludes 0."""
     groups = planted(5, 12)
     m = add_memes(store, len(groups))
-    truth = dict(zip(m, groups))
+    truth = dict(zip(m, groups, strict=True))
     add_run(store, "true", truth)
     shuffled = rng(5).permutation(groups)
-    add_run(store, "shuffled", dict(zip(m, shuffled.tolist())), space="image:clip")
+    add_run(store, "shuffled", dict(zip(m, shuffled.tolist(), strict=True)), space="image:clip")
     s = sample_pairs(store, "true,shuffled", n=240, strategy="stratified", seed=2, pair_set="planted")
     assert s.n_pairs == 240
     pairs = [(p, a, b) for p, a, b in store.fetchall(
@@ -150,8 +158,8 @@ def test_design_weights_recover_population_cq(store):
     """Stratified + design weights estimates the CQ computed on every pair (within noise)."""
     groups = planted(4, 15)
     m = add_memes(store, len(groups))
-    truth = dict(zip(m, groups))
-    other = dict(zip(m, [(i // 3) % 10 for i in range(len(m))]))  # another partition
+    truth = dict(zip(m, groups, strict=True))
+    other = dict(zip(m, [(i // 3) % 10 for i in range(len(m))], strict=True))  # another partition
     add_run(store, "t", truth)
     add_run(store, "o", other)
     sample_pairs(store, "t,o", n=1200, strategy="stratified", seed=4, pair_set="s")
@@ -179,3 +187,17 @@ def test_errors(store, hand):
     with pytest.raises(InputError, match="no ratings for dimension"):
         quality(store, "A", "hand", dimension="denotative")
     assert len(load_ratings(store, "hand")) == 12
+
+
+def test_by_coder(store, hand):
+    # Coder 1 rates 3,3,2,1,1,2 and coder 2 rates 3,2,2,1,2,1 (pairs p1..p6).
+    # Run A: c1 within 8/3, apart 4/3 -> 4/3; c2 within 7/3, apart 4/3 -> 1.
+    r = quality(store, "A,B", "hand", bootstrap=50, by_coder=True)
+    per = {(x["coder"], x["run"]): x["value"] for x in r.rows if x["metric"] == "cq_coder"}
+    assert per[("c1", "A")] == pytest.approx(4 / 3) and per[("c2", "A")] == pytest.approx(1.0)
+    assert r.cq("A", "connotative")["value"] == pytest.approx(7 / 6)  # pooled row unchanged
+    assert "coder" in r.columns
+    assert len([x for x in r.rows if x["metric"] == "delta_cq_coder"]) == 2
+    stored = store.fetchall("SELECT metric, details->>'coder' FROM evaluations WHERE eval_id = ? "
+                            "AND metric = 'cq_coder' ORDER BY 2", [r.eval_id])
+    assert [s[1] for s in stored] == ["c1", "c1", "c2", "c2"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from helpers_evaluate import add_memes, add_run, fill_sheet, sheet_pairs
+
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate import import_ratings, pair_id, sample_pairs
 from memeatlas.evaluate.ratings import map_to_scale, parse_scale
@@ -181,3 +181,24 @@ def test_semicolon_delimited_file(store, sampled, tmp_path):
     f = tmp_path / "semi.csv"
     f.write_text("pair_id;coder;dimension;rating\n" + "".join(f"{p};a;d;2\n" for p in pids[:3]))
     assert import_ratings(store, f, pair_set="ps").n_ratings == 3
+
+
+def test_foreign_pair_ids_with_meme_columns(store, tmp_path):
+    m = add_memes(store, 4)
+    f = _write(tmp_path / "x.csv", ["pair_id", "meme_a", "meme_b", "alice:connotative", "bob:connotative"],
+               [("their-1", "m0", "m1", 3, 2), ("their-2", "m2", "m3", 1, 1)])
+    s = import_ratings(store, f, pair_set="theirs")
+    assert s.created_pair_set and s.n_ratings == 4 and s.coders == ["alice", "bob"]
+    ids = {r[0] for r in store.fetchall("SELECT pair_id FROM rating_pairs WHERE pair_set = 'theirs'")}
+    assert ids == {pair_id(m[0], m[1]), pair_id(m[2], m[3])}
+
+
+def test_rate_page_download_layout_crlf(store, sampled, tmp_path):
+    """The rating page downloads long CSV with CRLF line ends; it imports as is."""
+    _, sheet = sampled
+    pids = [p for p, _, _ in sheet_pairs(sheet)]
+    f = tmp_path / "ratings-ps-ann.csv"
+    f.write_bytes(("pair_id,coder,dimension,rating\r\n"
+                   + "".join(f"{p},ann,connotative,{1 + i % 3}\r\n" for i, p in enumerate(pids[:5]))).encode())
+    s = import_ratings(store, f, pair_set="ps")
+    assert s.n_ratings == 5 and s.coders == ["ann"] and s.layout == "long"

@@ -66,3 +66,21 @@ def test_run_errors_clearly(tmp_path):
     res = CliRunner().invoke(app, ["run", str(empty), "--db", str(tmp_path / "x.duckdb"),
                                    "--backend", "ocr", "-o", str(tmp_path / "r.html")])
     assert res.exit_code == 1 and "Error:" in res.output and "no images" in res.output
+
+
+def test_demo_small(tmp_path):
+    from memeatlas.pipeline import run_demo
+
+    d = tmp_path / "demo"
+    summary = run_demo(d, n=12, rate_pairs=8)
+    assert (d / "report.html").exists() and (d / "rate.html").exists()
+    assert (d / "images" / "manifest.csv").exists()
+    with Store.open(d / "memeatlas.duckdb", read_only=True) as s:
+        assert s.scalar("SELECT count(*) FROM memes") == 12
+        assert s.scalar("SELECT count(*) FROM annotations WHERE annotator = 'ocr:rapidocr'") == 12
+        assert s.scalar("SELECT count(*) FROM ratings WHERE pair_set = 'demo'") == 16
+        assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'ari'") >= 1
+        assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'cq'") >= 2
+    assert summary.step("known labels") and summary.step("demo ratings + CQ sweep")
+    again = run_demo(d, n=12, rate_pairs=8)
+    assert not again.did_work, [(s.name, s.work, s.detail) for s in again.steps]

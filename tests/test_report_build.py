@@ -158,3 +158,26 @@ def test_rate_page_dimensions_and_errors(store, filled, tmp_path):
         build_rate_page(store, "nope", tmp_path / "x.html")
     with pytest.raises(InputError):
         build_rate_page(store, "ps1", tmp_path / "x.html", dimensions=['a"b'])
+
+
+def test_evaluate_rate_cli_uses_rate_page(store, filled, tmp_path, db_path):
+    store.close()
+    out = tmp_path / "rate.html"
+    res = CliRunner().invoke(app, ["evaluate", "rate", "--db", str(db_path), "--pair-set", "ps1",
+                                   "-o", str(out), "--dimensions", "connotative"])
+    assert res.exit_code == 0, res.output
+    assert [d["name"] for d in _data(out.read_text())["dimensions"]] == ["connotative"]
+
+
+def test_pages_with_imageless_memes(store, filled, tmp_path):
+    # Imported corpora may have no image: both pages fall back to the annotation text.
+    a = store.scalar("SELECT meme_a FROM rating_pairs WHERE pair_set = 'ps1' ORDER BY position LIMIT 1")
+    store.execute("UPDATE memes SET has_image = false, path = NULL, source_id = 'memecap:42' "
+                  "WHERE meme_id = ?", [a])
+    data = _data(build_rate_page(store, "ps1", tmp_path / "rate.html").read_text())
+    m = next(m for m in data["memes"] if m["id"] == a)
+    assert m["img"] is None and m["text"] and m["name"] == "memecap:42"
+    build(store, filled["run_a"], tmp_path / "r.html")
+    rep = _data((tmp_path / "r.html").read_text())
+    i = rep["memes"]["id"].index(a)
+    assert rep["memes"]["name"][i] == "memecap:42" and str(i) not in rep["thumbs"]

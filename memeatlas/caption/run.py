@@ -260,11 +260,14 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
         t = time.perf_counter()
         results = backend.generate([it.request for it in pending])
         dt = time.perf_counter() - t
+        if len(results) != len(pending):  # a backend bug; storing misaligned rows would be worse
+            raise RuntimeError(f"backend {backend.name} returned {len(results)} results for "
+                               f"{len(pending)} requests")
         timings["model"] += dt
         summary.n_attempts += len(pending)
         t = time.perf_counter()
         still = []
-        for it, res in zip(pending, results):
+        for it, res in zip(pending, results, strict=True):
             it.result = res
             summary.tokens_in += res.tokens_in or 0
             summary.tokens_out += res.tokens_out or 0

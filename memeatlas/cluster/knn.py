@@ -19,38 +19,42 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 
 def exact_knn(x: np.ndarray, k: int, *, queries: np.ndarray | None = None,
-              include_self: bool = True, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+              include_self: bool = True, max_block_entries: int = 1 << 24
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine k-NN of unit rows: (indices int32 [n, k], distances float32 [n, k]).
 
     Distances are 1 − cosine, sorted ascending; ties broken by index so results are
     deterministic. Without `queries` the points query themselves and, with `include_self`, each
-    point is its own first neighbour at distance 0 (the convention UMAP's k-NN uses). Memory is
-    O(block × n); time O(n² d) in BLAS.
+    point is its own first neighbour at distance 0 (the convention UMAP's k-NN uses). Queries go
+    in row blocks of at most `max_block_entries` similarities (64 MiB), so memory stays
+    O(n) whatever N; time is O(n² d) in BLAS plus an O(n²) partial sort.
     """
     xs = normalise(x)
     self_query = queries is None
     q = xs if self_query else normalise(queries)
     n = xs.shape[0]
     k_eff = min(k, n)
+    block = max(16, min(4096, max_block_entries // max(n, 1)))
     out_i = np.empty((q.shape[0], k_eff), dtype=np.int32)
     out_d = np.empty((q.shape[0], k_eff), dtype=np.float32)
     for start in range(0, q.shape[0], block):
         stop = min(start + block, q.shape[0])
-        sims = q[start:stop] @ xs.T
+        neg = q[start:stop] @ xs.T
+        np.negative(neg, out=neg)                 # partition ascending = most similar first
         if self_query:
             rows = np.arange(stop - start)
             # Self first (UMAP convention), or excluded entirely.
-            sims[rows, np.arange(start, stop)] = np.inf if include_self else -np.inf
+            neg[rows, np.arange(start, stop)] = -np.inf if include_self else np.inf
         if k_eff < n:
-            part = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
+            part = np.argpartition(neg, k_eff - 1, axis=1)[:, :k_eff]
         else:
             part = np.tile(np.arange(n), (stop - start, 1))
-        psims = np.take_along_axis(sims, part, axis=1)
+        pneg = np.take_along_axis(neg, part, axis=1)
+        del neg
         # Sort by similarity desc, then index asc: lexsort keys are last-primary.
-        order = np.lexsort((part, -psims), axis=1)
+        order = np.lexsort((part, pneg), axis=1)
         idx = np.take_along_axis(part, order, axis=1)
-        s = np.take_along_axis(psims, order, axis=1)
-        d = 1.0 - s
+        d = 1.0 + np.take_along_axis(pneg, order, axis=1)
         if self_query and include_self:
             d[:, 0] = 0.0
         out_i[start:stop] = idx

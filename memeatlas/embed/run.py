@@ -125,7 +125,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     prepare_space(store, space=space, kind="text", model=model_name, dim=enc.dim, recipe=recipe,
                   params={"normalize": "l2", "batch_size": cfg.batch_size,
                           "max_seq_length": enc.max_seq_length, "field_separator": "\\n",
-                          "entity_format": "name (role): stands_for"},
+                          "entity_format": "name (role): stands_for", "device": enc.device},
                   software=software("sentence-transformers", "transformers", "torch"),
                   force=cfg.force)
     # Longest first, like SentenceTransformer.encode sorts internally: with commit chunks made of
@@ -222,7 +222,7 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     summary.dim = enc.dim
     prepare_space(store, space=space, kind="image", model=model_name, dim=enc.dim, recipe=recipe,
                   params={"normalize": "l2", "backend": enc.backend,
-                          "batch_size": cfg.batch_size},
+                          "batch_size": cfg.batch_size, "device": enc.device},
                   software=software("transformers", "sentence-transformers", "torch", "pillow"),
                   force=cfg.force)
     size = _commit_size(cfg.commit_every, cfg.batch_size)

@@ -207,6 +207,12 @@ def load_space(store, space: str, *, meme_ids: Sequence[str] | None = None
     if values.size != n * info.dim:
         raise MismatchError(f"space {space!r} has vectors of mixed length (expected "
                             f"{info.dim}-d); re-embed it with --force")
-    matrix = values.reshape(n, info.dim)[order]
-    ids = tbl.column("meme_id").take(order).to_pylist()
+    matrix = values.reshape(n, info.dim)
+    if n > 1 and not bool(np.all(order[1:] > order[:-1])):  # gather only when out of order
+        matrix = matrix[order]
+        ids = tbl.column("meme_id").take(order).to_pylist()
+    else:
+        ids = tbl.column("meme_id").to_pylist()
+    if not matrix.flags.writeable:  # zero-copy views of Arrow buffers are read-only
+        matrix = matrix.copy()
     return ids, np.ascontiguousarray(matrix, dtype=np.float32)

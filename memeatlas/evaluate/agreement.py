@@ -128,6 +128,7 @@ class AgreementResult:
     pair_set: str
     level: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     eval_id: str | None = None
     columns: tuple[str, ...] = ("dimension", "alpha", "ci_low", "ci_high", "coders", "pairs",
                                 "ratings", "exact_agreement", "mean_rating")
@@ -140,7 +141,7 @@ def reliability_matrix(df) -> tuple[list[str], list[str], np.ndarray]:
     ci = {c: i for i, c in enumerate(coders)}
     pi = {p: i for i, p in enumerate(pids)}
     mat = np.full((len(coders), len(pids)), np.nan)
-    for c, p, r in zip(df["coder"], df["pair_id"], df["rating"]):
+    for c, p, r in zip(df["coder"], df["pair_id"], df["rating"], strict=True):
         mat[ci[c], pi[p]] = r
     return coders, pids, mat
 
@@ -169,6 +170,11 @@ def agreement(store, pair_set: str, *, dimensions: list[str] | None = None, leve
         pairable = (~np.isnan(mat)).sum(axis=0) >= 2
         if len(coders) < 2 or not pairable.any():
             a = lo = hi = float("nan")
+            res.notes.append(f"{d}: alpha needs pairs rated by at least two coders "
+                             f"({len(coders)} coder(s), {int(pairable.sum())} such pairs)")
+        elif np.isnan(a := krippendorff_alpha(mat, level)):
+            lo = hi = float("nan")
+            res.notes.append(f"{d}: every rating is the same value, so alpha is undefined")
         else:
             a, lo, hi = alpha_bootstrap(mat, level, bootstrap, seed)
         # Share of pairable pairs where every coder gave the same rating: easy to explain next to alpha.

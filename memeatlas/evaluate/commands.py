@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,7 +51,7 @@ def pairs_cmd(
         "--strategy", help="'stratified' (equal shares per together/apart pattern across the runs) "
                            "or 'random' (uniform pairs).")] = "stratified",
     seed: SeedOption = 0,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Write the rating sheet CSV here.")] = None,
     dimensions: DimensionsOption = "connotative,denotative",
     noise: Annotated[str, typer.Option(
@@ -97,11 +97,11 @@ def import_ratings_cmd(
     file: Annotated[Path, typer.Argument(help="Ratings CSV: long (pair_id, coder, dimension, rating) or "
                                               "wide (one column per dimension or <coder>:<dimension>).")],
     pair_set: PairSetOption,
-    coder: Annotated[Optional[str], typer.Option(
+    coder: Annotated[str | None, typer.Option(
         "--coder", help="Coder of a wide file with plain dimension columns (e.g. a filled sheet).")] = None,
-    dimension: Annotated[Optional[str], typer.Option(
+    dimension: Annotated[str | None, typer.Option(
         "--dimension", help="Dimension of a long file that has no dimension column.")] = None,
-    scale: Annotated[Optional[str], typer.Option(
+    scale: Annotated[str | None, typer.Option(
         "--scale", help="Scale of the file as LOW..HIGH (e.g. 0..5); mapped linearly onto 1..3.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace ratings already stored for the same pair, coder and dimension.")] = False,
@@ -123,7 +123,7 @@ def import_ratings_cmd(
 @evaluate_app.command("agreement")
 def agreement_cmd(
     pair_set: PairSetOption,
-    dimension: Annotated[Optional[str], typer.Option(
+    dimension: Annotated[str | None, typer.Option(
         "--dimension", help="Only these dimensions (comma-separated); default all.")] = None,
     level: Annotated[str, typer.Option(
         "--level", help="Krippendorff level: ordinal (default), interval, nominal, ratio.")] = "ordinal",
@@ -140,6 +140,7 @@ def agreement_cmd(
         r = agreement(store, pair_set, dimensions=parse_list(dimension) or None, level=level,
                       bootstrap=bootstrap, seed=seed)
     _out(render(r.rows, r.columns, fmt))
+    _notes(r.notes)
     echo_err(f"Krippendorff's alpha ({r.level}); CI: percentile bootstrap over pairs, B={bootstrap}; "
              f"stored as {r.eval_id}")
 
@@ -148,12 +149,14 @@ def agreement_cmd(
 def quality_cmd(
     runs: RunsOption,
     pair_set: PairSetOption,
-    dimension: Annotated[Optional[str], typer.Option("--dimension", help="Only this dimension; default all.")] = None,
+    dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
     noise: NoiseOption = "apart",
     weights: Annotated[str, typer.Option(
         "--weights", help="'auto' (design weights for stratified sets), 'design' or 'none'.")] = "auto",
+    by_coder: Annotated[bool, typer.Option(
+        "--by-coder", help="Also score each coder's ratings alone (cq_coder, delta_cq_coder rows).")] = False,
     fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:
@@ -163,7 +166,7 @@ def quality_cmd(
 
     with open_store(db) as store:
         r = quality(store, runs, pair_set, dimension=dimension, bootstrap=bootstrap, seed=seed, noise=noise,
-                    weights=weights)
+                    weights=weights, by_coder=by_coder)
     _out(render(r.rows, r.columns, fmt))
     _notes(r.notes)
     echo_err(f"stored as {r.eval_id}")
@@ -198,11 +201,11 @@ def sweep_cmd(
     param: Annotated[str, typer.Option("--param", help="Run parameter on the x axis.")] = "min_cluster_size",
     series: Annotated[str, typer.Option(
         "--series", help="What makes one line: a cluster_runs column (space, algorithm, name) or a params key.")] = "space",
-    dimension: Annotated[Optional[str], typer.Option("--dimension", help="Only this dimension; default all.")] = None,
+    dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
     noise: NoiseOption = "apart",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the plot as PNG here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the plot as PNG here.")] = None,
     fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:
@@ -249,7 +252,7 @@ def label_task_export_cmd(
 def label_task_score_cmd(
     answers: Annotated[Path, typer.Argument(help="CSV with item_id, answer (option code or label) [, coder].")],
     task: Annotated[str, typer.Option("--task", help="Task id printed by `label-task export`.")],
-    coder: Annotated[Optional[str], typer.Option("--coder", help="Coder name when the file has no coder column.")] = None,
+    coder: Annotated[str | None, typer.Option("--coder", help="Coder name when the file has no coder column.")] = None,
     fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:
@@ -268,7 +271,7 @@ def label_task_score_cmd(
 def rate_cmd(
     pair_set: PairSetOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="HTML rating page to write.")] = Path("rate.html"),
-    dimensions: Annotated[Optional[str], typer.Option(
+    dimensions: Annotated[str | None, typer.Option(
         "--dimensions", help="Dimensions to rate, comma-separated [default: the pair set's own, "
                              "else connotative,denotative].")] = None,
     db: DbOption = None,

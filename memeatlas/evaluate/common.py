@@ -86,7 +86,7 @@ def run_info(store, run_id: str) -> dict[str, Any]:
     if row is None:
         return {}
     cols = [d[0] for d in cur.description]
-    info = dict(zip(cols, row))
+    info = dict(zip(cols, row, strict=True))
     for key in ("params", "spaces", "software", "timings"):
         if isinstance(info.get(key), str):
             try:

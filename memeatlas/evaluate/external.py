@@ -21,8 +21,14 @@ from typing import Any
 import numpy as np
 
 from memeatlas.errors import InputError
-from memeatlas.evaluate.common import (NOISE, load_assignments, new_eval_id, resolve_runs, run_info,
-                                       store_evaluations)
+from memeatlas.evaluate.common import (
+    NOISE,
+    load_assignments,
+    new_eval_id,
+    resolve_runs,
+    run_info,
+    store_evaluations,
+)
 
 METRICS = ("ari", "nmi", "v_measure", "homogeneity", "completeness", "purity")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

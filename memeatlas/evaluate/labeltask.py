@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from memeatlas.errors import InputError, NotFoundError
-from memeatlas.evaluate.common import NOISE, insert_rows, load_assignments, new_eval_id, resolve_runs, store_evaluations
+from memeatlas.evaluate.common import (
+    NOISE,
+    insert_rows,
+    load_assignments,
+    new_eval_id,
+    resolve_runs,
+    store_evaluations,
+)
 from memeatlas.evaluate.ratings import MAX_ERRORS_SHOWN
 from memeatlas.provenance import new_run_id, stable_json, utcnow
 
@@ -234,7 +241,7 @@ def score_label_task(store, task_id: str, answers: str | Path, *, coder: str | N
     res.summary = {"precision_macro": float(np.mean(p)), "recall_macro": float(np.mean(rc)),
                    "accuracy": acc, "chance": 1.0 / len(clusters), "clusters": len(clusters),
                    "answers": len(y_true), "coders": len(set(who)), "unanswered": blank}
-    per_coder = {c: float(np.mean([t == q for t, q, w in zip(y_true, y_pred, who) if w == c]))
+    per_coder = {c: float(np.mean([t == q for t, q, w in zip(y_true, y_pred, who, strict=True) if w == c]))
                  for c in sorted(set(who))}
     if len(per_coder) > 1:
         res.notes.append("accuracy per coder: " + ", ".join(f"{c} {a:.3f}" for c, a in per_coder.items()))

@@ -154,7 +154,7 @@ def _pairs_within_groups(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _matches(labs: list[np.ndarray], pattern: str, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     ok = np.ones(len(i), dtype=bool)
-    for lab, bit in zip(labs, pattern):
+    for lab, bit in zip(labs, pattern, strict=True):
         same = lab[i] == lab[j]
         ok &= same if bit == "T" else ~same
     return ok
@@ -206,7 +206,7 @@ def _sample_stratum(labs: list[np.ndarray], pattern: str, k: int, population: in
         keep = i != j
         i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
         ok = _matches(labs, pattern, i, j)
-        for a, b in zip(i[ok], j[ok]):
+        for a, b in zip(i[ok], j[ok], strict=True):
             key = (int(a), int(b))
             if key not in chosen:
                 chosen.add(key)
@@ -229,7 +229,7 @@ def _sample_random(n_memes: int, k: int, rng: np.random.Generator) -> list[tuple
     while len(out) < k:
         i = rng.integers(0, n_memes, size=2 * (k - len(out)) + 16)
         j = rng.integers(0, n_memes, size=len(i))
-        for a, b in zip(i, j):
+        for a, b in zip(i, j, strict=True):
             if a == b:
                 continue
             key = (int(min(a, b)), int(max(a, b)))
@@ -255,7 +255,7 @@ def require_pair_set(store, pair_set: str) -> dict[str, Any]:
         known = [r[0] for r in store.fetchall("SELECT pair_set FROM pair_sets ORDER BY created_at")]
         raise NotFoundError(f"pair set {pair_set!r} not found; pair sets in this database: "
                             f"{', '.join(known) or '(none; create one with `memeatlas evaluate pairs`)'}")
-    out = dict(zip([d[0] for d in cur.description], row))
+    out = dict(zip([d[0] for d in cur.description], row, strict=True))
     for key in ("runs", "params"):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])

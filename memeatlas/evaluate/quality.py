@@ -25,8 +25,16 @@ from typing import Any
 import numpy as np
 
 from memeatlas.errors import InputError
-from memeatlas.evaluate.common import (NOISE_TEXT, check_noise, load_assignments, new_eval_id,
-                                       resolve_runs, run_info, store_evaluations, together)
+from memeatlas.evaluate.common import (
+    NOISE_TEXT,
+    check_noise,
+    load_assignments,
+    new_eval_id,
+    resolve_runs,
+    run_info,
+    store_evaluations,
+    together,
+)
 from memeatlas.evaluate.pairs import require_pair_set
 from memeatlas.evaluate.ratings import load_ratings
 
@@ -147,8 +155,8 @@ class QualityResult:
     notes: list[str] = field(default_factory=list)
     uncovered: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_id: str | None = None
-    columns: tuple[str, ...] = ("metric", "run", "vs", "dimension", "value", "ci_low", "ci_high", "n",
-                                "n_within", "n_between", "mean_within", "mean_between")
+    columns: tuple[str, ...] = ("metric", "run", "space", "vs", "dimension", "value", "ci_low", "ci_high",
+                                "n", "n_within", "n_between", "mean_within", "mean_between")
 
     def cq(self, run: str, dimension: str) -> dict[str, Any]:
         return next(r for r in self.rows if r["metric"] == "cq" and r["run"] == run
@@ -159,12 +167,13 @@ class QualityResult:
                     and r["vs"] == run_b and r["dimension"] == dimension)
 
 
-def pair_table(store, pair_set: str, dimension: str | None = None):
-    """One row per rated pair and dimension: mean rating over coders, coders, stratum, memes."""
+def pair_table(store, pair_set: str, dimension: str | None = None, *, by_coder: bool = False):
+    """One row per rated pair and dimension (and coder, with `by_coder`): mean rating over coders."""
     df = load_ratings(store, pair_set, dimension)
     if df.empty:
         return df
-    return (df.groupby(["dimension", "pair_id", "meme_a", "meme_b", "stratum"], dropna=False)
+    keys = ["dimension"] + (["coder"] if by_coder else []) + ["pair_id", "meme_a", "meme_b", "stratum"]
+    return (df.groupby(keys, dropna=False)
               .agg(rating=("rating", "mean"), coders=("coder", "nunique")).reset_index())
 
 
@@ -188,11 +197,12 @@ def design_weights(store, pair_set: str, pairs, mode: str) -> tuple[np.ndarray, 
 
 def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstrap: int = 2000,
             seed: int = 0, noise: str = "apart", weights: str = "auto", save: bool = True,
-            deltas: bool = True, command: str = "quality") -> QualityResult:
+            deltas: bool = True, command: str = "quality", by_coder: bool = False) -> QualityResult:
     """CQ per run with a bootstrap 95 % CI and paired ΔCQ for every pair of runs; stored in `evaluations`.
 
     Rated memes a run does not cover are reported in `result.uncovered` and `result.notes`; their
-    pairs are left out for that run (and for its ΔCQs).
+    pairs are left out for that run (and for its ΔCQs). `by_coder` adds the same scores from each
+    coder's ratings alone (metrics `cq_coder`, `delta_cq_coder`): does the ranking hold for everyone?
     """
     check_noise(noise)
     if bootstrap < 0:
@@ -223,8 +233,14 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
     spaces = {r: run_info(store, r).get("space") for r in run_ids}
     store_rows: list[dict[str, Any]] = []
     used_weights = set()
-    for dim, sub in table.groupby("dimension", sort=True):
+    groups = [(dim, None, sub) for dim, sub in table.groupby("dimension", sort=True)]
+    if by_coder:
+        per = pair_table(store, pair_set, dimension, by_coder=True)
+        groups += [(dim, coder, sub) for (dim, coder), sub in per.groupby(["dimension", "coder"], sort=True)]
+        res.columns = res.columns[:5] + ("coder",) + res.columns[5:]
+    for dim, coder, sub in groups:
         sub = sub.reset_index(drop=True)
+        suffix = "" if coder is None else "_coder"
         y = sub["rating"].to_numpy(float)
         w, used = design_weights(store, pair_set, sub, weights)
         used_weights.add(used)
@@ -232,7 +248,7 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
         for r in run_ids:
             a = assigns[r]
             st = np.empty(len(sub), np.int8)
-            for i, (ma, mb) in enumerate(zip(sub["meme_a"], sub["meme_b"])):
+            for i, (ma, mb) in enumerate(zip(sub["meme_a"], sub["meme_b"], strict=True)):
                 if ma not in a or mb not in a:
                     st[i] = EXCLUDED
                     continue
@@ -243,36 +259,38 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
         cq_rows, d_rows = compare_runs(y, statuses, weights=w, strata=strata, b=bootstrap, seed=seed,
                                        deltas=deltas)
         for row in cq_rows:
-            if row["n_within"] == 0:
+            if row["n_within"] == 0 and coder is None:
                 res.notes.append(f"run {row['run']} ({dim}): no rated pair is within one of its clusters, "
                                  f"so CQ is undefined; sample pairs with --strategy stratified")
-            out = {"metric": "cq", "run": row["run"], "vs": None, "dimension": dim, "value": row["cq"],
-                   "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
+            out = {"metric": "cq" + suffix, "run": row["run"], "vs": None, "dimension": dim, "coder": coder,
+                   "value": row["cq"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
                    "n_within": row["n_within"], "n_between": row["n_between"],
                    "mean_within": row["mean_within"], "mean_between": row["mean_between"],
                    "space": spaces.get(row["run"])}
             res.rows.append(out)
-            store_rows.append({"run_id": row["run"], "metric": "cq", "value": row["cq"],
+            store_rows.append({"run_id": row["run"], "metric": "cq" + suffix, "value": row["cq"],
                                "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
                                "pair_set": pair_set, "dimension": dim,
-                               "details": _details(res, dim, used, row, uncovered=res.uncovered.get(row["run"]))})
+                               "details": _details(res, dim, used, row, coder=coder,
+                                                   uncovered=res.uncovered.get(row["run"]))})
         for row in d_rows:
-            out = {"metric": "delta_cq", "run": row["run_a"], "vs": row["run_b"], "dimension": dim,
-                   "value": row["delta"], "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
-                   "n_within": None, "n_between": None, "mean_within": None, "mean_between": None,
-                   "excludes_zero": row["excludes_zero"]}
+            out = {"metric": "delta_cq" + suffix, "run": row["run_a"], "vs": row["run_b"], "dimension": dim,
+                   "coder": coder, "value": row["delta"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                   "n": row["n"], "n_within": None, "n_between": None, "mean_within": None,
+                   "mean_between": None, "excludes_zero": row["excludes_zero"], "space": None}
             res.rows.append(out)
-            store_rows.append({"run_id": row["run_a"], "metric": "delta_cq", "value": row["delta"],
+            store_rows.append({"run_id": row["run_a"], "metric": "delta_cq" + suffix, "value": row["delta"],
                                "ci_low": row["ci_low"], "ci_high": row["ci_high"], "n": row["n"],
                                "pair_set": pair_set, "dimension": dim,
-                               "details": _details(res, dim, used, row, run_b=row["run_b"],
+                               "details": _details(res, dim, used, row, run_b=row["run_b"], coder=coder,
                                                    runs=[row["run_a"], row["run_b"]])})
     res.weights = "+".join(sorted(used_weights))
     res.notes.append("weights: " + ("pairs weighted by stratum population / rated pairs in the stratum "
                                     "(stratified sample)" if res.weights == "design"
                                     else "every rated pair counts once"))
     res.notes.append(f"CI: 95 % percentile bootstrap over pairs, B={bootstrap}, seed={seed}"
-                     + (", resampled within strata; paired for ΔCQ" if bootstrap else ""))
+                     + (", resampled within strata" if bootstrap else "")
+                     + ("; paired for ΔCQ" if bootstrap and deltas and len(run_ids) > 1 else ""))
     if save:
         res.eval_id = new_eval_id(command)
         store_evaluations(store, res.eval_id, command, store_rows)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memeatlas.errors import InputError, MismatchError
+from memeatlas.errors import InputError
 from memeatlas.evaluate.common import insert_rows
 from memeatlas.evaluate.pairs import SHEET_ID_COLUMNS, pair_id, pair_set_exists, require_pair_set
 from memeatlas.provenance import stable_json, utcnow
@@ -199,7 +199,7 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
             continue  # blank line
         row = row + [""] * (len(header) - len(row))
 
-        def get(name: str) -> str:
+        def get(name: str, row: list[str] = row) -> str:
             return row[cols[name]].strip() if name in cols else ""
 
         # Which pair this row is about.
@@ -225,19 +225,14 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
                 errors.add(line, "meme_a and meme_b are the same meme")
                 continue
             memes_named = (a, b)
-        if pid:
-            if pid not in pairs_by_id and pid not in new_pairs:
-                if memes_named is not None and can_add_pairs and pair_id(*memes_named) == pid:
-                    new_pairs[pid] = memes_named
-                else:
-                    errors.add(line, f"unknown pair_id {pid!r} (not in pair set {pair_set!r})")
-                    continue
-            elif memes_named is not None:
+        if memes_named is not None:
+            # The memes identify the pair; a pair_id given beside them must agree when it is known.
+            # (Ratings collected elsewhere may carry their own pair ids; those are not ours.)
+            if pid and (pid in pairs_by_id or pid in new_pairs):
                 known = pairs_by_id.get(pid) or new_pairs[pid]
                 if set(known) != set(memes_named):
                     errors.add(line, f"pair_id {pid!r} is a different pair of memes than meme_a/meme_b")
                     continue
-        elif memes_named is not None:
             pid = pair_id(*memes_named)
             if pid not in pairs_by_id and pid not in new_pairs:
                 if not can_add_pairs:
@@ -245,6 +240,10 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
                                      f"take ratings for their own pairs only)")
                     continue
                 new_pairs[pid] = memes_named
+        elif pid:
+            if pid not in pairs_by_id:
+                errors.add(line, f"unknown pair_id {pid!r} (not in pair set {pair_set!r})")
+                continue
         else:
             errors.add(line, "no pair_id and no meme_a/meme_b")
             continue

@@ -101,7 +101,7 @@ def plot(res: SweepResult, out: str | Path) -> Path:
     dims = sorted({r["dimension"] for r in res.rows})
     fig, axes = plt.subplots(1, max(1, len(dims)), figsize=(5.2 * max(1, len(dims)), 4), squeeze=False,
                              sharey=True)
-    for ax, dim in zip(axes[0], dims):
+    for ax, dim in zip(axes[0], dims, strict=False):
         rows = [r for r in res.rows if r["dimension"] == dim]
         for s in sorted({r["series"] for r in rows}):
             pts = [r for r in rows if r["series"] == s]

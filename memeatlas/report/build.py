@@ -70,7 +70,9 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     data = collect(store, run_id, compare=compare, thumbs_per_cluster=thumbs_per_cluster,
                    max_thumbs=max_thumbs)
     payload = data.payload
+    css, js, body = asset("report.css"), asset("report.js"), asset("report_body.html")
     fingerprint = short_hash({"format": REPORT_FORMAT, "version": __version__,
+                              "assets": short_hash(css + js + body),
                               "payload": payload, "thumb_px": thumb_px, "quality": quality,
                               "thumbs": sorted(data.thumb_paths)}, n=32)
     n_clusters = sum(1 for c in payload["clusters"] if c["cluster"] != -1)
@@ -87,8 +89,7 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
                             "thumb_px": thumb_px, "compare": compare}
     html = render_page(
         title=f"memeatlas report · {data.run_id}",
-        css=asset("report.css"), js=asset("report.js"), data=payload,
-        body=asset("report_body.html"),
+        css=css, js=js, data=payload, body=body,
         meta={"memeatlas-fingerprint": fingerprint, "memeatlas-run": data.run_id},
     )
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,7 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
         raise NotFoundError(f"cluster run {run_id!r} not found{hint}; list runs with "
                             f"`memeatlas sql \"SELECT run_id FROM cluster_runs\"`")
     cols = [d[0] for d in cur.description]
-    info = dict(zip(cols, row))
+    info = dict(zip(cols, row, strict=False))
     for k in ("params", "spaces", "software", "timings"):
         if k in info:
             info[k] = _json(info[k])
@@ -120,7 +120,7 @@ def _annotations(store: Store, run_id: str, space: str) -> dict[str, dict[str, A
     out: dict[str, dict[str, Any]] = {}
     for row in store.fetchall(sql, params):
         meme_id, annotator, *vals, entities = row
-        ann = {k: _clip(v, FIELD_CHARS) for k, v in zip(ANNOTATION_FIELDS, vals) if v}
+        ann = {k: _clip(v, FIELD_CHARS) for k, v in zip(ANNOTATION_FIELDS, vals, strict=False) if v}
         ann["annotator"] = annotator
         ents = _json(entities)
         if isinstance(ents, list) and ents:
@@ -139,7 +139,7 @@ def _labels(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
     cols = [d[0] for d in cur.description]
     out = {}
     for row in cur.fetchall():
-        d = dict(zip(cols, row))
+        d = dict(zip(cols, row, strict=False))
         out[int(d["cluster"])] = {
             "label": d.get("label"),
             "keywords": _plain(d.get("keywords")) or [],
@@ -170,7 +170,7 @@ def _eval_rows(store: Store, where: str, params: list) -> list[dict[str, Any]]:
     cols = [d[0] for d in cur.description]
     out = []
     for r in cur.fetchall():
-        d = dict(zip(cols, r))
+        d = dict(zip(cols, r, strict=False))
         det = _json(d.get("details"))
         d["details"] = det if isinstance(det, dict) else ({} if det is None else {"value": det})
         # Older rows keep pair set / dimension only in details; newer ones have columns too.
@@ -243,19 +243,33 @@ def _sweep(store: Store, run: dict[str, Any], param: str = "min_cluster_size") -
     return sorted((p for p in points.values() if p["series"] in keep), key=key)
 
 
-def _compare(store: Store, run_id: str, other: str, meme_ids: list[str]) -> dict[str, Any]:
-    """How a second run groups the same memes: its clusters per meme, ARI/NMI, and the crosswalk."""
+def _compare(store: Store, other: str, meme_ids: list[str], clusters: list[int]) -> dict[str, Any]:
+    """How a second run groups the same memes: its cluster per meme, ARI/NMI against this run
+    (noise counted as one more group), and for each cluster here the largest overlaps there."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     info = run_info(store, other)
     rows = dict(store.fetchall(
         "SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ?", [other]))
-    labels_b = _labels(store, other)
     per_meme = [rows.get(m) for m in meme_ids]
-    return {"run": info, "per_meme": per_meme, "labels": {
-        str(k): {"label": v["label"], "keywords": v["keywords"][:8]} for k, v in labels_b.items()},
-        "n_shared": sum(c is not None for c in per_meme), "ari": None, "nmi": None,
-        "_metrics": (adjusted_rand_score, normalized_mutual_info_score)}
+    pairs = [(a, b) for a, b in zip(clusters, per_meme, strict=True) if b is not None]
+    ari = nmi = None
+    if len(pairs) >= 2:
+        a_lab, b_lab = zip(*pairs, strict=True)
+        ari = round(float(adjusted_rand_score(a_lab, b_lab)), 4)
+        nmi = round(float(normalized_mutual_info_score(a_lab, b_lab)), 4)
+    cross: dict[int, dict[int, int]] = {}
+    for a, b in pairs:
+        cross.setdefault(a, {}).setdefault(b, 0)
+        cross[a][b] += 1
+    labels_b = _labels(store, other)
+    return _plain({
+        "run": info, "per_meme": per_meme, "n_shared": len(pairs), "ari": ari, "nmi": nmi,
+        "labels": {str(k): {"label": v["label"], "keywords": v["keywords"][:8]}
+                   for k, v in labels_b.items()},
+        "crosswalk": {str(a): sorted(([b, n] for b, n in d.items()), key=lambda t: -t[1])[:5]
+                      for a, d in cross.items()},
+    })
 
 
 def collect(store: Store, run_id: str | None = None, *, compare: str | None = None,
@@ -273,7 +287,7 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     clusters = [int(c) for c in df["cluster"].tolist()]
     paths = df["path"].tolist()
     names = []
-    for p, sid, mid in zip(paths, df["source_id"].tolist(), meme_ids):
+    for p, sid, mid in zip(paths, df["source_id"].tolist(), meme_ids, strict=False):
         if isinstance(p, str) and p:
             names.append(Path(p).name)
         elif isinstance(sid, str) and sid:
@@ -345,19 +359,5 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
         "compare": None,
     }
     if compare:
-        cmp = _compare(store, run_id, compare, meme_ids)
-        ari_fn, nmi_fn = cmp.pop("_metrics")
-        pairs = [(a, b) for a, b in zip(clusters, cmp["per_meme"]) if b is not None]
-        if len(pairs) >= 2:
-            a_lab, b_lab = zip(*pairs)
-            cmp["ari"] = round(float(ari_fn(a_lab, b_lab)), 4)
-            cmp["nmi"] = round(float(nmi_fn(a_lab, b_lab)), 4)
-        # Crosswalk: for each cluster of this run, the largest overlaps in the other.
-        cross: dict[int, dict[int, int]] = {}
-        for a, b in pairs:
-            cross.setdefault(a, {}).setdefault(b, 0)
-            cross[a][b] += 1
-        cmp["crosswalk"] = {str(a): sorted(([b, n] for b, n in d.items()),
-                                           key=lambda t: -t[1])[:5] for a, d in cross.items()}
-        payload["compare"] = _plain(cmp)
+        payload["compare"] = _compare(store, compare, meme_ids, clusters)
     return ReportData(run_id=run_id, payload=payload, thumb_paths=thumb_paths)

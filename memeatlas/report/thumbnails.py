@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,21 +18,36 @@ from pathlib import Path
 from PIL import Image
 
 from memeatlas.errors import InputError
-from memeatlas.imaging import load_image
+from memeatlas.imaging import load_image, to_rgb
 
 DEFAULT_THUMB_PX = 160
 # Decoding large images is the slow part; ask PIL for a cheap draft first.
 _LOAD_BUDGET = 1024 * 1024
 
 
+def _open_small(path: str | Path, max_px: int) -> Image.Image:
+    """Like `load_image`, but lets the JPEG decoder downscale while decoding (draft mode),
+    which makes a thumbnail of a large JPEG several times cheaper; other formats go through
+    `load_image` itself."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            if im.format != "JPEG":
+                return load_image(path, max_pixels=_LOAD_BUDGET)
+            im.draft("RGB", (2 * max_px, 2 * max_px))
+            im.load()
+            out = to_rgb(im)
+            return out.copy() if out is im else out
+
+
 def thumbnail_bytes(path: str | Path, max_px: int = DEFAULT_THUMB_PX, *, fmt: str = "WEBP",
                     quality: int = 70) -> bytes:
     """The image at `path`, fitted inside max_px × max_px, encoded as WEBP (or JPEG)."""
-    img = load_image(path, max_pixels=_LOAD_BUDGET)
+    img = _open_small(path, max_px)
     img.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     if fmt.upper() == "WEBP":
-        img.save(buf, format="WEBP", quality=quality, method=4)
+        img.save(buf, format="WEBP", quality=quality, method=3)
     else:
         img.save(buf, format="JPEG", quality=quality, optimize=True, progressive=False)
     return buf.getvalue()
@@ -45,7 +61,8 @@ def data_uri(path: str | Path, max_px: int = DEFAULT_THUMB_PX, *, fmt: str = "WE
     """
     try:
         raw = thumbnail_bytes(path, max_px, fmt=fmt, quality=quality)
-    except (InputError, OSError, ValueError):
+    except (InputError, OSError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError, SyntaxError):
         return None
     mime = "image/webp" if fmt.upper() == "WEBP" else "image/jpeg"
     return f"data:{mime};base64," + base64.b64encode(raw).decode("ascii")

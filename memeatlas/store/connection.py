@@ -96,7 +96,10 @@ class Store:
 
     def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
                  ) -> tuple | None:
-        return self.execute(sql, params).fetchone()
+        # fetchall, not fetchone: DuckDB 2.0 keeps a half-read result open, and a later
+        # con.register() on the same connection then fails with "unfinished result".
+        rows = self.execute(sql, params).fetchall()
+        return rows[0] if rows else None
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         row = self.fetchone(sql, params)

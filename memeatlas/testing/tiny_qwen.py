@@ -68,7 +68,14 @@ def _tokenizer(vocab_size: int):
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(_TRAIN_TEXT * 4, trainer=trainer)
+    texts = list(_TRAIN_TEXT)
+    try:  # merges for the default caption prompt keep its token count near a real tokenizer's
+        from memeatlas.caption.prompts import default_template
+
+        texts.append(default_template())
+    except Exception:  # pragma: no cover - the builder must not depend on the caption package
+        pass
+    tok.train_from_iterator(texts * 4, trainer=trainer)
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         unk_token=None, model_max_length=32768,
@@ -154,19 +161,25 @@ def build_tiny_qwen25vl(out_dir: str | Path, *, size: str = "tiny", seed: int = 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(vocab_size=600)
-    if size == "3b":
-        # Real-size runs use the real vocabulary size so the LM head costs what it costs.
-        pass
+    tokenizer = _tokenizer(vocab_size=1500)
     config = _config(tokenizer, size)
     torch.manual_seed(seed)
     torch_dtype = getattr(torch, dtype)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch_dtype)
+    # Real-size models are initialised on the GPU when there is one (seconds, not minutes).
+    init_device = "cuda" if size != "tiny" and torch.cuda.is_available() else "cpu"
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype)
+    try:
+        with torch.device(init_device):
+            model = Qwen2_5_VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(prev)
+    model = model.to(torch_dtype)
     model.eval()
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.do_sample = False
-    if size == "tiny" and quote_bias:
+    if quote_bias:
         # A random model under a JSON grammar otherwise fills every string to its
         # bound (hundreds of tokens). Biasing the tokens that close a string or
         # an array keeps tiny outputs short (tens of tokens) while still valid

@@ -47,8 +47,9 @@ def engine():
 
 def _reading_order(boxes, txts, scores, min_score: float) -> list[str]:
     items = []
-    for box, txt, score in zip(boxes, txts, scores):
-        if not txt or score < min_score:
+    for box, txt, score in zip(boxes, txts, scores, strict=False):
+        # Lines without a letter or digit are shapes read as glyphs (a circle as '●').
+        if not txt or score < min_score or not any(ch.isalnum() for ch in txt):
             continue
         pts = np.asarray(box, dtype=float)
         y0, y1 = pts[:, 1].min(), pts[:, 1].max()

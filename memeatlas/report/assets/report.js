@@ -306,7 +306,9 @@
           c.keywords && c.keywords.length ? el('div', { class: 'ckw', text: c.keywords.slice(0, 6).join(', ') }) : null),
         el('span', { class: 'csize', text: fmt(c.size) }));
       if (state.selected === c.cluster) li.classList.add('sel');
+      li.tabIndex = 0;  // keyboard: Tab to a cluster, Enter opens it
       li.addEventListener('click', function () { selectCluster(c.cluster === state.selected ? null : c.cluster); });
+      li.addEventListener('keydown', function (ev) { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); li.click(); } });
       ol.append(li);
     });
   }
@@ -438,11 +440,12 @@
     t.append(el('thead', null, el('tr', null, el('th', { text: 'metric' }), el('th', { text: 'run' }), el('th', { text: 'value' }),
       el('th', { text: '95% CI' }), el('th', { text: 'n' }), el('th', { text: 'details' }), el('th', { text: 'when' }))));
     var tb = el('tbody');
-    D.evaluations.forEach(function (e) {
+    var rank = function (m) { return m === 'cq' ? 0 : m === 'delta_cq' ? 1 : /^alpha/.test(m) ? 2 : /^label_/.test(m) ? 4 : 3; };
+    D.evaluations.slice().sort(function (a, b) { return rank(a.metric) - rank(b.metric); }).forEach(function (e) {
       var ci = (e.ci_low === null || e.ci_low === undefined) ? '–' : '[' + fmt(e.ci_low) + ', ' + fmt(e.ci_high) + ']';
       var d = el('td', { text: detailText(e) });
       if (e.details && typeof e.details === 'object') d.setAttribute('title', JSON.stringify(e.details));
-      tb.append(el('tr', null, el('td', { text: e.metric }), el('td', { text: e.run_id || 'pair set' }),
+      tb.append(el('tr', null, el('td', { class: 'nowrap', text: e.metric }), el('td', { class: 'nowrap', text: e.run_id || 'pair set' }),
         el('td', { class: 'num', text: fmt(e.value) }), el('td', { class: 'num', text: ci }),
         el('td', { class: 'num', text: fmt(e.n) }), d, el('td', { class: 'num', text: e.created_at || '' })));
     });
@@ -458,7 +461,7 @@
     var span = hi - lo || 1, step = Math.pow(10, Math.floor(Math.log10(span / n)));
     [1, 2, 5, 10].some(function (m) { if (span / (step * m) <= n) { step *= m; return true; } return false; });
     var out = [];
-    for (var v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6);
+    for (var v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) out.push(Math.round(v * 1e6) / 1e6 || 0);
     return out;
   }
   (function plotSizes() {
@@ -500,7 +503,7 @@
     var x0 = Math.min.apply(null, xsAll), x1 = Math.max.apply(null, xsAll);
     var y0 = Math.min(0, Math.min.apply(null, ysAll)), y1 = Math.max.apply(null, ysAll);
     if (y1 === y0) y1 = y0 + 1;
-    var rowsL = Math.ceil(names.length / 3), w = 560, h = 240 + 16 * rowsL, l = 44, r = 10, t = 10, b = 44 + 16 * rowsL;
+    var rowsL = Math.ceil(names.length / 2), w = 560, h = 240 + 16 * rowsL, l = 44, r = 10, t = 10, b = 44 + 16 * rowsL;
     var X = function (v) { return l + (w - l - r) * (x1 === x0 ? 0.5 : (v - x0) / (x1 - x0)); };
     var Y = function (v) { return h - b - (h - t - b) * (v - y0) / (y1 - y0); };
     var s = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': 'CQ versus min cluster size', id: 'sweep-svg' });
@@ -521,9 +524,9 @@
           (p.ci_low !== null ? ' [' + fmt(p.ci_low) + ', ' + fmt(p.ci_high) + ']' : '') + (p.current ? ' (this run)' : '');
         dot.append(ti); s.append(dot);
       });
-      var lx = l + (k % 3) * 170, ly = h - b + 46 + 16 * Math.floor(k / 3);
+      var lx = l + (k % 2) * 250, ly = h - b + 46 + 16 * Math.floor(k / 2);
       s.append(svg('rect', { x: lx, y: ly - 8, width: 10, height: 10, fill: col }));
-      s.append(axisText(lx + 14, ly + 1, clip(name, 26), 'start'));
+      s.append(axisText(lx + 14, ly + 1, clip(name, 40), 'start'));
     });
     s.append(axisText((l + w - r) / 2, h - b + 30, 'min_cluster_size (open circle: this run)'));
     s.append(axisText(12, (t + h - b) / 2, 'CQ', 'middle', { transform: 'rotate(-90 12 ' + (t + h - b) / 2 + ')' }));
