@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
             s = run(store, cfg, backend=backend)
             at = dict(getattr(backend, "timings", {}) or {})
         prep = at.get("prepare", 0.0) - bt.get("prepare", 0.0)
-        total = sum(s.timings.values())
-        outside = total - s.timings.get("model", 0.0)
+        phases = {k: v for k, v in s.timings.items() if k != "backend_init"}
+        total = sum(phases.values())
+        outside = total - phases.get("model", 0.0)
         row = {
             "batch_size": bs, "images": s.n_selected, "done": s.n_done, "failed": s.n_failed,
             "seconds": round(s.seconds, 3),

@@ -75,6 +75,20 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stderr
 
 
+def same_assignments(db: Path) -> bool:
+    """Whether the two newest runs put every meme in the same cluster at the same x, y."""
+    from memeatlas.store import Store
+
+    with Store.open(db, read_only=True) as s:
+        runs = [r[0] for r in s.execute("SELECT run_id FROM cluster_runs ORDER BY created_at "
+                                        "DESC LIMIT 2").fetchall()]
+        if len(runs) < 2:
+            return False
+        a, b = (s.execute("SELECT meme_id, cluster, x, y FROM cluster_assignments WHERE "
+                          "run_id = ? ORDER BY meme_id", [r]).fetchall() for r in runs)
+    return a == b
+
+
 def last_timings(db: Path) -> dict:
     from memeatlas.store import Store
 
@@ -120,7 +134,8 @@ def main() -> None:
     lines = [f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
              f"{os.getloadavg()[2]:.2f}; cpus: {os.cpu_count()}", "",
              "| N | process | wall s | umap s | layout s | hdbscan s | knn s | rest s | "
-             "peak RSS MiB | clusters | noise |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS MiB | clusters | noise | same result as previous process |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for n in args.n:
         db = work / f"bench-{n}.duckdb"
@@ -139,7 +154,8 @@ def main() -> None:
             line = (f"| {n:,} | {label} | {wall:.1f} | {t.get('umap', 0):.1f} | "
                     f"{t.get('layout', 0):.1f} | {t.get('cluster', 0):.1f} | "
                     f"{t.get('knn', 0):.1f} | {rest:.1f} | {rss:,.0f} | {t['n_clusters']} | "
-                    f"{t['noise_fraction']:.2f} |")
+                    f"{t['noise_fraction']:.2f} | "
+                    f"{'yes' if same_assignments(db) else 'no'} |")
             lines.append(line)
             print(line, flush=True)
         if args.vanilla_umap:
@@ -149,7 +165,7 @@ def main() -> None:
                 wall, rss, err = timed([sys.executable, "-c", VANILLA, str(db)], venv)
                 v = [ln for ln in err.splitlines() if ln.startswith("VANILLA")]
                 out = (f"| {n:,} | vanilla umap.UMAP(cosine).fit, {which} process | {wall:.1f} "
-                       f"| {v[-1] if v else ''} | | | | | {rss:,.0f} | | |")
+                       f"| {v[-1] if v else ''} | | | | | {rss:,.0f} | | | |")
                 lines.append(out)
                 print(out, flush=True)
     lines.append("")

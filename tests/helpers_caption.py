@@ -98,7 +98,8 @@ def tiny_backend(tiny_qwen_dir):
     """One loaded transformers backend on the tiny model, shared by the tests of a session."""
     from memeatlas.caption.backends import create
 
-    b = create("transformers", model=str(tiny_qwen_dir), device="cpu")
+    # One torch thread: on a busy 2-core CI box two spinning threads slow each other down.
+    b = create("transformers", model=str(tiny_qwen_dir), device="cpu", threads=1)
     yield b
     b.close()
 
@@ -110,7 +111,7 @@ def _resume_main(db: str, model: str) -> None:
     from memeatlas.caption.backends import create
     from memeatlas.store import Store
 
-    inner = create("transformers", model=model, device="cpu")
+    inner = create("transformers", model=model, device="cpu", threads=1)
     calls = {"n": 0}
     real = inner.generate
 

@@ -40,7 +40,7 @@ def test_assign_held_out(store, algorithm):
     new = df[df["meme_id"].isin({ids[i] for i in held})]
     assert (new["assigned_by"] == f"assign:{s.method}").all()
     assert new["probability"].between(0, 1).all() and new["x"].notna().all()
-    hits = [c == major[y[pos[m]]] for m, c in zip(new["meme_id"], new["cluster"])]
+    hits = [c == major[y[pos[m]]] for m, c in zip(new["meme_id"], new["cluster"], strict=True)]
     assert np.mean(hits) >= 0.9
     # nothing left to assign; fitted rows untouched
     assert assign(store, rid).n_assigned == 0

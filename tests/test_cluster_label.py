@@ -75,7 +75,7 @@ def corpus(store, minilm):
                                  "template": None}})
     [rid] = run(store, ClusterConfig(spaces=["text:description"], algorithm="kmeans", k=3,
                                      layout=False))
-    return store, rid, dict(zip(ids, truth))
+    return store, rid, dict(zip(ids, truth, strict=True))
 
 
 def _cat_cluster(store, rid, truth):
@@ -105,7 +105,7 @@ def test_ctfidf_keywords_and_cluster_members(corpus):
     assert len(members) == len(truth) and members["label"].notna().all()
     assert set(members.loc[members["cluster"] == cat, "label"]) == {kw[1]}
     assert (members["annotator"] == "human:test").all()
-    texts = dict(zip(members["meme_id"], members["description"]))
+    texts = dict(zip(members["meme_id"], members["description"], strict=True))
     assert all("cat" in texts[m].lower() or "kitten" in texts[m].lower() for m in kw[2])
     # re-running skips; force redoes
     assert label(store, LabelConfig(run_id=rid)).skipped

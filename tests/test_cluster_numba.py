@@ -43,11 +43,14 @@ def test_unwritable_dir_falls_back_to_temp(tmp_path, monkeypatch):
 def test_umap_kernels_are_cached():
     from numba.core.caching import NullCache
 
-    umap = numba_cache.import_umap()
-    import umap.layouts
-    import umap.umap_
+    numba_cache.import_umap()
+    from umap import layouts, umap_
 
-    for fn in (umap.layouts._nb_optimize_layout_euclidean_single_epoch,
-               umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths):
+    for fn in (layouts._nb_optimize_layout_euclidean_single_epoch,
+               umap_.smooth_knn_dist, umap_.compute_membership_strengths):
         assert not isinstance(fn._cache, NullCache), fn
     assert os.environ.get("NUMBA_CACHE_DIR")
+    # functions pynndescent's authors marked cache=False are left alone
+    from pynndescent import pynndescent_
+
+    assert isinstance(pynndescent_.generate_leaf_updates._cache, NullCache)

@@ -168,3 +168,16 @@ def test_interrupted_run_keeps_committed_batches_and_resumes(corpus, monkeypatch
     monkeypatch.setattr(TextEncoder, "encode", real)
     s = embed_text(store, cfg)
     assert (s.embedded, s.skipped_existing, s.total_in_space) == (1, 2, 3)
+
+
+def test_cli_template_and_changed_report(corpus, db_path):
+    store, ids = corpus
+    store.close()
+    args = ["embed", "text", "--db", str(db_path), "--template", "{description} => {intent}",
+            "--space", "text:tpl"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    with Store.open(db_path) as s2:
+        s2.execute("UPDATE annotations SET intent = 'new' WHERE meme_id = ?", [ids["cat1"]])
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and "1 (input changed since last run: re-embedded)" in r.output

@@ -113,3 +113,14 @@ def test_annotation_texts_restricted_to_meme_ids_and_limit(annotated):
     rows, _ = T.annotation_texts(store, "vlm:a", ("description",), limit=2)
     assert len(rows) == 2
     assert T.choose_annotator(store, ("ocr_text",), None, meme_ids=[ids[3]]) == "vlm:a"
+
+
+def test_importing_embed_api_and_commands_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, memeatlas.embed as e, memeatlas.embed.commands; e.TextEmbedConfig; "
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

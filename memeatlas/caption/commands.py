@@ -126,6 +126,7 @@ def caption(
         "failed": s.n_failed,
         "skipped (already done)": s.n_skipped,
         "seconds": s.seconds,
+        "model load (s)": s.timings.get("backend_init", 0.0),
         "images/s": s.images_per_s,
         "tokens in/out": f"{s.tokens_in}/{s.tokens_out}",
         "generated tokens/s": s.tokens_per_s,

@@ -54,7 +54,7 @@ def get_run_info(store, run_id: str) -> dict:
     _check_run(store, run_id)
     cur = store.execute("SELECT * FROM cluster_runs WHERE run_id = ?", [run_id])
     keys = [d[0] for d in cur.description]
-    row = dict(zip(keys, cur.fetchall()[0]))
+    row = dict(zip(keys, cur.fetchall()[0], strict=True))
     for col in ("params", "spaces", "software", "timings"):
         if isinstance(row.get(col), str):
             row[col] = json.loads(row[col])

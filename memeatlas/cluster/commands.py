@@ -50,7 +50,7 @@ def cluster_cmd(
     umap_epochs: Annotated[int, typer.Option(
         "--umap-epochs", help="UMAP optimisation epochs (reduction and 2-D map).")] = 200,
     knn: Annotated[str, typer.Option(
-        "--knn", help="Neighbour graph: auto (exact up to 60,000 memes, else NN-descent), "
+        "--knn", help="Neighbour graph: auto (exact up to 20,000 memes, else NN-descent), "
                       "exact, nndescent.")] = "auto",
     no_layout: Annotated[bool, typer.Option(
         "--no-layout", help="Skip the 2-D UMAP map layout (x, y stay NULL).")] = False,

@@ -34,6 +34,8 @@ def auto_min_cluster_size(n: int) -> int:
 
 
 def _validate(cfg: ClusterConfig) -> None:
+    if isinstance(cfg.spaces, str):  # a single space name given as a string
+        cfg.spaces = [cfg.spaces]
     if cfg.algorithm not in ALGORITHMS:
         raise BackendError(f"unknown clustering algorithm {cfg.algorithm!r}; choose one of "
                            f"{', '.join(ALGORITHMS)}")
@@ -74,7 +76,7 @@ def _variants(cfg: ClusterConfig) -> list[ClusterConfig]:
     if not cfg.sweep:
         return [cfg]
     keys = list(cfg.sweep)
-    return [replace(cfg, sweep={}, **dict(zip(keys, combo)))
+    return [replace(cfg, sweep={}, **dict(zip(keys, combo, strict=True)))
             for combo in itertools.product(*(cfg.sweep[k] for k in keys))]
 
 
@@ -228,9 +230,9 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     t0 = time.perf_counter()
     x, finfo = fuse(mats, cfg.weights, method=cfg.fusion, k=cfg.fusion_k)
     t_fuse = time.perf_counter() - t0
-    spaces_json = [{"space": s, "weight": float(w)} for s, w in zip(cfg.spaces, g)]
+    spaces_json = [{"space": s, "weight": float(w)} for s, w in zip(cfg.spaces, g, strict=True)]
     if "mean_meme_weights" in finfo:
-        for d, mw in zip(spaces_json, finfo["mean_meme_weights"]):
+        for d, mw in zip(spaces_json, finfo["mean_meme_weights"], strict=True):
             d["mean_meme_weight"] = round(float(mw), 4)
     input_fp = _fingerprint_inputs(ids, x)
     cache = _Cache(x, cfg)
@@ -322,6 +324,6 @@ def run_summary(store, run_id: str) -> dict[str, Any]:
                          "noise_fraction, timings FROM cluster_runs WHERE run_id = ?", [run_id])
     keys = ["run_id", "kind", "space", "algorithm", "n_items", "n_clusters", "noise_fraction",
             "timings"]
-    d = dict(zip(keys, row))
+    d = dict(zip(keys, row, strict=True))
     d["timings"] = json.loads(d["timings"]) if d["timings"] else {}
     return d

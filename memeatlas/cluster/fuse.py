@@ -52,6 +52,14 @@ def validate_weights(weights: Sequence[float] | None, n_spaces: int) -> np.ndarr
     return w / w.sum()
 
 
+def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
+    """k nearest neighbours of every row, itself excluded (exact, or NN-descent for large n)."""
+    from memeatlas.cluster.knn import knn
+
+    (idx, _), _method = knn(x, k + 1)
+    return idx[:, 1:]
+
+
 def neighbourhood_coherence(knn_idx: np.ndarray) -> np.ndarray:
     """c(i) = mean over i's neighbours j of |N(i) ∩ N(j)| / k, from a k-NN index matrix.
 
@@ -75,8 +83,6 @@ def neighbourhood_coherence(knn_idx: np.ndarray) -> np.ndarray:
 def dynamic_weights(mats: Sequence[np.ndarray], base: np.ndarray, k: int = 15,
                     knns: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Per-meme weights w[i, s] (rows sum to 1) from shared-neighbour coherence per space."""
-    from memeatlas.cluster.knn import exact_knn
-
     n = mats[0].shape[0]
     k = max(1, min(k, n - 1))
     conf = np.empty((n, len(mats)))
@@ -84,7 +90,7 @@ def dynamic_weights(mats: Sequence[np.ndarray], base: np.ndarray, k: int = 15,
         if knns is not None and knns[s] is not None:
             idx = knns[s]
         else:
-            idx, _ = exact_knn(x, k, include_self=False)
+            idx = _neighbours(x, k)
         conf[:, s] = neighbourhood_coherence(idx[:, :k])
     raw = conf * base[None, :]
     tot = raw.sum(axis=1, keepdims=True)
@@ -140,9 +146,9 @@ def fuse_new(train_mats: Sequence[np.ndarray], new_mats: Sequence[np.ndarray],
         w = np.tile(g, (n, 1))
     else:
         conf = np.empty((n, len(train_mats)))
-        for s, (tr, nw) in enumerate(zip(train_mats, xs_new)):
+        for s, (tr, nw) in enumerate(zip(train_mats, xs_new, strict=True)):
             kk = max(1, min(k, tr.shape[0] - 1))
-            train_idx, _ = exact_knn(tr, kk, include_self=False)
+            train_idx = _neighbours(tr, kk)
             q_idx, _ = exact_knn(tr, kk, queries=nw)
             b = train_idx[q_idx]                              # [n, k, k]
             hit = (b[..., None] == q_idx[:, None, None, :]).any(axis=-1)

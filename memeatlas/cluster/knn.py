@@ -75,7 +75,7 @@ def nndescent_knn(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
     return idx.astype(np.int32), d.astype(np.float32)
 
 
-def knn(x: np.ndarray, k: int, *, method: str = "auto", exact_max: int = 60_000,
+def knn(x: np.ndarray, k: int, *, method: str = "auto", exact_max: int = 20_000,
         seed: int = 42) -> tuple[tuple[np.ndarray, np.ndarray], str]:
     """k-NN (self included) by `method` ('auto' = exact up to `exact_max` points)."""
     n = x.shape[0]

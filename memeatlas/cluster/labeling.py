@@ -171,7 +171,7 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
                                           examples=ex),
                 image=None, json_schema=NAME_SCHEMA, max_new_tokens=cfg.llm_max_new_tokens))
         names: dict[int, str] = {}
-        for c, res in zip(order, backend.generate(reqs)):
+        for c, res in zip(order, backend.generate(reqs), strict=True):
             text = (res.text or "").strip()
             name = None
             try:
@@ -195,6 +195,8 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     from memeatlas.cluster.inputs import load_space
 
     t0 = time.perf_counter()
+    if isinstance(cfg.fields, str):
+        cfg.fields = [f.strip() for f in cfg.fields.split(",") if f.strip()]
     if cfg.representation not in REPRESENTATIONS:
         raise InputError(f"unknown --representation {cfg.representation!r}; choose one of "
                          f"{', '.join(REPRESENTATIONS)}")

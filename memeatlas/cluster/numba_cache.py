@@ -13,7 +13,8 @@ What this module does:
    else ``$NUMBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/memeatlas/numba`` or
    ``~/.cache/memeatlas/numba``, else a per-user temp dir) *before* numba is imported;
 2. after importing umap, turns on disk caching for every module-level numba dispatcher of umap
-   (and any of pynndescent's that lack it) with numba's own ``Dispatcher.enable_caching()``;
+   (and pynndescent's that lack it, except those its authors marked ``cache=False``) with
+   numba's own ``Dispatcher.enable_caching()``;
 3. the cluster step passes a precomputed exact k-NN (see `knn.py`) for moderate N, so
    NN-descent never runs.
 The numerical code is unchanged, so results are identical with or without the cache.
@@ -22,6 +23,7 @@ The numerical code is unchanged, so results are identical with or without the ca
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -65,11 +67,29 @@ def configure_cache_dir() -> Path | None:
     return path
 
 
+_EXPLICIT_NO_CACHE = re.compile(r"cache\s*=\s*False[^\n]*\n(?:[^\n]*\n){0,12}?\s*def\s+(\w+)")
+
+
+def _declared_uncached(mod) -> set[str]:
+    """Names of functions whose authors wrote `cache=False` (left alone: they chose so)."""
+    path = getattr(mod, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return set()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return set()
+    return set(_EXPLICIT_NO_CACHE.findall(text)) if "cache=False" in text.replace(" ", "") \
+        else set()
+
+
 def enable_caching(prefixes: tuple[str, ...] = ("umap", "pynndescent")) -> int:
     """Turn on disk caching for the module-level numba functions of the named packages.
 
-    Returns how many dispatchers were switched on. Functions that numba cannot cache (those
-    using dynamic globals) just log a numba warning on save and keep working uncached.
+    Functions declared with an explicit `cache=False` (pynndescent's parallel NN-descent
+    kernels) are left as their authors chose. Returns how many dispatchers were switched on.
+    Functions that numba cannot cache (e.g. dynamic globals) only log a numba warning on save
+    and keep working uncached.
     """
     from numba.core.caching import NullCache
     from numba.core.dispatcher import Dispatcher
@@ -78,8 +98,11 @@ def enable_caching(prefixes: tuple[str, ...] = ("umap", "pynndescent")) -> int:
     for name, mod in list(sys.modules.items()):
         if mod is None or not name.startswith(prefixes):
             continue
-        for obj in list(vars(mod).values()):
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+        skip = _declared_uncached(mod)
+        for attr, obj in list(vars(mod).items()):
+            if (isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache)
+                    and getattr(obj.py_func, "__module__", name) == name
+                    and obj.py_func.__name__ not in skip and attr not in skip):
                 try:
                     obj.enable_caching()
                     n += 1

@@ -81,8 +81,9 @@ def check_recipe(info: SpaceInfo | None, recipe: dict[str, Any], *, force: bool 
     """Refuse to mix inputs built differently (other fields/template/annotator/preprocessing)."""
     if info is None or force:
         return
-    old = {k: info.params.get("recipe", {}).get(k) for k in recipe}
-    diff = {k: (old[k], recipe[k]) for k in recipe if old[k] != recipe[k]}
+    stored = info.params.get("recipe") or {}
+    keys = sorted(set(stored) | set(recipe))
+    diff = {k: (stored.get(k), recipe.get(k)) for k in keys if stored.get(k) != recipe.get(k)}
     if diff:
         what = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in diff.items())
         raise MismatchError(

@@ -68,7 +68,7 @@ class TransformersBackend(Backend):
     "bfloat16" | "float16"), revision (Hub revision), max_pixels / min_pixels
     (image budget handed to qwen-vl-utils), temperature (0 = greedy), top_p,
     seed, attn_implementation (e.g. "sdpa", "flash_attention_2"),
-    trust_remote_code.
+    trust_remote_code, threads (torch CPU threads while generating; default: torch's).
     """
 
     name = "transformers"
@@ -78,7 +78,7 @@ class TransformersBackend(Backend):
                  revision: str | None = None, max_pixels: int | None = None,
                  min_pixels: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  seed: int = 0, attn_implementation: str | None = None,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, threads: int | None = None) -> None:
         self.model_id = model or DEFAULT_MODEL
         self.device = _resolve_device(device)
         self.torch_dtype = _resolve_dtype(dtype, self.device)
@@ -90,6 +90,7 @@ class TransformersBackend(Backend):
         self.seed = int(seed)
         self.attn_implementation = attn_implementation
         self.trust_remote_code = trust_remote_code
+        self.threads = int(threads) if threads else None
         self._compiler = None
         # Seconds spent preparing inputs (chat template, image resize, processor) and in
         # model.generate, summed over calls: benchmarks split "model time" with these.
@@ -171,7 +172,8 @@ class TransformersBackend(Backend):
             config={"device": self.device, "dtype": str(self.torch_dtype).replace("torch.", ""),
                     "max_pixels": self.max_pixels, "min_pixels": self.min_pixels,
                     "attn_implementation": self.attn_implementation,
-                    "model_type": self.model_type, "vision": self.vision},
+                    "model_type": self.model_type, "vision": self.vision,
+                    "threads": self.threads},
             software=software("torch", "transformers", "xgrammar", "qwen-vl-utils"),
         )
 
@@ -273,6 +275,9 @@ class TransformersBackend(Backend):
 
             gen_kw["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(
                 self._grammar(first.json_schema))]
+        prev_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
                 out = self.model.generate(**enc, **gen_kw)
@@ -280,6 +285,9 @@ class TransformersBackend(Backend):
             ms = (time.perf_counter() - t0) * 1000
             return [GenerationResult("", False, latency_ms=ms,
                                      error=f"generate failed: {_first_line(exc)}") for _ in reqs]
+        finally:
+            if self.threads:
+                torch.set_num_threads(prev_threads)
         ms = (time.perf_counter() - t0) * 1000
         self.timings["generate"] += time.perf_counter() - t_prep
         n_prompt = enc["input_ids"].shape[1]

@@ -21,7 +21,7 @@ CREATE TABLE caption_runs (
     tokens_in     BIGINT,
     tokens_out    BIGINT,
     seconds       DOUBLE,
-    timings       JSON                  -- seconds spent in load/preprocess/model/validate/write
+    timings       JSON                  -- seconds: backend_init (model load), setup, load (images), model, validate, write
 );
 
 CREATE TABLE caption_failures (
