@@ -95,13 +95,36 @@ class TransformersBackend(Backend):
         # Seconds spent preparing inputs (chat template, image resize, processor) and in
         # model.generate, summed over calls: benchmarks split "model time" with these.
         self.timings = {"prepare": 0.0, "generate": 0.0}
-        self._load()
+        self.model = None
+        self._load_config()
 
     # -- loading -----------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _load_config(self) -> None:
+        """Config only: enough to name the annotator (so a run with nothing to do skips the
+        weights) and to fail early on a model that does not exist."""
+        from transformers import AutoConfig
+
+        kw: dict[str, Any] = {"revision": self.requested_revision,
+                              "trust_remote_code": self.trust_remote_code}
+        try:
+            config = AutoConfig.from_pretrained(self.model_id, **kw)
+        except Exception as exc:  # OSError, hub errors, offline errors, bad JSON
+            raise ModelNotFoundError(not_found_message(self.model_id, _first_line(exc))) from None
+        self.config = config
+        self.model_type = getattr(config, "model_type", "") or ""
+        self.vision = hasattr(config, "vision_config")
+        if is_local(self.model_id):
+            self.revision = "local-" + local_dir_hash(self.model_id)
+        else:
+            self.revision = (getattr(config, "_commit_hash", None) or self.requested_revision
+                             or "unknown")
+
+    def _ensure_loaded(self) -> None:
+        """Load weights, processor and tokenizer on first use."""
+        if self.model is not None:
+            return
         import torch  # noqa: F401  (fail early and clearly if torch is broken)
         from transformers import (
-            AutoConfig,
             AutoModelForCausalLM,
             AutoModelForImageTextToText,
             AutoProcessor,
@@ -110,11 +133,6 @@ class TransformersBackend(Backend):
 
         kw: dict[str, Any] = {"revision": self.requested_revision,
                               "trust_remote_code": self.trust_remote_code}
-        try:
-            config = AutoConfig.from_pretrained(self.model_id, **kw)
-        except Exception as exc:  # OSError, hub errors, offline errors, bad JSON
-            raise ModelNotFoundError(not_found_message(self.model_id, _first_line(exc))) from None
-
         mkw = dict(kw, dtype=self.torch_dtype)
         if self.attn_implementation:
             mkw["attn_implementation"] = self.attn_implementation
@@ -140,17 +158,10 @@ class TransformersBackend(Backend):
 
         self.model.to(self.device)
         self.model.eval()
-        self.config = config
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.eos_ids = self._eos_ids()
-        self.model_type = getattr(config, "model_type", "") or ""
-        if is_local(self.model_id):
-            self.revision = "local-" + local_dir_hash(self.model_id)
-        else:
-            self.revision = (getattr(config, "_commit_hash", None) or self.requested_revision
-                             or "unknown")
 
     def _eos_ids(self) -> list[int]:
         ids: set[int] = set()
@@ -228,6 +239,7 @@ class TransformersBackend(Backend):
     # -- generation --------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Generate for all requests; requests sharing schema and sampling run as one batch."""
+        self._ensure_loaded()
         results: list[GenerationResult | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
