@@ -72,7 +72,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     if p.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
     rss = [ln for ln in p.stderr.splitlines() if ln.startswith("MAXRSS_KB=")]
-    return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stderr
+    return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stdout + p.stderr
 
 
 def same_assignments(db: Path) -> bool:
