@@ -67,11 +67,17 @@ def nndescent_knn(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
     from memeatlas.cluster.numba_cache import import_umap
 
     import_umap()  # configures numba's cache before pynndescent compiles
+    import warnings
+
     from pynndescent import NNDescent
 
-    index = NNDescent(normalise(x), n_neighbors=k, metric="cosine", random_state=seed,
-                      n_jobs=1, low_memory=True, compressed=True, verbose=False)
-    idx, d = index.neighbor_graph
+    with warnings.catch_warnings():
+        # "Cannot cache compiled function nn_descent ... dynamic globals": numba's own note that
+        # NN-descent's closures stay uncached (see numba_cache.py); not the user's concern.
+        warnings.simplefilter("ignore")
+        index = NNDescent(normalise(x), n_neighbors=k, metric="cosine", random_state=seed,
+                          n_jobs=1, low_memory=True, compressed=True, verbose=False)
+        idx, d = index.neighbor_graph
     return idx.astype(np.int32), d.astype(np.float32)
 
 
