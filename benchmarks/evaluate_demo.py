@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from memeatlas.evaluate import agreement, import_ratings, labels, quality, sample_pairs
-from memeatlas.evaluate.common import insert_rows, render
+from memeatlas.evaluate.common import render
 from memeatlas.evaluate.external import load_truth
 from memeatlas.store import Store
 
@@ -78,7 +78,7 @@ def build_synthetic(db: Path, n: int = 300, seed: int = 0) -> list[str]:
     templates = [f"template{i}" for i in range(3)]
     ids = [f"{i:064x}" for i in range(n)]
     meta = [{"theme": themes[i % 5], "template": templates[(i // 5) % 3]} for i in range(n)]
-    insert_rows(store, "memes", ("meme_id", "path", "source", "source_id", "has_image", "meta"),
+    store.insert_rows("memes", ("meme_id", "path", "source", "source_id", "has_image", "meta"),
                 [(mid, f"/synthetic/meme_{i:04d}.png", "manifest", f"s{i}", True, json.dumps(meta[i]))
                  for i, mid in enumerate(ids)])
     for name, key, values in (("text", "theme", themes), ("image", "template", templates)):
@@ -92,7 +92,7 @@ def build_synthetic(db: Path, n: int = 300, seed: int = 0) -> list[str]:
                       "noise_fraction) VALUES (?,?,?,?,?,?,?)",
                       [run_id, space, "planted", json.dumps({"min_cluster_size": 10}), n, len(values),
                        float((lab == -1).mean())])
-        insert_rows(store, "cluster_assignments", ("run_id", "meme_id", "cluster"),
+        store.insert_rows("cluster_assignments", ("run_id", "meme_id", "cluster"),
                     [(run_id, mid, int(c)) for mid, c in zip(ids, lab, strict=True)])
     store.close()
     return ["synthetic-text", "synthetic-image"]

@@ -46,14 +46,14 @@ def write_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str =
             w.writerow(["" if v is None else (json.dumps(v, default=str)
                                               if isinstance(v, (list, dict)) else v) for v in r])
     elif fmt == "json":
-        data = [{c: _jsonable(v) for c, v in zip(columns, r)} for r in rows]
+        data = [{c: _jsonable(v) for c, v in zip(columns, r, strict=False)} for r in rows]
         out.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     elif fmt == "table":
         cells = [[_cell(v, max_width) for v in r] for r in rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False)).rstrip() + "\n")
         out.write("  ".join("-" * w for w in widths) + "\n")
         for r in cells:
-            out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+            out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)).rstrip() + "\n")
     else:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

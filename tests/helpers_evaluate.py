@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from memeatlas.evaluate.common import insert_rows
-
 
 def meme_id(i: int, prefix: str = "m") -> str:
     return hashlib.sha256(f"{prefix}{i}".encode()).hexdigest()
@@ -21,7 +19,7 @@ def add_memes(store, n: int, *, prefix: str = "m", meta: list[dict] | None = Non
               source_ids: bool = True) -> list[str]:
     """Insert n memes (fake SHA-256 ids, paths under /data) and return their ids."""
     ids = [meme_id(i, prefix) for i in range(n)]
-    insert_rows(store, "memes", ("meme_id", "path", "source", "source_id", "has_image", "width", "height",
+    store.insert_rows("memes", ("meme_id", "path", "source", "source_id", "has_image", "width", "height",
                                  "format", "n_bytes", "meta"),
                 [(mid, f"/data/{prefix}{i:04d}.png", "folder", f"{prefix}{i}" if source_ids else None, True,
                   64, 64, "PNG", 100, json.dumps(meta[i]) if meta else None) for i, mid in enumerate(ids)])
@@ -38,7 +36,7 @@ def add_run(store, run_id: str, clusters: dict[str, int], *, space: str = "text:
         "INSERT INTO cluster_runs (run_id, space, algorithm, params, seed, n_items, n_clusters, noise_fraction)"
         " VALUES (?,?,?,?,?,?,?,?)",
         [run_id, space, algorithm, json.dumps(params or {}), 0, len(labels), n_clusters, noise])
-    insert_rows(store, "cluster_assignments", ("run_id", "meme_id", "cluster", "probability", "x", "y"),
+    store.insert_rows("cluster_assignments", ("run_id", "meme_id", "cluster", "probability", "x", "y"),
                 [(run_id, m, int(c), 1.0, 0.0, 0.0) for m, c in clusters.items()])
     return run_id
 
@@ -61,14 +59,14 @@ def add_pairs(store, pair_set: str, pairs: list[tuple[str, str]], *, strategy: s
 
 def add_ratings(store, pair_set: str, ratings: dict[str, list[float]], *, dimension: str = "connotative"):
     """ratings: {pair_id: [coder1 rating, coder2 rating, ...]} straight into `ratings`."""
-    insert_rows(store, "ratings", ("pair_set", "pair_id", "coder", "dimension", "rating", "raw_rating"),
+    store.insert_rows("ratings", ("pair_set", "pair_id", "coder", "dimension", "rating", "raw_rating"),
                 [(pair_set, pid, f"c{k + 1}", dimension, float(v), float(v))
                  for pid, vals in ratings.items() for k, v in enumerate(vals)])
 
 
 def insert_ratings(store, pair_set: str, rows: list[tuple[str, str, str, float]]) -> None:
     """rows: (pair_id, coder, dimension, rating) straight into `ratings`."""
-    insert_rows(store, "ratings", ("pair_set", "pair_id", "coder", "dimension", "rating"),
+    store.insert_rows("ratings", ("pair_set", "pair_id", "coder", "dimension", "rating"),
                 [(pair_set, p, c, d, float(r)) for p, c, d, r in rows])
 
 

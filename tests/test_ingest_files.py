@@ -7,10 +7,10 @@ import os
 import shutil
 
 import pytest
+from helpers_ingest import write_image
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers_ingest import write_image
 from memeatlas.cli import app
 from memeatlas.ingest import ingest_paths
 from memeatlas.ingest.validate import sha256_bytes

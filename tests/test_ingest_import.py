@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers_ingest import write_image
 from typer.testing import CliRunner
 
-from helpers_ingest import write_image
 from memeatlas.cli import app
 from memeatlas.errors import InputError
 from memeatlas.ingest import import_annotations

@@ -10,9 +10,9 @@ import time
 
 import duckdb
 import pytest
+from helpers_ingest import write_image
 from typer.testing import CliRunner
 
-from helpers_ingest import write_image
 from memeatlas.cli import app
 from memeatlas.errors import DatabaseLockedError, ReadOnlyViolation
 from memeatlas.ingest import ingest_paths

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 
-from memeatlas.cluster import _db
 from memeatlas.errors import NotFoundError
 
 
 def _check_run(store, run_id: str) -> None:
-    if not _db.scalar(store, "SELECT count(*) FROM cluster_runs WHERE run_id = ?", [run_id]):
+    if not store.scalar("SELECT count(*) FROM cluster_runs WHERE run_id = ?", [run_id]):
         recent = [r[0] for r in store.fetchall(
             "SELECT run_id FROM cluster_runs ORDER BY created_at DESC LIMIT 5")]
         have = ", ".join(recent) if recent else "none yet; run `memeatlas cluster` first"
-        raise NotFoundError(f"no cluster run {run_id!r}; recent runs: {have}")
+        raise NotFoundError(f"no cluster run {run_id!r} (not found in {store.path}); "
+                            f"recent runs: {have}")
 
 
 def get_run(store, run_id: str):
@@ -33,9 +33,9 @@ def get_run(store, run_id: str):
 def latest_run(store, kind: str | None = "cluster") -> str | None:
     """The newest run id (of `kind`, default plain clusterings; None = any kind), or None."""
     if kind is None:
-        return _db.scalar(store, "SELECT run_id FROM cluster_runs ORDER BY created_at DESC, "
+        return store.scalar("SELECT run_id FROM cluster_runs ORDER BY created_at DESC, "
                             "run_id DESC LIMIT 1")
-    return _db.scalar(store, "SELECT run_id FROM cluster_runs WHERE kind = ? "
+    return store.scalar("SELECT run_id FROM cluster_runs WHERE kind = ? "
                         "ORDER BY created_at DESC, run_id DESC LIMIT 1", [kind])
 
 
@@ -66,7 +66,7 @@ def load_model(store, run_id: str) -> dict:
     import pickle
 
     _check_run(store, run_id)
-    blob = _db.scalar(store, "SELECT model FROM cluster_models WHERE run_id = ?", [run_id])
+    blob = store.scalar("SELECT model FROM cluster_models WHERE run_id = ?", [run_id])
     if blob is None:
         raise NotFoundError(f"run {run_id} has no stored model; re-run `memeatlas cluster "
                             f"--force` to store one")

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from memeatlas.cluster import _db
 from memeatlas.cluster.config import AssignSummary
 from memeatlas.errors import InputError
 
@@ -112,7 +111,7 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         "y": pa.array(xy[:, 1] if xy is not None else [None] * n, pa.float64()),
     })
     con = store.con
-    _db.register(store, "_assign_batch", tbl)
+    store.con.register("_assign_batch", tbl)
     try:
         with store.transaction():
             con.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, "

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster import _db
 from memeatlas.cluster.config import ALGORITHMS, FUSIONS, KNN_METHODS, ClusterConfig
 from memeatlas.errors import BackendError, InputError
 from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
@@ -159,7 +158,7 @@ class _Cache:
 
 
 def _existing(store, fingerprint: str, kind: str) -> str | None:
-    return _db.scalar(store, "SELECT run_id FROM cluster_runs WHERE fingerprint = ? AND kind = ? "
+    return store.scalar("SELECT run_id FROM cluster_runs WHERE fingerprint = ? AND kind = ? "
                         "ORDER BY created_at DESC LIMIT 1", [fingerprint, kind])
 
 
@@ -184,7 +183,7 @@ def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any]
     })
     now = utcnow()
     con = store.con
-    _db.register(store, "_cluster_batch", tbl)
+    store.con.register("_cluster_batch", tbl)
     try:
         with store.transaction():
             con.execute(
@@ -249,7 +248,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
                           f"(--force to run again)")
             out.append(found)
             if cfg.reassign_noise:
-                child = _db.scalar(store, "SELECT run_id FROM cluster_runs WHERE parent_run = ? "
+                child = store.scalar("SELECT run_id FROM cluster_runs WHERE parent_run = ? "
                                      "AND kind = 'reassign_noise' LIMIT 1", [found])
                 if child:
                     out.append(child)
@@ -320,7 +319,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
 
 def run_summary(store, run_id: str) -> dict[str, Any]:
     """n_items, n_clusters, noise_fraction and timings of a stored run (for CLI summaries)."""
-    row = _db.one(store, "SELECT run_id, kind, space, algorithm, n_items, n_clusters, "
+    row = store.fetchone("SELECT run_id, kind, space, algorithm, n_items, n_clusters, "
                          "noise_fraction, timings FROM cluster_runs WHERE run_id = ?", [run_id])
     keys = ["run_id", "kind", "space", "algorithm", "n_items", "n_clusters", "noise_fraction",
             "timings"]

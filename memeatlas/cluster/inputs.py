@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memeatlas.cluster import _db
 from memeatlas.errors import InputError, NotFoundError
 
 
@@ -38,7 +37,7 @@ def load_space(store, space: str, meme_ids: Sequence[str] | None = None
     if embed_load is not None:
         return embed_load(store, space, meme_ids=meme_ids) if meme_ids is not None \
             else embed_load(store, space)
-    if not _db.scalar(store, "SELECT count(*) FROM embeddings WHERE space = ?", [space]):
+    if not store.scalar("SELECT count(*) FROM embeddings WHERE space = ?", [space]):
         raise NotFoundError(f"no embedding space {space!r}; run `memeatlas embed` first")
     return _load_space_direct(store, space, meme_ids)
 

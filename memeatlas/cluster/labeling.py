@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster import _db
 from memeatlas.cluster.config import REPRESENTATIONS, LabelConfig, LabelSummary
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import software, stable_json, utcnow
@@ -44,8 +43,7 @@ NAME_PROMPT = (
 
 
 def _pick_annotator(store, ids: list[str]) -> str | None:
-    row = _db.one(store, 
-        "SELECT annotator, count(*) AS n FROM latest_annotations WHERE meme_id IN "
+    row = store.fetchone("SELECT annotator, count(*) AS n FROM latest_annotations WHERE meme_id IN "
         "(SELECT unnest(?::VARCHAR[])) GROUP BY annotator ORDER BY n DESC, annotator LIMIT 1",
         [ids])
     return row[0] if row else None
@@ -70,7 +68,7 @@ def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
     """meme_id → text, the annotator(s) used, and how the text was chosen."""
     recipe: dict[str, Any] = {}
     for s in spaces:
-        row = _db.one(store, "SELECT kind, params FROM embedding_spaces WHERE space = ?", [s])
+        row = store.fetchone("SELECT kind, params FROM embedding_spaces WHERE space = ?", [s])
         if row and row[0] == "text":
             params = json.loads(row[1]) if row[1] else {}
             recipe = params.get("recipe") or {k: params.get(k) for k in
@@ -204,9 +202,9 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     if run_id is None:
         raise NotFoundError("no cluster run to label; run `memeatlas cluster` first")
     info = get_run_info(store, run_id)
-    existing = _db.scalar(store, "SELECT count(*) FROM cluster_labels WHERE run_id = ?", [run_id])
+    existing = store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ?", [run_id])
     if existing and not cfg.force:
-        row = _db.one(store, "SELECT representation, labeler FROM cluster_labels WHERE "
+        row = store.fetchone("SELECT representation, labeler FROM cluster_labels WHERE "
                              "run_id = ? LIMIT 1", [run_id])
         return LabelSummary(run_id, int(info["n_clusters"] or 0), int(existing), 0, row[0],
                             row[1], None, time.perf_counter() - t0, skipped=True)
@@ -216,7 +214,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     labels = asg["cluster"].to_numpy(dtype=np.int64)
     probs = asg["probability"].fillna(0.0).to_numpy(dtype=np.float64)
     spaces = [s["space"] for s in info["spaces"]] if info.get("spaces") else [info["space"]]
-    kinds = {s: _db.scalar(store, "SELECT kind FROM embedding_spaces WHERE space = ?", [s])
+    kinds = {s: store.scalar("SELECT kind FROM embedding_spaces WHERE space = ?", [s])
              for s in spaces}
     emb_space = next((s for s in spaces if kinds.get(s) == "text"), spaces[0])
     e_ids, e_mat = load_space(store, emb_space, meme_ids=ids)

@@ -77,7 +77,7 @@ def _gradient(size: tuple[int, int], c0: tuple, c1: tuple) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for y in range(h):
         t = y / max(1, h - 1)
-        draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(c0, c1)))
+        draw.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(c0, c1, strict=False)))
     return img
 
 

@@ -79,23 +79,6 @@ def load_assignments(store, run_ids: Iterable[str]) -> dict[str, dict[str, int]]
     return out
 
 
-def run_info(store, run_id: str) -> dict[str, Any]:
-    """The cluster_runs row of a run as a dict (params parsed); {} when it has none."""
-    cur = store.execute("SELECT * FROM cluster_runs WHERE run_id = ?", [run_id])
-    row = cur.fetchone()
-    if row is None:
-        return {}
-    cols = [d[0] for d in cur.description]
-    info = dict(zip(cols, row, strict=True))
-    for key in ("params", "spaces", "software", "timings"):
-        if isinstance(info.get(key), str):
-            try:
-                info[key] = json.loads(info[key])
-            except ValueError:
-                pass
-    return info
-
-
 def check_noise(noise: str) -> str:
     if noise not in NOISE_MODES:
         raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
@@ -133,7 +116,7 @@ def store_evaluations(store, eval_id: str, command: str, rows: list[dict[str, An
              stable_json(_clean(r.get("details") or {})), now, r.get("pair_set"), r.get("dimension"), command)
             for r in rows]
     with store.transaction():
-        insert_rows(store, "evaluations", cols, data)
+        store.insert_rows("evaluations", cols, data)
 
 
 def _clean(obj: Any) -> Any:
@@ -209,21 +192,3 @@ def _is_num(s: str) -> bool:
     except ValueError:
         return False
 
-
-def insert_rows(store, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Bulk insert through a registered Arrow table (DuckDB's executemany is ~3 ms per row)."""
-    import pyarrow as pa
-
-    if not rows:
-        return
-    data = {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-    tbl = pa.table(data)
-    name = f"_memeatlas_ins_{table}"
-    # DuckDB 2.0 refuses register() while an earlier fetchone() left a result open.
-    store.con.complete()
-    store.con.register(name, tbl)
-    try:
-        cols = ", ".join(columns)
-        store.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
-    finally:
-        store.con.unregister(name)

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from memeatlas.cluster.api import get_run_info
 from memeatlas.errors import InputError
 from memeatlas.evaluate.common import (
     NOISE,
     load_assignments,
     new_eval_id,
     resolve_runs,
-    run_info,
     store_evaluations,
 )
 
@@ -151,7 +151,7 @@ def labels(store, runs, truth: str, *, noise: str = "singletons", save: bool = T
             s = scores(tt, pp)
             row = {"run": r, "scope": scope, "n": int(len(tt)), "coverage": float(len(tt) / len(t)),
                    "clusters": int(len(set(p[keep].tolist()))), "categories": int(len(set(tt.tolist()))),
-                   **s, "space": run_info(store, r).get("space")}
+                   **s, "space": get_run_info(store, r).get("space")}
             res.rows.append(row)
             for m in METRICS:
                 store_rows.append({"run_id": r, "metric": m, "value": s[m], "n": row["n"],

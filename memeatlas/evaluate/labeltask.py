@@ -22,7 +22,6 @@ import numpy as np
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate.common import (
     NOISE,
-    insert_rows,
     load_assignments,
     new_eval_id,
     resolve_runs,
@@ -121,9 +120,9 @@ def export_label_task(store, run: str, out_dir: str | Path, *, memes_per_item: i
     with store.transaction():
         store.execute("INSERT INTO label_tasks (task_id, run_id, params, created_at) VALUES (?,?,?,?)",
                       [task_id, run_id, stable_json(params), utcnow()])
-        insert_rows(store, "label_task_options", ("task_id", "option", "cluster", "label"),
+        store.insert_rows("label_task_options", ("task_id", "option", "cluster", "label"),
                     [(task_id, options[c], c, labels[c]) for c in clusters])
-        insert_rows(store, "label_task_items", ("task_id", "item_id", "cluster", "meme_ids"),
+        store.insert_rows("label_task_items", ("task_id", "item_id", "cluster", "meme_ids"),
                     [(task_id, iid, c, json.dumps(ms)) for iid, c, ms in items])
     return LabelTaskExport(task_id=task_id, run_id=run_id, n_items=len(items), n_clusters=len(clusters),
                            files=files, skipped_clusters=skipped)

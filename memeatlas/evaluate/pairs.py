@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from memeatlas.errors import InputError, MismatchError, NotFoundError
-from memeatlas.evaluate.common import NOISE, insert_rows, load_assignments, resolve_runs
+from memeatlas.evaluate.common import NOISE, load_assignments, resolve_runs
 from memeatlas.progress import info
 from memeatlas.provenance import stable_json, utcnow
 
@@ -344,7 +344,7 @@ def sample_pairs(store, runs, *, n: int = 500, strategy: str = "stratified", see
         store.execute("INSERT INTO pair_sets (pair_set, strategy, runs, seed, params, created_at)"
                       " VALUES (?,?,?,?,?,?)",
                       [pair_set, strategy, stable_json(run_ids), seed, stable_json(params), utcnow()])
-        insert_rows(store, "rating_pairs", ("pair_set", "pair_id", "meme_a", "meme_b", "stratum", "position"),
+        store.insert_rows("rating_pairs", ("pair_set", "pair_id", "meme_a", "meme_b", "stratum", "position"),
                     rows)
     summary = PairSetSummary(pair_set=pair_set, strategy=strategy, runs=run_ids, n_pairs=len(rows),
                              n_memes=len(memes), seed=seed, strata=strata,

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from memeatlas.cluster.api import get_run_info
 from memeatlas.errors import InputError
 from memeatlas.evaluate.common import (
     NOISE_TEXT,
@@ -31,7 +32,6 @@ from memeatlas.evaluate.common import (
     load_assignments,
     new_eval_id,
     resolve_runs,
-    run_info,
     store_evaluations,
     together,
 )
@@ -230,7 +230,7 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
                              f"(e.g. {', '.join(m[:12] for m in missing[:3])}); their pairs are left out "
                              f"for this run")
     res.notes.append("noise: " + NOISE_TEXT[noise])
-    spaces = {r: run_info(store, r).get("space") for r in run_ids}
+    spaces = {r: get_run_info(store, r).get("space") for r in run_ids}
     store_rows: list[dict[str, Any]] = []
     used_weights = set()
     groups = [(dim, None, sub) for dim, sub in table.groupby("dimension", sort=True)]

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
-from memeatlas.evaluate.common import insert_rows
 from memeatlas.evaluate.pairs import SHEET_ID_COLUMNS, pair_id, pair_set_exists, require_pair_set
 from memeatlas.provenance import stable_json, utcnow
 
@@ -311,16 +310,14 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
         if new_pairs:
             start = int(store.scalar("SELECT coalesce(max(position), 0) FROM rating_pairs WHERE pair_set = ?",
                                      [pair_set]))
-            insert_rows(
-                store, "rating_pairs", ("pair_set", "pair_id", "meme_a", "meme_b", "stratum", "position"),
+            store.insert_rows("rating_pairs", ("pair_set", "pair_id", "meme_a", "meme_b", "stratum", "position"),
                 [(pair_set, p, a, b, "imported", start + i + 1)
                  for i, (p, (a, b)) in enumerate(new_pairs.items())])
         if clash:
             for _, (p, c, d) in clash:
                 store.execute("DELETE FROM ratings WHERE pair_set = ? AND pair_id = ? AND coder = ? "
                               "AND dimension = ?", [pair_set, p, c, d])
-        insert_rows(
-            store, "ratings", ("pair_set", "pair_id", "coder", "dimension", "rating", "raw_rating", "source",
+        store.insert_rows("ratings", ("pair_set", "pair_id", "coder", "dimension", "rating", "raw_rating", "source",
                                "imported_at"),
             [(pair_set, p, c, d, mapped, raw, str(path), now)
              for (p, c, d), (_, raw, mapped) in records.items()])

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memeatlas.cluster.api import get_run_info
 from memeatlas.errors import InputError
-from memeatlas.evaluate.common import resolve_runs, run_info
+from memeatlas.evaluate.common import resolve_runs
 from memeatlas.evaluate.quality import quality
 
 
@@ -53,7 +54,7 @@ def sweep(store, runs, pair_set: str, *, param: str = "min_cluster_size", series
     `evaluations` with command 'sweep'; a PNG is written when `png` is given.
     """
     run_ids = resolve_runs(store, runs)
-    infos = {r: run_info(store, r) for r in run_ids}
+    infos = {r: get_run_info(store, r) for r in run_ids}
     xs: dict[str, Any] = {}
     missing = []
     for r in run_ids:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from memeatlas.cli_common import DbOption, echo_err, echo_summary, open_store, parse_kv
-from memeatlas.ingest.validate import DEFAULT_MAX_IMAGE_PIXELS
+from memeatlas.ingest.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 
 def ingest(

@@ -100,16 +100,15 @@ def _record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> 
 
 def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem],
                  summary: IngestSummary) -> None:
-    good = [(c, r) for c, r in zip(chunk, results) if isinstance(r, ImageInfo)]
-    bad = [(c, r) for c, r in zip(chunk, results) if isinstance(r, Problem)]
+    good = [(c, r) for c, r in zip(chunk, results, strict=False) if isinstance(r, ImageInfo)]
+    bad = [(c, r) for c, r in zip(chunk, results, strict=False) if isinstance(r, Problem)]
     ids = list({r.meme_id for _, r in good})
     with store.transaction():
         existing: set[str] = set()
         if ids:
-            store.con.register("_ids", pa.table({"meme_id": ids}))
-            existing = {row[0] for row in store.fetchall(
-                "SELECT m.meme_id FROM memes m JOIN _ids USING (meme_id)")}
-            store.con.unregister("_ids")
+            with store.registered("_ids", pa.table({"meme_id": ids})):
+                existing = {row[0] for row in store.fetchall(
+                    "SELECT m.meme_id FROM memes m JOIN _ids USING (meme_id)")}
         new_rows: dict[str, tuple[Candidate, ImageInfo]] = {}
         for c, info in good:
             if info.meme_id in existing or info.meme_id in new_rows:
@@ -128,12 +127,12 @@ def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo |
                 for k in ("width", "height", "format", "n_frames", "n_bytes", "phash"):
                     cols[k].append(getattr(info, k))
                 cols["meta"].append(json.dumps(c.meta) if c.meta else None)
-            store.con.register("_new", pa.table(cols))
-            store.execute(
-                "INSERT INTO memes (meme_id, path, source, source_id, has_image, width, height, "
-                "format, n_frames, n_bytes, phash, meta) SELECT meme_id, path, source, source_id, "
-                "true, width, height, format, n_frames, n_bytes, phash, meta::JSON FROM _new")
-            store.con.unregister("_new")
+            with store.registered("_new", pa.table(cols)):
+                store.execute(
+                    "INSERT INTO memes (meme_id, path, source, source_id, has_image, width, "
+                    "height, format, n_frames, n_bytes, phash, meta) SELECT meme_id, path, source, "
+                    "source_id, true, width, height, format, n_frames, n_bytes, phash, meta::JSON "
+                    "FROM _new")
         for c, info in good:
             if (c.meta or c.source_id) and info.meme_id in existing:
                 # Manifest metadata for a meme already present (e.g. ingested from a folder
@@ -143,22 +142,21 @@ def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo |
                     "source_id = coalesce(source_id, ?) WHERE meme_id = ?",
                     [json.dumps(c.meta), c.source_id, info.meme_id])
         if good:
-            store.con.register("_src", pa.table({
+            src = pa.table({
                 "meme_id": [info.meme_id for _, info in good],
                 "source": [c.source for c, _ in good],
                 "path": [str(c.path) for c, _ in good],
                 "source_id": [c.source_id for c, _ in good],
                 "meta": [json.dumps(c.meta) if c.meta else None for c, _ in good],
-            }))
-            store.execute(
-                "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
-                "SELECT DISTINCT ON (meme_id, source, path) meme_id, source, path, source_id, "
-                "meta::JSON FROM _src")
-            store.con.unregister("_src")
+            })
+            with store.registered("_src", src):
+                store.execute(
+                    "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
+                    "SELECT DISTINCT ON (meme_id, source, path) meme_id, source, path, source_id, "
+                    "meta::JSON FROM _src")
         if good:
-            store.con.register("_ok", pa.table({"path": [c.origin for c, _ in good]}))
-            store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _ok)")
-            store.con.unregister("_ok")
+            with store.registered("_ok", pa.table({"path": [c.origin for c, _ in good]})):
+                store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _ok)")
         _record_problems(store, [(c.source, c.origin, p) for c, p in bad])
     summary.failed += len(bad)
     summary.errors.update(p.code for _, p in bad)

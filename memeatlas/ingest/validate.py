@@ -16,11 +16,11 @@ import imagehash
 from PIL import Image, UnidentifiedImageError
 
 from memeatlas.imaging import to_rgb
+from memeatlas.ingest.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".dib",
                               ".tif", ".tiff"})
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "MPO"})
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # larger than any real meme; catches decompression bombs
 
 
 @dataclass(frozen=True)

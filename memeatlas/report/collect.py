@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import NotFoundError
+from memeatlas.evaluate.sweep import find_param
 from memeatlas.store import Store
 
 # Per-meme strings are capped so a 5,000-meme report stays a few MB.
@@ -75,21 +76,10 @@ def latest_run_id(store: Store) -> str:
 
 
 def run_info(store: Store, run_id: str) -> dict[str, Any]:
-    """One cluster_runs row as a dict with JSON columns decoded."""
-    cur = store.execute("SELECT * FROM cluster_runs WHERE run_id = ?", [run_id])
-    row = cur.fetchone()
-    if row is None:
-        known = [r[0] for r in store.fetchall(
-            "SELECT run_id FROM cluster_runs ORDER BY created_at DESC LIMIT 5")]
-        hint = f" (recent runs: {', '.join(known)})" if known else " (there are no runs yet)"
-        raise NotFoundError(f"cluster run {run_id!r} not found{hint}; list runs with "
-                            f"`memeatlas sql \"SELECT run_id FROM cluster_runs\"`")
-    cols = [d[0] for d in cur.description]
-    info = dict(zip(cols, row, strict=False))
-    for k in ("params", "spaces", "software", "timings"):
-        if k in info:
-            info[k] = _json(info[k])
-    return _plain(info)
+    """One cluster_runs row as a dict with JSON columns decoded (NotFoundError if absent)."""
+    from memeatlas.cluster.api import get_run_info
+
+    return _plain(get_run_info(store, run_id))
 
 
 def _assignments(store: Store, run_id: str):
@@ -151,20 +141,6 @@ def _labels(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _find_param(params: Any, key: str) -> Any:
-    """`key` anywhere in a nested params dict, breadth first (as the evaluate sweep reads it)."""
-    queue = [params]
-    while queue:
-        cur = queue.pop(0)
-        if isinstance(cur, dict):
-            if key in cur and not isinstance(cur[key], (dict, list)):
-                return cur[key]
-            queue.extend(cur.values())
-        elif isinstance(cur, list):
-            queue.extend(cur)
-    return None
-
-
 def _eval_rows(store: Store, where: str, params: list) -> list[dict[str, Any]]:
     cur = store.execute(f"SELECT * FROM evaluations WHERE {where} ORDER BY created_at, metric", params)
     cols = [d[0] for d in cur.description]
@@ -218,7 +194,7 @@ def _sweep(store: Store, run: dict[str, Any], param: str = "min_cluster_size") -
         if e["run_id"] not in info or e["value"] is None:
             continue
         space, params = info[e["run_id"]]
-        x = e["details"].get(param, _find_param(params or {}, param))
+        x = e["details"].get(param, find_param(params or {}, param))
         if x is None:
             continue
         series = f"{space} · {e['dimension'] or 'all'}"

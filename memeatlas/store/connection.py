@@ -105,6 +105,37 @@ class Store:
         row = self.fetchone(sql, params)
         return None if row is None else row[0]
 
+    def fetch_dict(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+                   ) -> dict[str, Any] | None:
+        """The first row as a {column: value} dict, or None."""
+        cur = self.execute(sql, params)
+        rows = cur.fetchall()
+        return dict(zip([d[0] for d in cur.description], rows[0], strict=True)) if rows else None
+
+    @contextmanager
+    def registered(self, name: str, table: Any) -> Iterator[None]:
+        """Expose an Arrow table (or DataFrame) to SQL as `name` for the duration of the block.
+
+        Bulk writes go through this: DuckDB's executemany costs milliseconds per row.
+        """
+        self.con.register(name, table)
+        try:
+            yield
+        finally:
+            self.con.unregister(name)
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+                    ) -> None:
+        """Bulk INSERT of row tuples through a registered Arrow table."""
+        import pyarrow as pa
+
+        if not rows:
+            return
+        data = pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)})
+        cols = ", ".join(columns)
+        with self.registered(f"_memeatlas_ins_{table}", data):
+            self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _memeatlas_ins_{table}")
+
     def df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None):
         """Result as a pandas DataFrame."""
         return self.execute(sql, params).df()

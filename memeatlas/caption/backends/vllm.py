@@ -30,10 +30,9 @@ from memeatlas.caption.backends.base import (
     GenerationRequest,
     GenerationResult,
 )
+from memeatlas.caption.backends.transformers import DEFAULT_MODEL  # one default for both
 from memeatlas.errors import BackendError, ModelNotFoundError
 from memeatlas.provenance import software
-
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 def engine_kwargs(model: str, *, revision: str | None = None, dtype: str = "auto",
