@@ -383,7 +383,9 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
     if force or not manifest.exists():
         progress.info(f"writing {n} synthetic memes to {img_dir}")
         write_corpus(img_dir, n=n)
-    cfg = PipelineConfig(paths=[manifest], backend="ocr", image_model="none", truth="meta.theme",
+    # Image space: the model-free `pixels` baseline, so the demo compares a text and an image
+    # clustering offline (a real study would pass a CLIP/SigLIP model to `memeatlas run`).
+    cfg = PipelineConfig(paths=[manifest], backend="ocr", image_model="pixels", truth="meta.theme",
                          rate_pairs=rate_pairs, rate_pair_set="demo", rate_out=d / "rate.html",
                          report=None, force=force)
     store = Store.open(d / "memeatlas.duckdb")
@@ -396,7 +398,8 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
         from memeatlas.report import build
 
         with _Timer(summary, "report") as st:
-            rs = build(store, summary.run_id, d / "report.html", force=force)
+            rs = build(store, summary.run_id, d / "report.html", compare=summary.image_run_id,
+                       force=force)
             st.work = 0 if rs.skipped else 1
             st.detail = (f"{rs.path} unchanged" if rs.skipped else
                          f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
@@ -451,4 +454,11 @@ def _demo_evaluate(store: Store, summary: PipelineSummary, d: Path, force: bool)
                 if best else "")
     else:
         note = " (stored)"
+    if summary.image_run_id and (work or force or not store.scalar(
+            "SELECT count(*) FROM evaluations WHERE metric = 'delta_cq' AND command = 'quality'")):
+        # The worked study's comparison: text clustering vs image clustering on the same pairs.
+        from memeatlas.evaluate.quality import quality
+
+        quality(store, [summary.run_id, summary.image_run_id], pair_set)
+        work += 1
     return work, (f"{len(runs)} sweep runs, pair set {pair_set} rated by {SIMULATED_CODER}" + note)

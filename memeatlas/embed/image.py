@@ -14,7 +14,14 @@ import numpy as np
 
 from memeatlas.errors import BackendError, ModelNotFoundError
 
-BACKENDS = ("auto", "transformers", "sentence-transformers")
+BACKENDS = ("auto", "transformers", "sentence-transformers", "pixels")
+
+# The model-free baseline: "tiny image" features (Torralba, Fergus & Freeman 2008), i.e. the
+# image shrunk to PIXELS_SIDE x PIXELS_SIDE RGB by area averaging, centred and L2-normalised.
+# It sees colour and layout only, which is what a pixel-space clustering should be compared on,
+# and it needs no download, so the offline demo can contrast text and image clusterings.
+PIXELS_MODEL = "pixels"
+PIXELS_SIDE = 16
 
 
 def resolve_image_model(model: str) -> tuple[str, str]:
@@ -37,6 +44,8 @@ def pick_backend(backend: str, load_path: str) -> str:
         raise BackendError(f"unknown image backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    if load_path == PIXELS_MODEL:
+        return "pixels"
     if ((Path(load_path) / "modules.json").exists()
             or load_path.startswith(("sentence-transformers/", "clip-ViT-"))):
         return "sentence-transformers"
@@ -65,10 +74,13 @@ class ImageEncoder:
     def __init__(self, model: str, *, backend: str = "auto", device: str | None = None) -> None:
         self.load_path, self.name = resolve_image_model(model)
         self.backend = pick_backend(backend, self.load_path)
-        self.device = _device(device)
+        if self.backend == "pixels":
+            self.device = "cpu"
+        else:
+            self.device = _device(device)
         if self.backend == "sentence-transformers":
             self._load_st(model)
-        else:
+        elif self.backend == "transformers":
             self._load_transformers(model)
         self.dim = int(self._probe_dim())
 
@@ -106,6 +118,8 @@ class ImageEncoder:
         """[len(images), dim] float32, rows L2-normalised."""
         if not images:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        if self.backend == "pixels":
+            return _tiny_images(images)
         if self.backend == "sentence-transformers":
             out = self.st.encode(images, batch_size=batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
@@ -133,3 +147,15 @@ class ImageEncoder:
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "backend": self.backend, "dim": getattr(self, "dim", None),
                 "device": self.device}
+
+
+def _tiny_images(images: list) -> np.ndarray:
+    """The `pixels` baseline: PIXELS_SIDE² RGB values per image, centred, L2-normalised."""
+    from PIL import Image
+
+    side = (PIXELS_SIDE, PIXELS_SIDE)
+    rows = np.stack([np.asarray(im.convert("RGB").resize(side, Image.Resampling.BOX),
+                                dtype=np.float32).reshape(-1) / 255.0 for im in images])
+    rows -= rows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
