@@ -59,6 +59,13 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
+                # Also checked here: catch_warnings is not thread-safe (embed decodes on worker
+                # threads), so the "error" filter alone could let a bomb through to load().
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and im.width * im.height > limit:
+                    raise Image.DecompressionBombWarning(
+                        f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} "
+                        f"pixels, could be decompression bomb DOS attack.")
                 im.load()
                 out = to_rgb(im)
                 if out is im:

@@ -418,9 +418,9 @@ def _demo_evaluate(store: Store, summary: PipelineSummary, d: Path, force: bool)
     from memeatlas.evaluate.sweep import sweep
 
     work = 0
-    space = store.scalar("SELECT space FROM cluster_runs WHERE run_id = ?", [summary.run_id])
+    info = cluster.get_run_info(store, summary.run_id)
+    space, n_items = info["space"], info.get("n_items") or 0
     before = {r[0] for r in store.fetchall("SELECT run_id FROM cluster_runs")}
-    n_items = store.scalar("SELECT n_items FROM cluster_runs WHERE run_id = ?", [summary.run_id]) or 0
     # HDBSCAN needs min_cluster_size well below the corpus size (a small --n demo).
     values = [v for v in DEMO_SWEEP if v <= max(3, n_items // 3)]
     runs = cluster.run(store, cluster.ClusterConfig(

@@ -97,6 +97,9 @@ def test_user_schema_extends_core(tmp_path):
         load_schema(f)
     with pytest.raises(InputError, match="not found"):
         load_schema(tmp_path / "missing.json")
+    f.write_bytes(b'\xff\xfe{"properties": {}}')
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_schema(f)
 
 
 def test_prompt_default_and_override(tmp_path):
@@ -140,3 +143,28 @@ def test_cli_help_lists_every_option():
         assert opt in r.output
     pr = CliRunner().invoke(app, ["caption", "--print-prompt"])
     assert pr.exit_code == 0 and "stands_for" in pr.stdout
+
+
+def test_run_closes_the_backend_it_created_on_a_bad_option(store, monkeypatch):
+    import importlib
+
+    from memeatlas.caption.backends.base import Backend, BackendInfo
+
+    # The module, not the `run` function the package exports under the same name.
+    caption_run = importlib.import_module("memeatlas.caption.run")
+
+    class Fake(Backend):
+        name = "fake"
+        closed = False
+
+        @property
+        def info(self):
+            return BackendInfo("fake", "fake-model", "r1", "fake-model@r1")
+
+        def close(self):
+            Fake.closed = True
+
+    monkeypatch.setattr(caption_run, "create", lambda *a, **k: Fake())
+    with pytest.raises(InputError, match="--where"):
+        caption_run.run(store, caption_run.CaptionConfig(where="no_such_column = 1"))
+    assert Fake.closed

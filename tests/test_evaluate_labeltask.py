@@ -102,3 +102,27 @@ def test_export_needs_labels(store):
     add_run(store, "bare", {x: 0 for x in m})
     with pytest.raises(NotFoundError, match="cluster label"):
         export_label_task(store, "bare", "/tmp/unused-task")
+
+
+def test_score_bad_file_is_a_clear_error(store, labelled, tmp_path):
+    s = export_label_task(store, "r", tmp_path / "t", seed=3)
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("item_id,answer\nI001,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        score_label_task(store, s.task_id, latin)
+    # A row with more cells than the header: the extra cells are ignored, not a crash.
+    extra = tmp_path / "extra.csv"
+    extra.write_text("item_id,answer\nI001,L01,stray\n")
+    res = score_label_task(store, s.task_id, extra, save=False)
+    assert res.summary["answers"] == 1
+
+
+def test_export_with_relative_and_url_paths(store, labelled, tmp_path):
+    # Memes without a readable image keep their locator as path: relative or a URL, not a crash.
+    store.execute("UPDATE memes SET path = 'rel/dir/a b.png' WHERE meme_id = ?", [labelled[0]])
+    store.execute("UPDATE memes SET path = 'https://example.org/x.png?a=1&b=2' WHERE meme_id = ?",
+                  [labelled[1]])
+    export_label_task(store, "r", tmp_path / "t", memes_per_item=9, seed=0)
+    page = (tmp_path / "t" / "task.html").read_text()
+    assert "https://example.org/x.png?a=1&amp;b=2" in page
+    assert "/rel/dir/a%20b.png" in page

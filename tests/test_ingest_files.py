@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from helpers_ingest import write_image
@@ -12,8 +14,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from memeatlas.cli import app
+from memeatlas.errors import InputError
 from memeatlas.ingest import ingest_paths
-from memeatlas.ingest.validate import sha256_bytes
+from memeatlas.ingest.validate import ImageInfo, inspect_bytes, sha256_bytes
 
 
 @pytest.fixture
@@ -158,3 +161,42 @@ def test_cli_ingest_summary(tmp_path, folder):
     assert "added" in r.output and "7" in r.output and "empty_file" in r.output
     r = CliRunner().invoke(app, ["ingest", "--db", str(db)])
     assert r.exit_code == 1 and "Error:" in r.output
+
+
+def test_threaded_inspection_restores_pil_bomb_limit():
+    # Inspection lifts PIL's own limit while it runs; ingest does that on several threads
+    # at once, and PIL's guard must be back in place for the rest of the process afterwards.
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "PNG")
+    data = buf.getvalue()
+    limit = Image.MAX_IMAGE_PIXELS
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: inspect_bytes(data), range(400)))
+    assert all(isinstance(r, ImageInfo) for r in results)
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+def test_manifest_not_utf8_is_a_clear_error(store, tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_bytes(b"path,x\n\xff\xfe.png,1\n")
+    with pytest.raises(InputError, match=r"m\.csv: not UTF-8"):
+        ingest_paths(store, manifest=m)
+
+
+def test_manifest_same_bytes_in_one_batch_merge_meta(store, tmp_path):
+    # Same bytes under two manifest rows: both rows' metadata reach memes.meta, as they do
+    # when the rows fall into different batches.
+    a = write_image(tmp_path / "a.png")
+    shutil.copy(a, tmp_path / "b.png")
+    (tmp_path / "m.csv").write_text("path,theme,extra\na.png,cats,\nb.png,,dogs\n")
+    s = ingest_paths(store, manifest=tmp_path / "m.csv")
+    assert (s.added, s.present) == (1, 1)
+    assert json.loads(store.scalar("SELECT meta FROM memes")) == {"theme": "cats", "extra": "dogs"}
+
+
+def test_glob_reports_broken_link(store, tmp_path):
+    write_image(tmp_path / "ok.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    s = ingest_paths(store, [str(tmp_path / "*.png")])
+    assert (s.added, s.failed) == (1, 1)
+    assert store.scalar("SELECT error FROM ingest_errors") == "unreadable"

@@ -119,3 +119,15 @@ def test_cli_import_reports_lines(tmp_path):
                                  "--db", str(tmp_path / "x.duckdb")])
     assert r.exit_code == 0, r.output
     assert "imported" in r.output and f"{f}:3: missing post_id" in r.output
+
+
+def test_repeated_id_last_annotation_wins_and_metadata_merges(store, tmp_path):
+    # Rows are written in bulk; the outcome must match writing them one by one in file order.
+    f = tmp_path / "c.csv"
+    f.write_text("id,cap,cat,year\n1,first,x,\n1,second,,2020\n2,other,y,\n")
+    s = import_annotations(store, f, "csv", mapping={"description": "cap"}, id_field="id")
+    assert (s.rows, s.imported) == (3, 3)
+    rows = store.fetchall("SELECT m.source_id, a.description, m.meta->>'cat', m.meta->>'year' "
+                          "FROM memes m JOIN annotations a USING (meme_id) ORDER BY 1")
+    assert rows == [("1", "second", "x", "2020"), ("2", "other", "y", None)]
+    assert store.scalar("SELECT count(*) FROM meme_sources") == 2

@@ -142,6 +142,15 @@ def test_sql_on_missing_db(tmp_path):
     assert not (tmp_path / "none.duckdb").exists()
 
 
+def test_db_that_is_not_duckdb_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.duckdb"
+    bad.write_text("not a database")
+    for args in (["status"], ["ingest", str(tmp_path)]):
+        r = CliRunner().invoke(app, [*args, "--db", str(bad)])
+        assert r.exit_code == 1 and "Error:" in r.output and "notes.duckdb" in r.output
+    assert bad.read_text() == "not a database"
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
 def test_export_round_trip(filled, tmp_path, fmt):
     out = tmp_path / f"memes.{fmt}"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas import progress
-from memeatlas.caption.backends import DEFAULT_BACKEND, Backend, create
+from memeatlas.caption.backends import DEFAULT_BACKEND, Backend, backend_class, create
 from memeatlas.caption.backends.base import GenerationRequest, GenerationResult
 from memeatlas.caption.prompts import Prompt, load_prompt
 from memeatlas.caption.schema import AnnotationError, Validator, load_schema, schema_hash
@@ -165,16 +165,26 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
                "write": 0.0}
 
     own_backend = backend is None
+    is_ocr = (backend_class(cfg.backend) if own_backend else backend).produces == "ocr_text"
+    if is_ocr and (cfg.schema_file or cfg.prompt_file):  # before loading the engine
+        raise InputError("the ocr backend reads text only; --prompt and --schema do not apply")
     if backend is None:
         backend = create(cfg.backend, model=cfg.model, **cfg.backend_options)
+    try:
+        return _run_with(store, cfg, backend, is_ocr, t_start, timings)
+    finally:  # also on a bad --schema/--prompt/--where: a backend we created is ours to close
+        if own_backend:
+            backend.close()
+
+
+def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start: float,
+              timings: dict[str, float]) -> CaptionSummary:
+    """The run once the backend exists (see `run`)."""
     timings["backend_init"] = time.perf_counter() - t_start
     info = backend.info
-    is_ocr = backend.produces == "ocr_text"
     if is_ocr:
         schema = OCR_SCHEMA
         prompt = Prompt(text=f"ocr {stable_json(info.config)}", version="ocr")
-        if cfg.schema_file or cfg.prompt_file:
-            raise InputError("the ocr backend reads text only; --prompt and --schema do not apply")
     else:
         schema = load_schema(cfg.schema_file)
         prompt = load_prompt(cfg.prompt_file, schema)
@@ -223,16 +233,12 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
         bar.close()
         summary.seconds = time.perf_counter() - t_start
         summary.timings = {k: round(v, 4) for k, v in timings.items()}
-        try:
-            store.execute(
-                "UPDATE caption_runs SET finished_at = ?, n_done = ?, n_failed = ?, n_skipped = ?, "
-                "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ? WHERE run_id = ?",
-                [utcnow(), summary.n_done, summary.n_failed, summary.n_skipped,
-                 summary.tokens_in, summary.tokens_out, summary.seconds,
-                 json.dumps(summary.timings), summary.run_id])
-        finally:
-            if own_backend:
-                backend.close()
+        store.execute(
+            "UPDATE caption_runs SET finished_at = ?, n_done = ?, n_failed = ?, n_skipped = ?, "
+            "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ? WHERE run_id = ?",
+            [utcnow(), summary.n_done, summary.n_failed, summary.n_skipped,
+             summary.tokens_in, summary.tokens_out, summary.seconds,
+             json.dumps(summary.timings), summary.run_id])
     return summary
 
 

@@ -186,6 +186,8 @@ def load_schema(path: str | Path | None) -> dict[str, Any]:
         user = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"--schema file {p} not found") from None
+    except UnicodeDecodeError:
+        raise InputError(f"--schema file {p} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"--schema file {p} is not valid JSON: {exc}") from None
     try:

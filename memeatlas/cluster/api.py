@@ -52,9 +52,7 @@ def list_runs(store):
 def get_run_info(store, run_id: str) -> dict:
     """The run's `cluster_runs` row as a dict (JSON columns parsed)."""
     _check_run(store, run_id)
-    cur = store.execute("SELECT * FROM cluster_runs WHERE run_id = ?", [run_id])
-    keys = [d[0] for d in cur.description]
-    row = dict(zip(keys, cur.fetchall()[0], strict=True))
+    row = store.fetch_dict("SELECT * FROM cluster_runs WHERE run_id = ?", [run_id])
     for col in ("params", "spaces", "software", "timings"):
         if isinstance(row.get(col), str):
             row[col] = json.loads(row[col])

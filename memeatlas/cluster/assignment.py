@@ -43,15 +43,14 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
     """Assign memes that are not in run `run_id` (and match `where`) to its clusters."""
     import pyarrow as pa
 
-    from memeatlas.cluster.api import get_run_info, load_model
+    from memeatlas.cluster.api import load_model
     from memeatlas.cluster.fuse import fuse, fuse_new
     from memeatlas.cluster.inputs import filtered_ids, load_aligned
     from memeatlas.cluster.knn import exact_knn
     from memeatlas.provenance import utcnow
 
     t0 = time.perf_counter()
-    info = get_run_info(store, run_id)
-    model = load_model(store, run_id)
+    model = load_model(store, run_id)  # NotFoundError for an unknown run
     spaces = model["spaces"]
     have = {r[0] for r in store.fetchall(
         "SELECT meme_id FROM cluster_assignments WHERE run_id = ?", [run_id])}
@@ -110,15 +109,9 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         "x": pa.array(xy[:, 0] if xy is not None else [None] * n, pa.float64()),
         "y": pa.array(xy[:, 1] if xy is not None else [None] * n, pa.float64()),
     })
-    con = store.con
-    store.con.register("_assign_batch", tbl)
-    try:
-        with store.transaction():
-            con.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, "
-                        "x, y, assigned_by, assigned_at) SELECT ?, meme_id, cluster, "
-                        "probability, x, y, ?, ? FROM _assign_batch",
-                        [run_id, f"assign:{method}", utcnow()])
-    finally:
-        con.unregister("_assign_batch")
-    del info
+    with store.registered("_assign_batch", tbl), store.transaction():
+        store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, "
+                      "x, y, assigned_by, assigned_at) SELECT ?, meme_id, cluster, "
+                      "probability, x, y, ?, ? FROM _assign_batch",
+                      [run_id, f"assign:{method}", utcnow()])
     return AssignSummary(run_id, n, int((lab < 0).sum()), method, time.perf_counter() - t0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import pickle
 import time
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
+from memeatlas.cluster.api import get_run_info
 from memeatlas.cluster.config import ALGORITHMS, FUSIONS, KNN_METHODS, ClusterConfig
 from memeatlas.errors import BackendError, InputError
 from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
@@ -182,29 +182,24 @@ def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any]
                       pa.float64()),
     })
     now = utcnow()
-    con = store.con
-    store.con.register("_cluster_batch", tbl)
-    try:
-        with store.transaction():
-            con.execute(
-                "INSERT INTO cluster_runs (run_id, name, space, spaces, algorithm, params, seed, "
-                "n_items, n_clusters, noise_fraction, fingerprint, parent_run, kind, software, "
-                "timings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, name, _space_label(cfg), stable_json(spaces_json), cfg.algorithm,
-                 stable_json(params), seed, n, n_clusters, noise, fingerprint, parent, kind,
-                 stable_json(software("numpy", "umap-learn", "hdbscan", "scikit-learn",
-                                      "pynndescent", "numba")),
-                 stable_json({k: round(v, 4) for k, v in timings.items()}), now])
-            con.execute(
-                "INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y, "
-                "assigned_by, assigned_at) SELECT ?, meme_id, cluster, probability, x, y, ?, ? "
-                "FROM _cluster_batch", [run_id, assigned_by, now])
-            if model_blob is not None:
-                con.execute("INSERT INTO cluster_models (run_id, format, model, created_at) "
-                            "VALUES (?, ?, ?, ?)",
-                            [run_id, "pickle:memeatlas-cluster-v1", model_blob, now])
-    finally:
-        con.unregister("_cluster_batch")
+    with store.registered("_cluster_batch", tbl), store.transaction():
+        store.execute(
+            "INSERT INTO cluster_runs (run_id, name, space, spaces, algorithm, params, seed, "
+            "n_items, n_clusters, noise_fraction, fingerprint, parent_run, kind, software, "
+            "timings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run_id, name, _space_label(cfg), stable_json(spaces_json), cfg.algorithm,
+             stable_json(params), seed, n, n_clusters, noise, fingerprint, parent, kind,
+             stable_json(software("numpy", "umap-learn", "hdbscan", "scikit-learn",
+                                  "pynndescent", "numba")),
+             stable_json({k: round(v, 4) for k, v in timings.items()}), now])
+        store.execute(
+            "INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y, "
+            "assigned_by, assigned_at) SELECT ?, meme_id, cluster, probability, x, y, ?, ? "
+            "FROM _cluster_batch", [run_id, assigned_by, now])
+        if model_blob is not None:
+            store.execute("INSERT INTO cluster_models (run_id, format, model, created_at) "
+                          "VALUES (?, ?, ?, ?)",
+                          [run_id, "pickle:memeatlas-cluster-v1", model_blob, now])
 
 
 def run(store, cfg: ClusterConfig) -> list[str]:
@@ -319,10 +314,8 @@ def run(store, cfg: ClusterConfig) -> list[str]:
 
 def run_summary(store, run_id: str) -> dict[str, Any]:
     """n_items, n_clusters, noise_fraction and timings of a stored run (for CLI summaries)."""
-    row = store.fetchone("SELECT run_id, kind, space, algorithm, n_items, n_clusters, "
-                         "noise_fraction, timings FROM cluster_runs WHERE run_id = ?", [run_id])
-    keys = ["run_id", "kind", "space", "algorithm", "n_items", "n_clusters", "noise_fraction",
-            "timings"]
-    d = dict(zip(keys, row, strict=True))
-    d["timings"] = json.loads(d["timings"]) if d["timings"] else {}
+    info = get_run_info(store, run_id)
+    d = {k: info.get(k) for k in ("run_id", "kind", "space", "algorithm", "n_items", "n_clusters",
+                                  "noise_fraction", "timings")}
+    d["timings"] = d["timings"] or {}
     return d

@@ -60,24 +60,42 @@ def _neighbours(x: np.ndarray, k: int) -> np.ndarray:
     return idx[:, 1:]
 
 
-def neighbourhood_coherence(knn_idx: np.ndarray) -> np.ndarray:
+def neighbourhood_coherence(knn_idx: np.ndarray, train_idx: np.ndarray | None = None) -> np.ndarray:
     """c(i) = mean over i's neighbours j of |N(i) ∩ N(j)| / k, from a k-NN index matrix.
 
     `knn_idx` must not contain i itself (column 0 of a self-including k-NN is dropped by the
-    caller). Vectorised in blocks; O(n k³) comparisons.
+    caller). With `train_idx`, rows of `knn_idx` are new memes' neighbours among training memes
+    and N(j) comes from the training memes' own k-NN (`train_idx`). Vectorised in blocks;
+    O(n k³) comparisons.
     """
     n, k = knn_idx.shape
     if k == 0:
         return np.zeros(n)
+    table = knn_idx if train_idx is None else train_idx
     out = np.empty(n, dtype=np.float64)
     block = max(1, 2_000_000 // (k * k * k))
     for start in range(0, n, block):
         stop = min(n, start + block)
         a = knn_idx[start:stop]                   # N(i)            [b, k]
-        b = knn_idx[a]                            # N(j), j ∈ N(i)  [b, k, k]
+        b = table[a]                              # N(j), j ∈ N(i)  [b, k, k]
         hit = (b[..., None] == a[:, None, None, :]).any(axis=-1)
         out[start:stop] = hit.sum(axis=(1, 2)) / float(k * k)
     return out
+
+
+def _confidence_weights(conf: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """w_s(i) = g_s·c_s(i) / (Σ_t g_t·c_t(i) + ε), equal (= g) where every c is 0; rows sum to 1."""
+    raw = conf * base[None, :]
+    tot = raw.sum(axis=1, keepdims=True)
+    w = np.where(tot > EPS, raw / (tot + EPS), base[None, :])
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _stack(xs: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:
+    """z(i) = [√w_1(i)·x_1(i), …, √w_S(i)·x_S(i)] as contiguous float32."""
+    z = np.concatenate([np.sqrt(w[:, s:s + 1]).astype(np.float32) * xs[s]
+                        for s in range(len(xs))], axis=1)
+    return np.ascontiguousarray(z, dtype=np.float32)
 
 
 def dynamic_weights(mats: Sequence[np.ndarray], base: np.ndarray, k: int = 15,
@@ -92,10 +110,7 @@ def dynamic_weights(mats: Sequence[np.ndarray], base: np.ndarray, k: int = 15,
         else:
             idx = _neighbours(x, k)
         conf[:, s] = neighbourhood_coherence(idx[:, :k])
-    raw = conf * base[None, :]
-    tot = raw.sum(axis=1, keepdims=True)
-    w = np.where(tot > EPS, raw / (tot + EPS), base[None, :])
-    return w / w.sum(axis=1, keepdims=True)
+    return _confidence_weights(conf, base)
 
 
 def fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None, *,
@@ -117,13 +132,11 @@ def fuse(mats: Sequence[np.ndarray], weights: Sequence[float] | None = None, *,
         w = np.tile(g, (xs[0].shape[0], 1))
     else:
         w = dynamic_weights(xs, g, k=k)
-    z = np.concatenate([np.sqrt(w[:, s:s + 1]).astype(np.float32) * xs[s]
-                        for s in range(len(xs))], axis=1)
     info = {"weights": g.tolist(), "method": method}
     if method == "dynamic":
         info["meme_weights"] = w
         info["mean_meme_weights"] = w.mean(axis=0).tolist()
-    return np.ascontiguousarray(z, dtype=np.float32), info
+    return _stack(xs, w), info
 
 
 def fuse_new(train_mats: Sequence[np.ndarray], new_mats: Sequence[np.ndarray],
@@ -150,13 +163,6 @@ def fuse_new(train_mats: Sequence[np.ndarray], new_mats: Sequence[np.ndarray],
             kk = max(1, min(k, tr.shape[0] - 1))
             train_idx = _neighbours(tr, kk)
             q_idx, _ = exact_knn(tr, kk, queries=nw)
-            b = train_idx[q_idx]                              # [n, k, k]
-            hit = (b[..., None] == q_idx[:, None, None, :]).any(axis=-1)
-            conf[:, s] = hit.sum(axis=(1, 2)) / float(kk * kk)
-        raw = conf * g[None, :]
-        tot = raw.sum(axis=1, keepdims=True)
-        w = np.where(tot > EPS, raw / (tot + EPS), g[None, :])
-        w = w / w.sum(axis=1, keepdims=True)
-    z = np.concatenate([np.sqrt(w[:, s:s + 1]).astype(np.float32) * xs_new[s]
-                        for s in range(len(xs_new))], axis=1)
-    return np.ascontiguousarray(z, dtype=np.float32)
+            conf[:, s] = neighbourhood_coherence(q_idx, train_idx)
+        w = _confidence_weights(conf, g)
+    return _stack(xs_new, w)

@@ -6,40 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from memeatlas.errors import InputError, NotFoundError
-
-
-def _load_space_direct(store, space: str, meme_ids: Sequence[str] | None = None
-                       ) -> tuple[list[str], np.ndarray]:
-    """Fallback reader of the `embeddings` table (used if memeatlas.embed is unavailable)."""
-    rows = store.fetchall("SELECT meme_id, vector FROM embeddings WHERE space = ? "
-                          "ORDER BY meme_id", [space])
-    if meme_ids is not None:
-        keep = set(meme_ids)
-        rows = [r for r in rows if r[0] in keep]
-    if not rows:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    return [r[0] for r in rows], np.asarray([r[1] for r in rows], dtype=np.float32)
+from memeatlas.errors import InputError
 
 
 def load_space(store, space: str, meme_ids: Sequence[str] | None = None
                ) -> tuple[list[str], np.ndarray]:
-    """(ids sorted, float32 matrix) of one space via memeatlas.embed.load_space."""
-    try:
-        from memeatlas.embed import load_space as embed_load
-    except ImportError:
-        embed_load = None
-    if embed_load is None:
-        try:
-            from memeatlas.embed.space import load_space as embed_load
-        except ImportError:
-            embed_load = None
-    if embed_load is not None:
-        return embed_load(store, space, meme_ids=meme_ids) if meme_ids is not None \
-            else embed_load(store, space)
-    if not store.scalar("SELECT count(*) FROM embeddings WHERE space = ?", [space]):
-        raise NotFoundError(f"no embedding space {space!r}; run `memeatlas embed` first")
-    return _load_space_direct(store, space, meme_ids)
+    """(ids sorted, float32 matrix) of one space: `memeatlas.embed.load_space`."""
+    from memeatlas.embed import load_space as embed_load
+
+    return embed_load(store, space, meme_ids=meme_ids)
 
 
 def filtered_ids(store, where: str | None) -> set[str] | None:

@@ -49,20 +49,6 @@ def _pick_annotator(store, ids: list[str]) -> str | None:
     return row[0] if row else None
 
 
-def _fallback_texts(store, annotator: str, fields: list[str], ids: list[str]) -> dict[str, str]:
-    core = {"description", "ocr_text", "intent", "template", "tone"}
-    bad = [f for f in fields if f not in core]
-    if bad:
-        raise InputError(f"--fields {bad} not available without memeatlas.embed; use "
-                         f"{', '.join(sorted(core))}")
-    cols = ", ".join(fields)
-    out = {}
-    for r in store.fetchall(f"SELECT meme_id, {cols} FROM latest_annotations WHERE annotator = ? "
-                            f"AND meme_id IN (SELECT unnest(?::VARCHAR[]))", [annotator, ids]):
-        out[r[0]] = "\n".join(str(v).strip() for v in r[1:] if v and str(v).strip())
-    return out
-
-
 def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
            ) -> tuple[dict[str, str], str | None, dict[str, Any]]:
     """meme_id → text, the annotator(s) used, and how the text was chosen."""
@@ -86,10 +72,8 @@ def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
                             "run `memeatlas caption` (or import annotations) first")
     how = {"annotator": annotator, "fields": fields if not template else None,
            "template": template}
-    try:
-        from memeatlas.embed.texts import annotation_texts
-    except ImportError:
-        return _fallback_texts(store, annotator, fields, ids), annotator, how
+    from memeatlas.embed.texts import annotation_texts
+
     rows, _ = annotation_texts(store, annotator, fields, template, meme_ids=ids)
     return dict(rows), annotator, how
 

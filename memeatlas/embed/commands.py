@@ -82,10 +82,11 @@ def image_cmd(
     db: DbOption = None,
     model: Annotated[str, typer.Option(
         "--model", help="CLIP / SigLIP model id or directory (transformers "
-                        "get_image_features), or a sentence-transformers image model."
+                        "get_image_features), a sentence-transformers image model, or "
+                        "'pixels' (model-free tiny-image baseline, offline)."
                         )] = "openai/clip-vit-base-patch32",
     backend: Annotated[str, typer.Option(
-        "--backend", help="auto, transformers or sentence-transformers.")] = "auto",
+        "--backend", help="auto, transformers, sentence-transformers or pixels.")] = "auto",
     space: SpaceOpt = None,
     batch_size: BatchOpt = 32,
     commit_every: Annotated[int, typer.Option(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from memeatlas.errors import ModelNotFoundError
 
 #: Annotation fields a text space can be built from (core columns of `annotations`).
 #: Any other name is looked up in the annotation's `raw` JSON (user-defined schema fields).
@@ -12,6 +15,15 @@ CORE_FIELDS: tuple[str, ...] = ("description", "ocr_text", "intent", "template",
 DEFAULT_TEXT_FIELDS: tuple[str, ...] = ("description", "intent")
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "openai/clip-vit-base-patch32"
+
+
+def model_load_error(kind: str, model: str, exc: Exception) -> ModelNotFoundError:
+    """The error for a `kind` ("text" / "image") model that failed to load, with what to do."""
+    offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+    hint = (" (HF_HUB_OFFLINE is set: pass a local model directory)" if offline else
+            "; check the id, or pass a local directory")
+    return ModelNotFoundError(f"cannot load {kind} model {model!r}: {type(exc).__name__}: "
+                              f"{str(exc)[:300]}{hint}")
 
 
 @dataclass

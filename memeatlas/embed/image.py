@@ -6,12 +6,12 @@ then resizes and normalises them to its input size.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memeatlas.embed.config import model_load_error
 from memeatlas.errors import BackendError, ModelNotFoundError
 
 BACKENDS = ("auto", "transformers", "sentence-transformers", "pixels")
@@ -60,14 +60,6 @@ def _device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _not_found(model: str, exc: Exception) -> ModelNotFoundError:
-    offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-    hint = (" (HF_HUB_OFFLINE is set: pass a local model directory)" if offline else
-            "; check the id, or pass a local directory")
-    return ModelNotFoundError(f"cannot load image model {model!r}: {type(exc).__name__}: "
-                              f"{str(exc)[:300]}{hint}")
-
-
 class ImageEncoder:
     """A loaded image model that turns RGB PIL images into L2-normalised float32 rows."""
 
@@ -91,7 +83,7 @@ class ImageEncoder:
         try:
             self.st = SentenceTransformer(self.load_path, device=self.device)
         except (OSError, ValueError) as exc:
-            raise _not_found(model, exc) from None
+            raise model_load_error("image", model, exc) from None
 
     def _load_transformers(self, model: str) -> None:
         import torch
@@ -101,7 +93,7 @@ class ImageEncoder:
             self.processor = AutoImageProcessor.from_pretrained(self.load_path)
             self.model = AutoModel.from_pretrained(self.load_path, dtype=torch.float32)
         except (OSError, ValueError) as exc:
-            raise _not_found(model, exc) from None
+            raise model_load_error("image", model, exc) from None
         if not hasattr(self.model, "get_image_features"):
             raise ModelNotFoundError(
                 f"model {model!r} ({type(self.model).__name__}) has no get_image_features; "

@@ -86,7 +86,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     from memeatlas.embed.text import resolve_text_model
 
     _, model_name = resolve_text_model(cfg.model)
-    check_model(store, space, model_name, force=cfg.force)  # fail before loading anything
+    info = check_model(store, space, model_name, force=cfg.force)  # fail before loading anything
 
     rows, missing = T.annotation_texts(store, annotator, fields, cfg.template,
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
@@ -103,7 +103,6 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
         items.append((meme_id, short_hash(text)))
     recipe = {"annotator": annotator, "fields": None if cfg.template else list(fields),
               "template": cfg.template, "text_version": TEXT_RECIPE_VERSION}
-    info = get_space(store, space)
     same_space = (info is not None and info.model == model_name
                   and info.params.get("recipe") == recipe)
     if info is not None and not cfg.force:
@@ -191,10 +190,9 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     cfg = config
     _, model_name = resolve_image_model(cfg.model)
     space = cfg.space or f"image:{model_short_name(model_name)}"
-    check_model(store, space, model_name, force=cfg.force)
+    info = check_model(store, space, model_name, force=cfg.force)
     max_pixels = cfg.max_pixels if cfg.max_pixels is not None else DEFAULT_MAX_PIXELS
     recipe = {"max_pixels": max_pixels, "preprocess": "memeatlas.imaging.load_image"}
-    info = get_space(store, space)
     if info is not None and not cfg.force:
         check_recipe(info, recipe)
 

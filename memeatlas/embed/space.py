@@ -157,20 +157,14 @@ def write_vectors(store, *, space: str, model: str, ids: Sequence[str], vectors:
             pa.array(vectors.reshape(-1), pa.float32())),
         "input_hash": pa.array(list(input_hashes), pa.string()),
     })
-    con = store.con
-    con.register("_embed_batch", batch)
-    try:
-        with store.transaction():
-            con.execute("DELETE FROM embeddings WHERE space = ? AND meme_id IN "
-                        "(SELECT meme_id FROM _embed_batch)", [space])
-            con.execute(
-                "INSERT INTO embeddings (meme_id, space, model, dim, vector, input_hash, "
-                "annotator, created_at) SELECT meme_id, ?, ?, ?, vector, input_hash, ?, ? "
-                "FROM _embed_batch", [space, model, dim, annotator, now])
-            con.execute("UPDATE embedding_spaces SET updated_at = ? WHERE space = ?",
-                        [now, space])
-    finally:
-        con.unregister("_embed_batch")
+    with store.registered("_embed_batch", batch), store.transaction() as con:
+        con.execute("DELETE FROM embeddings WHERE space = ? AND meme_id IN "
+                    "(SELECT meme_id FROM _embed_batch)", [space])
+        con.execute(
+            "INSERT INTO embeddings (meme_id, space, model, dim, vector, input_hash, "
+            "annotator, created_at) SELECT meme_id, ?, ?, ?, vector, input_hash, ?, ? "
+            "FROM _embed_batch", [space, model, dim, annotator, now])
+        con.execute("UPDATE embedding_spaces SET updated_at = ? WHERE space = ?", [now, space])
 
 
 def load_space(store, space: str, *, meme_ids: Sequence[str] | None = None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memeatlas.embed.config import DEFAULT_TEXT_MODEL
+from memeatlas.embed.config import DEFAULT_TEXT_MODEL, model_load_error
 from memeatlas.errors import ModelNotFoundError
 
 _CACHE: dict[tuple[str, str | None], TextEncoder] = {}
@@ -72,11 +71,7 @@ class TextEncoder:
         try:
             self.model = SentenceTransformer(self.load_path, device=device)
         except (OSError, ValueError) as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
-            hint = (" (HF_HUB_OFFLINE is set: pass a local model directory)" if offline else
-                    "; check the id, or pass a local directory")
-            raise ModelNotFoundError(f"cannot load text model {model or self.name!r}: "
-                                     f"{type(exc).__name__}: {str(exc)[:300]}{hint}") from None
+            raise model_load_error("text", model or self.name, exc) from None
         self.dim = int(self._dimension())
         self.max_seq_length = getattr(self.model, "max_seq_length", None)
 

@@ -277,17 +277,10 @@ def rate_cmd(
     db: DbOption = None,
 ) -> None:
     """Write a self-contained HTML page for rating a pair set in the browser (exports a CSV to import)."""
-    from memeatlas.errors import BackendError
     from memeatlas.evaluate.common import parse_list
-    from memeatlas.evaluate.pairs import require_pair_set
+    from memeatlas.report.rate_page import build_rate_page
 
-    try:
-        from memeatlas.report.rate_page import build_rate_page
-    except ImportError as exc:
-        raise BackendError(f"the rating page builder is not available ({exc}); use the CSV sheet: "
-                           f"`memeatlas evaluate sheet --pair-set {pair_set} -o sheet.csv`") from None
     with open_store(db) as store:
-        require_pair_set(store, pair_set)
         path = build_rate_page(store, pair_set, out, parse_list(dimensions) or None)
     echo_err(f"rating page written to {path}; its exported CSV imports with "
              f"`memeatlas evaluate import-ratings FILE --pair-set {pair_set}`")

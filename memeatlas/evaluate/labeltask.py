@@ -128,13 +128,22 @@ def export_label_task(store, run: str, out_dir: str | Path, *, memes_per_item: i
                            files=files, skipped_clusters=skipped)
 
 
+def _img_src(path: str | None) -> str:
+    """A file URI for a stored path (relative paths resolved; URLs kept), '' when there is none."""
+    if not path:
+        return ""
+    if "://" in path:
+        return path
+    return Path(path).resolve().as_uri()
+
+
 def _task_html(items, options, labels, paths) -> str:
     opts = "".join(f"<li><b>{o}</b> {html.escape(labels[c])}</li>"
                    for c, o in sorted(options.items(), key=lambda t: t[1]))
     blocks = []
     for iid, _, ms in items:
-        imgs = "".join(f'<img src="{html.escape(Path(paths[m]).as_uri()) if paths.get(m) else ""}" '
-                       f'alt="{m[:12]}" loading="lazy">' for m in ms)
+        imgs = "".join(f'<img src="{html.escape(_img_src(paths.get(m)))}" '
+                       f'alt="{html.escape(m[:12])}" loading="lazy">' for m in ms)
         blocks.append(f'<section><h3>{iid}</h3><div class="row">{imgs}</div></section>')
     return ("<!doctype html><meta charset='utf-8'><title>Label matching task</title>"
             "<style>body{font-family:sans-serif;margin:1em 2em}.row img{height:160px;margin:4px;"
@@ -181,12 +190,17 @@ def score_label_task(store, task_id: str, answers: str | Path, *, coder: str | N
     path = Path(answers)
     if not path.is_file():
         raise InputError(f"answers file {path} not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-        if "item_id" not in fields or "answer" not in fields:
-            raise InputError(f"{path}: needs columns item_id and answer; found {', '.join(fields)}")
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in reader]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "item_id" not in fields or "answer" not in fields:
+                raise InputError(f"{path}: needs columns item_id and answer; found {', '.join(fields)}")
+            # Cells beyond the header (DictReader key None) are ignored, not a crash.
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k is not None}
+                    for r in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from None
     errors: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], int] = {}
     y_true, y_pred, who = [], [], []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,15 +248,11 @@ def pair_set_exists(store, pair_set: str) -> bool:
 
 def require_pair_set(store, pair_set: str) -> dict[str, Any]:
     """The pair_sets row as a dict, or NotFoundError listing the sets that exist."""
-    import json
-
-    cur = store.execute("SELECT * FROM pair_sets WHERE pair_set = ?", [pair_set])
-    row = cur.fetchone()
-    if row is None:
+    out = store.fetch_dict("SELECT * FROM pair_sets WHERE pair_set = ?", [pair_set])
+    if out is None:
         known = [r[0] for r in store.fetchall("SELECT pair_set FROM pair_sets ORDER BY created_at")]
         raise NotFoundError(f"pair set {pair_set!r} not found; pair sets in this database: "
                             f"{', '.join(known) or '(none; create one with `memeatlas evaluate pairs`)'}")
-    out = dict(zip([d[0] for d in cur.description], row, strict=True))
     for key in ("runs", "params"):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])

@@ -177,9 +177,13 @@ def pair_table(store, pair_set: str, dimension: str | None = None, *, by_coder: 
               .agg(rating=("rating", "mean"), coders=("coder", "nunique")).reset_index())
 
 
-def design_weights(store, pair_set: str, pairs, mode: str) -> tuple[np.ndarray, str]:
-    """Per-pair weights and the mode actually used ('design' or 'none')."""
-    ps = require_pair_set(store, pair_set)
+def design_weights(store, pair_set: str, pairs, mode: str, *, ps: dict[str, Any] | None = None
+                   ) -> tuple[np.ndarray, str]:
+    """Per-pair weights and the mode actually used ('design' or 'none').
+
+    `ps`: the pair set's row (`require_pair_set`), when the caller has it already.
+    """
+    ps = ps if ps is not None else require_pair_set(store, pair_set)
     strata_pop = ((ps.get("params") or {}).get("strata") or {})
     if mode not in WEIGHTS:
         raise InputError(f"--weights must be one of {', '.join(WEIGHTS)}, got {mode!r}")
@@ -208,7 +212,7 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
     if bootstrap < 0:
         raise InputError("--bootstrap must be 0 or more")
     run_ids = resolve_runs(store, runs)
-    require_pair_set(store, pair_set)
+    ps = require_pair_set(store, pair_set)
     table = pair_table(store, pair_set, dimension)
     if table.empty:
         have = [r[0] for r in store.fetchall(
@@ -242,7 +246,7 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
         sub = sub.reset_index(drop=True)
         suffix = "" if coder is None else "_coder"
         y = sub["rating"].to_numpy(float)
-        w, used = design_weights(store, pair_set, sub, weights)
+        w, used = design_weights(store, pair_set, sub, weights, ps=ps)
         used_weights.add(used)
         statuses = {}
         for r in run_ids:

@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
+from memeatlas.ingest.run import record_problems
 from memeatlas.ingest.scan import read_table
-from memeatlas.ingest.validate import DEFAULT_MAX_IMAGE_PIXELS, ImageInfo, inspect_file
+from memeatlas.ingest.validate import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageInfo,
+    Problem,
+    inspect_file,
+)
 from memeatlas.provenance import new_run_id, sha256_text, software
 from memeatlas.store import Store
 
@@ -213,52 +219,82 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
 def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, import_id: str,
            good: list[_Row], mapping: dict[str, str], summary: ImportSummary,
            image_info: Callable[[_Row], ImageInfo | None]) -> None:
+    """Write the good rows in bulk (a statement per table, not per row: MemeCap has 6k rows).
+
+    Same outcome as row by row: the first row of a meme creates it, every row's metadata is
+    merged into it in file order, and the last row's annotation of a meme wins.
+    """
+    import pyarrow as pa
+
+    memes: dict[str, tuple] = {}              # first row per meme
+    patches: dict[str, list[tuple[str, str]]] = {}  # meme_id -> [(meta, source_id)] in order
+    sources: dict[tuple[str, str], tuple] = {}  # first row per (meme_id, path)
+    notes: dict[str, tuple] = {}              # last row per meme
+    for r in good:
+        info = image_info(r)
+        meta = json.dumps(r.extra, default=str) if r.extra else None
+        if info is not None:
+            meme_id, path = info.meme_id, str(r.image.resolve())
+            summary.with_image += 1
+            memes.setdefault(meme_id, (meme_id, path, r.source_id, True, info.width, info.height,
+                                       info.format, info.n_frames, info.n_bytes, info.phash, meta))
+        else:
+            meme_id, path = sha256_text(f"{corpus}:{r.source_id}"), f"{corpus}:{r.source_id}"
+            memes.setdefault(meme_id, (meme_id, None, r.source_id, False, None, None, None, None,
+                                       None, None, meta))
+        if meta:
+            patches.setdefault(meme_id, []).append((meta, r.source_id))
+        sources.setdefault((meme_id, path), (meme_id, path, r.source_id, meta))
+        f = r.fields
+        raw = {**{k: v for k, v in f.items() if v is not None}, **r.extra,
+               "source_id": r.source_id}
+        notes[meme_id] = (meme_id, _s(f.get("description")), _s(f.get("ocr_text")),
+                          _s(f.get("intent")), _s(f.get("template")), _s(f.get("tone")),
+                          json.dumps(f.get("entities") or [], ensure_ascii=False),
+                          json.dumps(raw, ensure_ascii=False, default=str))
+        summary.imported += 1
+
+    def table(names: str, rows) -> pa.Table:
+        cols = names.split()
+        rows = list(rows)
+        return pa.table({c: [row[i] for row in rows] for i, c in enumerate(cols)})
+
     with store.transaction():
-        for r in good:
-            info = image_info(r)
-            locator = f"{corpus}:{r.source_id}"
-            meta = json.dumps(r.extra, default=str) if r.extra else None
-            if info is not None:
-                meme_id = info.meme_id
-                summary.with_image += 1
+        if memes:
+            with store.registered("_imp_memes", table(
+                    "meme_id path source_id has_image width height format n_frames n_bytes "
+                    "phash meta", memes.values())):
                 store.execute(
                     "INSERT OR IGNORE INTO memes (meme_id, path, source, source_id, has_image, "
-                    "width, height, format, n_frames, n_bytes, phash, meta) "
-                    "VALUES (?, ?, ?, ?, true, ?, ?, ?, ?, ?, ?, ?)",
-                    [meme_id, str(r.image.resolve()), corpus, r.source_id, info.width, info.height,
-                     info.format, info.n_frames, info.n_bytes, info.phash, meta])
-            else:
-                meme_id = sha256_text(locator)
+                    "width, height, format, n_frames, n_bytes, phash, meta) SELECT meme_id, path, "
+                    "?, source_id, has_image, width, height, format, n_frames, n_bytes, phash, "
+                    "meta::JSON FROM _imp_memes", [corpus])
+        # Merge each meme's metadata patches in file order: round k applies its k-th patch.
+        for k in range(max((len(v) for v in patches.values()), default=0)):
+            rows = [(mid, ps[k][0], ps[k][1]) for mid, ps in patches.items() if len(ps) > k]
+            with store.registered("_imp_patch", table("meme_id meta source_id", rows)):
                 store.execute(
-                    "INSERT OR IGNORE INTO memes (meme_id, path, source, source_id, has_image, meta) "
-                    "VALUES (?, NULL, ?, ?, false, ?)", [meme_id, corpus, r.source_id, meta])
-            if meta:
+                    "UPDATE memes SET meta = json_merge_patch(coalesce(memes.meta, '{}'), "
+                    "p.meta::JSON), source_id = coalesce(memes.source_id, p.source_id) "
+                    "FROM _imp_patch p WHERE memes.meme_id = p.meme_id")
+        if sources:
+            with store.registered("_imp_sources", table("meme_id path source_id meta",
+                                                         sources.values())):
                 store.execute(
-                    "UPDATE memes SET meta = json_merge_patch(coalesce(meta, '{}'), ?::JSON), "
-                    "source_id = coalesce(source_id, ?) WHERE meme_id = ?",
-                    [meta, r.source_id, meme_id])
-            store.execute(
-                "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [meme_id, corpus, str(r.image.resolve()) if info else locator, r.source_id, meta])
-            f = r.fields
-            raw = {**{k: v for k, v in f.items() if v is not None}, **r.extra,
-                   "source_id": r.source_id}
-            store.execute(
-                "INSERT OR REPLACE INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
-                "description, ocr_text, intent, template, tone, entities, raw, run_id) "
-                "VALUES (?, ?, '', '', ?, ?, ?, ?, ?, ?, ?, ?)",
-                [meme_id, annotator, _s(f.get("description")), _s(f.get("ocr_text")),
-                 _s(f.get("intent")), _s(f.get("template")), _s(f.get("tone")),
-                 json.dumps(f.get("entities") or [], ensure_ascii=False),
-                 json.dumps(raw, ensure_ascii=False, default=str), import_id])
-            summary.imported += 1
-        for line, why in summary.bad_lines:
-            origin = f"{file}:{line}"
-            store.execute("DELETE FROM ingest_errors WHERE path = ?", [origin])
-            store.execute(
-                "INSERT INTO ingest_errors (source, path, error, detail) VALUES (?, ?, ?, ?)",
-                [f"import:{file.name}", origin, "missing_field", why])
+                    "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
+                    "SELECT meme_id, ?, path, source_id, meta::JSON FROM _imp_sources", [corpus])
+        if notes:
+            with store.registered("_imp_notes", table(
+                    "meme_id description ocr_text intent template tone entities raw",
+                    notes.values())):
+                store.execute(
+                    "INSERT OR REPLACE INTO annotations (meme_id, annotator, prompt_hash, "
+                    "schema_hash, description, ocr_text, intent, template, tone, entities, raw, "
+                    "run_id) SELECT meme_id, ?, '', '', description, ocr_text, intent, template, "
+                    "tone, entities::JSON, raw::JSON, ? FROM _imp_notes", [annotator, import_id])
+        record_problems(store, [(f"import:{file.name}", f"{file}:{line}",
+                                 Problem("missing_field", why))
+                                for line, why in summary.bad_lines])
         store.execute(
             "INSERT INTO imports (import_id, file, format, annotator, mapping, n_rows, n_imported, "
             "n_failed, software) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

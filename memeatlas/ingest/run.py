@@ -73,7 +73,7 @@ def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursi
             early.append(("manifest", origin, Problem("missing_field", detail)))
     if early:
         with store.transaction():
-            _record_problems(store, early)
+            record_problems(store, early)
         summary.failed += len(early)
         summary.errors.update(p.code for _, _, p in early)
 
@@ -90,12 +90,18 @@ def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursi
     return summary
 
 
-def _record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> None:
-    # Keep one current error per file: a re-run replaces, never piles up duplicates.
-    for source, origin, prob in problems:
-        store.execute("DELETE FROM ingest_errors WHERE path = ?", [origin])
-        store.execute("INSERT INTO ingest_errors (source, path, error, detail) VALUES (?, ?, ?, ?)",
-                      [source, origin, prob.code, prob.detail])
+def record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> None:
+    """Store (source, origin, problem) rows in `ingest_errors`; call inside a transaction.
+
+    One current error per file or row: a re-run replaces, never piles up duplicates
+    (the last problem named for an origin wins). Written in bulk, not row by row.
+    """
+    latest = {origin: (source, origin, p.code, p.detail) for source, origin, p in problems}
+    if not latest:
+        return
+    with store.registered("_err_paths", pa.table({"path": list(latest)})):
+        store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _err_paths)")
+    store.insert_rows("ingest_errors", ("source", "path", "error", "detail"), list(latest.values()))
 
 
 def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem],
@@ -134,9 +140,11 @@ def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo |
                     "source_id, true, width, height, format, n_frames, n_bytes, phash, meta::JSON "
                     "FROM _new")
         for c, info in good:
-            if (c.meta or c.source_id) and info.meme_id in existing:
+            first = new_rows.get(info.meme_id)
+            if (c.meta or c.source_id) and (first is None or first[0] is not c):
                 # Manifest metadata for a meme already present (e.g. ingested from a folder
-                # first) is merged in, so a manifest can annotate an existing corpus.
+                # first, or the same bytes earlier in this batch) is merged in, so a manifest
+                # can annotate an existing corpus whatever the batch boundaries.
                 store.execute(
                     "UPDATE memes SET meta = json_merge_patch(coalesce(meta, '{}'), ?::JSON), "
                     "source_id = coalesce(source_id, ?) WHERE meme_id = ?",
@@ -154,9 +162,8 @@ def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo |
                     "INSERT OR IGNORE INTO meme_sources (meme_id, source, path, source_id, meta) "
                     "SELECT DISTINCT ON (meme_id, source, path) meme_id, source, path, source_id, "
                     "meta::JSON FROM _src")
-        if good:
             with store.registered("_ok", pa.table({"path": [c.origin for c, _ in good]})):
                 store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _ok)")
-        _record_problems(store, [(c.source, c.origin, p) for c, p in bad])
+        record_problems(store, [(c.source, c.origin, p) for c, p in bad])
     summary.failed += len(bad)
     summary.errors.update(p.code for _, p in bad)

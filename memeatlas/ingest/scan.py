@@ -60,7 +60,8 @@ def scan_paths(paths: list[str | Path], recursive: bool = False) -> ScanResult:
                 missing.append(Candidate(Path(s), "folder", s))
             for m in matches:
                 p = Path(m)
-                if p.is_file():
+                # Broken links are kept so they are reported, as in folders below.
+                if p.is_file() or (p.is_symlink() and not p.exists()):
                     found.append(_file(p))
             continue
         p = Path(s)
@@ -89,6 +90,16 @@ def read_table(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """
     if not file.exists():
         raise InputError(f"{file}: file not found")
+    try:
+        yield from _table_rows(file)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{file}: not UTF-8 text (bad byte at offset {exc.start}); "
+                         f"save it as UTF-8") from None
+    except csv.Error as exc:
+        raise InputError(f"{file}: cannot parse as CSV/TSV ({exc})") from None
+
+
+def _table_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = file.suffix.lower()
     if suffix in (".csv", ".tsv"):
         with open(file, newline="", encoding="utf-8-sig") as fh:

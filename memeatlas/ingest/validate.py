@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,33 @@ def inspect_file(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     return inspect_bytes(data, max_image_pixels)
 
 
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_USERS = 0
+_SAVED_LIMIT: int | None = None
+
+
+@contextmanager
+def _pil_limit_lifted() -> Iterator[None]:
+    """PIL's own bomb limit off while any thread inspects, restored when the last one ends.
+
+    Ingest inspects on worker threads; a plain save/set/restore per call races and can
+    leave `Image.MAX_IMAGE_PIXELS` at None for the rest of the process.
+    """
+    global _LIMIT_USERS, _SAVED_LIMIT
+    with _LIMIT_LOCK:
+        if _LIMIT_USERS == 0:
+            _SAVED_LIMIT = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _LIMIT_USERS += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_USERS -= 1
+            if _LIMIT_USERS == 0:
+                Image.MAX_IMAGE_PIXELS = _SAVED_LIMIT
+
+
 def inspect_bytes(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
                   ) -> ImageInfo | Problem:
     """Check image bytes (see inspect_file)."""
@@ -76,14 +105,9 @@ def inspect_bytes(data: bytes, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     # PIL's own bomb guard warns or raises at its threshold; we apply ours explicitly
     # from the header so the error is ours and happens before any pixel is decoded.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        old_limit = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            return _inspect(data, max_image_pixels, io.BytesIO(data))
-        finally:
-            Image.MAX_IMAGE_PIXELS = old_limit
+    # With PIL's limit at None it never warns, so no (thread-unsafe) warnings filter is needed.
+    with _pil_limit_lifted():
+        return _inspect(data, max_image_pixels, io.BytesIO(data))
 
 
 def _inspect(data: bytes, max_image_pixels: int, buf) -> ImageInfo | Problem:

@@ -69,10 +69,12 @@ class ReportData:
 
 def latest_run_id(store: Store) -> str:
     """The newest cluster run, or NotFoundError telling the user to cluster first."""
-    row = store.fetchone("SELECT run_id FROM cluster_runs ORDER BY created_at DESC, run_id DESC LIMIT 1")
-    if row is None:
+    from memeatlas.cluster.api import latest_run
+
+    run_id = latest_run(store, kind=None)
+    if run_id is None:
         raise NotFoundError("no cluster runs in this database; run `memeatlas cluster` first")
-    return row[0]
+    return run_id
 
 
 def run_info(store: Store, run_id: str) -> dict[str, Any]:
@@ -291,7 +293,8 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     for c in sorted(members, key=lambda c: (c == -1, -len(members[c]), c)):
         lab = labels.get(c, {})
         reps = [index_of[m] for m in lab.get("representatives", []) if m in index_of]
-        ordered = reps + [i for i in members[c] if i not in set(reps)]
+        rep_set = set(reps)
+        ordered = reps + [i for i in members[c] if i not in rep_set]
         cluster_rows.append({
             "cluster": c,
             "label": lab.get("label") or ("noise" if c == -1 else f"cluster {c}"),

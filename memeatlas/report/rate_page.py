@@ -8,18 +8,17 @@ which `memeatlas evaluate import-ratings --pair-set NAME FILE` reads as is.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from memeatlas import __version__
 from memeatlas.errors import InputError, NotFoundError
+from memeatlas.evaluate.pairs import DEFAULT_DIMENSIONS, require_pair_set
 from memeatlas.provenance import short_hash, utcnow
 from memeatlas.report.html import asset, render_page
 from memeatlas.report.thumbnails import data_uris
 from memeatlas.store import Store
 
-DEFAULT_DIMENSIONS = ("connotative", "denotative")
 RATE_THUMB_PX = 420
 TEXT_CHARS = 600
 
@@ -38,17 +37,13 @@ SCALE = [
 ]
 
 
-def _dimensions(store: Store, pair_set: str, dimensions) -> list[str]:
+def _dimensions(params: dict[str, Any] | None, dimensions) -> list[str]:
+    """The dimensions to rate: `dimensions` if given, else the pair set's (`params`), else the defaults."""
     if dimensions:
         dims = [d.strip() for d in (dimensions.split(",") if isinstance(dimensions, str)
                                     else dimensions) if d and d.strip()]
     else:
-        params = store.scalar("SELECT params FROM pair_sets WHERE pair_set = ?", [pair_set])
-        try:
-            params = json.loads(params) if isinstance(params, str) else (params or {})
-        except ValueError:
-            params = {}
-        dims = list(params.get("dimensions") or DEFAULT_DIMENSIONS)
+        dims = list((params or {}).get("dimensions") or DEFAULT_DIMENSIONS)
     bad = [d for d in dims if "," in d or '"' in d or "\n" in d]
     if bad:
         raise InputError(f"dimension names may not contain commas, quotes or newlines: {bad!r}")
@@ -75,18 +70,9 @@ def build_rate_page(store: Store, pair_set: str, out_path: str | Path, dimension
     without an image show their annotation text instead. `show_text` starts the page with
     the memes' annotation text shown under the images (coders can toggle it).
     """
-    if not store.scalar("SELECT count(*) FROM pair_sets WHERE pair_set = ?", [pair_set]):
-        known = [r[0] for r in store.fetchall("SELECT pair_set FROM pair_sets ORDER BY created_at DESC LIMIT 8")]
-        hint = f" (pair sets: {', '.join(known)})" if known else ""
-        raise NotFoundError(f"pair set {pair_set!r} not found{hint}; sample one with "
-                            f"`memeatlas evaluate pairs`")
-    dims = _dimensions(store, pair_set, dimensions)
-    has_pos = bool(store.scalar(
-        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'rating_pairs' "
-        "AND column_name = 'position'"))
-    order = "position NULLS LAST, pair_id" if has_pos else "pair_id"
-    pairs = store.fetchall(f"SELECT pair_id, meme_a, meme_b FROM rating_pairs WHERE pair_set = ? "
-                           f"ORDER BY {order}", [pair_set])
+    dims = _dimensions(require_pair_set(store, pair_set).get("params"), dimensions)
+    pairs = store.fetchall("SELECT pair_id, meme_a, meme_b FROM rating_pairs WHERE pair_set = ? "
+                           "ORDER BY position NULLS LAST, pair_id", [pair_set])
     if not pairs:
         raise NotFoundError(f"pair set {pair_set!r} has no pairs")
     meme_ids = sorted({m for _, a, b in pairs for m in (a, b)})

@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from memeatlas.errors import DatabaseLockedError, DatabaseNotFoundError
+from memeatlas.errors import DatabaseLockedError, DatabaseNotFoundError, InputError
 from memeatlas.store import migrate
 
 DEFAULT_DB = "memeatlas.duckdb"
@@ -38,7 +38,9 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 f"database {path} is in use by another process{who}; wait for it to finish "
                 f"or pass another --db"
             ) from None
-        raise
+        # Not a DuckDB file, a directory, unreadable...: the user's --db, so no traceback.
+        raise InputError(f"cannot open {path} as a memeatlas database ({msg.splitlines()[0]}); "
+                         f"pass another --db") from None
 
 
 class Store:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from memeatlas.caption.backends._common import DEFAULT_MODEL
 from memeatlas.caption.backends.base import (
     Backend,
     BackendInfo,
@@ -22,7 +23,6 @@ from memeatlas.caption.backends.base import (
 from memeatlas.errors import BackendError
 
 DEFAULT_BACKEND = "transformers"
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 _REGISTRY = {
     "transformers": "memeatlas.caption.backends.transformers:TransformersBackend",

@@ -8,6 +8,9 @@ from pathlib import Path
 
 _CHUNK = 1 << 20
 
+#: The model the transformers, vllm and openai backends use when none is given.
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+
 
 def local_dir_hash(path: str | os.PathLike[str], n: int = 12) -> str:
     """A fingerprint of a model directory without reading gigabytes of weights.

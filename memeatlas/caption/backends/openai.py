@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from memeatlas.caption.backends._common import DEFAULT_MODEL
 from memeatlas.caption.backends.base import (
     Backend,
     BackendInfo,
@@ -32,7 +33,6 @@ from memeatlas.caption.backends.base import (
 from memeatlas.errors import BackendError
 from memeatlas.provenance import software
 
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 

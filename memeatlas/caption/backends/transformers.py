@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from memeatlas.caption.backends._common import (
+    DEFAULT_MODEL,
     annotator_name,
     is_local,
     local_dir_hash,
@@ -29,8 +30,6 @@ from memeatlas.caption.backends.base import (
 )
 from memeatlas.errors import BackendError, ModelNotFoundError
 from memeatlas.provenance import software, stable_json
-
-DEFAULT_MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 # Compiled grammars per (model revision, vocab size, schema), shared by every backend
 # instance in the process: compiling the v1 schema takes seconds.

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from memeatlas.caption.backends._common import (
+    DEFAULT_MODEL,
     annotator_name,
     is_local,
     local_dir_hash,
@@ -30,7 +31,6 @@ from memeatlas.caption.backends.base import (
     GenerationRequest,
     GenerationResult,
 )
-from memeatlas.caption.backends.transformers import DEFAULT_MODEL  # one default for both
 from memeatlas.errors import BackendError, ModelNotFoundError
 from memeatlas.provenance import software
 
