@@ -85,6 +85,29 @@ def test_noise_stays_minus_one_and_reassign_is_its_own_run(store):
     assert (get_run(store, parent)["cluster"] == -1).sum() == was_noise.sum()
 
 
+def test_reassign_noise_later_derives_from_the_stored_run(store):
+    x, _ = blobs(50, 3, seed=1)
+    outliers = np.random.default_rng(5).normal(size=(12, x.shape[1])).astype(np.float32)
+    xs = np.vstack([x, outliers])
+    ids = [meme_id(i) for i in range(len(xs))]
+    add_memes(store, ids)
+    add_space(store, "text:noisy", ids, xs)
+    cfg = ClusterConfig(spaces=["text:noisy"], min_cluster_size=10, umap_dims=0)
+    [parent] = run(store, cfg)
+    # Same inputs and parameters, now with --reassign-noise: the stored run is reused and its
+    # reassigned variant is made from the stored model, not silently skipped.
+    rids = run(store, ClusterConfig(spaces=["text:noisy"], min_cluster_size=10, umap_dims=0,
+                                    reassign_noise=True))
+    assert rids[0] == parent and len(rids) == 2
+    ci = get_run_info(store, rids[1])
+    assert ci["kind"] == "reassign_noise" and ci["parent_run"] == parent
+    dp, dc = get_run(store, parent), get_run(store, rids[1])
+    assert (dp["cluster"] == -1).any() and (dc["cluster"] >= 0).all()
+    # asking again finds the child instead of making another
+    assert run(store, ClusterConfig(spaces=["text:noisy"], min_cluster_size=10, umap_dims=0,
+                                    reassign_noise=True)) == rids
+
+
 def test_sweep_writes_one_run_per_value(synth):
     store, *_ = synth
     rids = run(store, ClusterConfig(spaces=["text:synthetic"],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster.api import get_run_info
+from memeatlas.cluster.api import get_run_info, load_model
 from memeatlas.cluster.config import ALGORITHMS, FUSIONS, KNN_METHODS, ClusterConfig
 from memeatlas.errors import BackendError, InputError
 from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
@@ -247,6 +247,19 @@ def run(store, cfg: ClusterConfig) -> list[str]:
                                      "AND kind = 'reassign_noise' LIMIT 1", [found])
                 if child:
                     out.append(child)
+                else:  # the stored run was made without --reassign-noise: derive it now
+                    state = load_model(store, found)
+                    stored = dict(store.fetchall("SELECT meme_id, probability FROM "
+                                                 "cluster_assignments WHERE run_id = ?", [found]))
+                    probs = np.array([stored.get(i, np.nan) for i in state["ids"]], dtype=float)
+                    blob = store.scalar("SELECT model FROM cluster_models WHERE run_id = ?",
+                                        [found])
+                    rid = _write_reassigned(
+                        store, v, params, state["ids"], state["clusterer"],
+                        np.asarray(state["labels"]), probs, state["layout"], blob,
+                        spaces_json, found, fp)
+                    if rid:
+                        out.append(rid)
             continue
         before = dict(cache.timings)
         t_run = time.perf_counter()
@@ -290,26 +303,37 @@ def run(store, cfg: ClusterConfig) -> list[str]:
                       [stable_json({k: round(val, 4) for k, val in timings.items()}), run_id])
         out.append(run_id)
         if cfg.reassign_noise:
-            if model is None:
-                progress.info(f"--reassign-noise: {v.algorithm} leaves no noise; no extra run")
-                continue
-            new_labels, new_probs = algorithms.reassign_noise(model, labels, probs)
-            rid = new_run_id("cluster")
-            rparams = {**params, "reassign_noise": "hdbscan.all_points_membership_vectors"}
-            _write_run(store, run_id=rid, cfg=v, params=rparams, seed=v.seed, ids=ids,
-                       labels=new_labels, probs=new_probs, xy=xy,
-                       fingerprint=short_hash({"parent": fp, "reassign": True}, 32),
-                       spaces_json=spaces_json, kind="reassign_noise", parent=run_id,
-                       timings={}, model_blob=blob, assigned_by="fit")
-            # Points that were noise in the parent are marked as reassigned.
-            noise_ids = [ids[i] for i in np.nonzero(labels < 0)[0]]
-            if noise_ids:
-                store.execute("UPDATE cluster_assignments SET assigned_by = 'reassign' "
-                              "WHERE run_id = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
-                              [rid, noise_ids])
-            out.append(rid)
+            rid = _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob,
+                                    spaces_json, run_id, fp)
+            if rid:
+                out.append(rid)
     progress.info(f"clustered {n} memes in {time.perf_counter() - t_all:.1f}s")
     return out
+
+
+def _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob, spaces_json,
+                      parent: str, parent_fp: str) -> str | None:
+    """Store the --reassign-noise variant of run `parent` as its own run; None if no noise model."""
+    if model is None:
+        progress.info(f"--reassign-noise: {v.algorithm} leaves no noise; no extra run")
+        return None
+    from memeatlas.cluster import algorithms  # imports hdbscan/sklearn: only when needed
+
+    new_labels, new_probs = algorithms.reassign_noise(model, labels, probs)
+    rid = new_run_id("cluster")
+    rparams = {**params, "reassign_noise": "hdbscan.all_points_membership_vectors"}
+    _write_run(store, run_id=rid, cfg=v, params=rparams, seed=v.seed, ids=ids,
+               labels=new_labels, probs=new_probs, xy=xy,
+               fingerprint=short_hash({"parent": parent_fp, "reassign": True}, 32),
+               spaces_json=spaces_json, kind="reassign_noise", parent=parent,
+               timings={}, model_blob=blob, assigned_by="fit")
+    # Points that were noise in the parent are marked as reassigned.
+    noise_ids = [ids[i] for i in np.nonzero(labels < 0)[0]]
+    if noise_ids:
+        store.execute("UPDATE cluster_assignments SET assigned_by = 'reassign' "
+                      "WHERE run_id = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
+                      [rid, noise_ids])
+    return rid
 
 
 def run_summary(store, run_id: str) -> dict[str, Any]:
