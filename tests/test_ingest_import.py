@@ -131,3 +131,28 @@ def test_repeated_id_last_annotation_wins_and_metadata_merges(store, tmp_path):
                           "FROM memes m JOIN annotations a USING (meme_id) ORDER BY 1")
     assert rows == [("1", "second", "x", "2020"), ("2", "other", "y", None)]
     assert store.scalar("SELECT count(*) FROM meme_sources") == 2
+
+
+def test_unusable_named_image_is_reported_not_silent(store, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"")
+    f = tmp_path / "c.csv"
+    f.write_text("id,caption,file\n1,a cat,broken.png\n2,a dog,gone.png\n3,a cow,\n")
+    s = import_annotations(store, f, "csv", mapping={"description": "caption"}, id_field="id",
+                           image_field="file")
+    assert (s.imported, s.with_image, s.image_problems) == (3, 0, 2)
+    errs = dict(store.fetchall("SELECT regexp_extract(path, '[^/]+$'), error FROM ingest_errors"))
+    assert errs == {"broken.png": "empty_file", "gone.png": "missing"}
+    detail = store.scalar("SELECT detail FROM ingest_errors WHERE path LIKE '%broken.png'")
+    assert f"{f}:2" in detail and "without its image" in detail
+    assert store.scalar("SELECT count(*) FROM memes WHERE has_image") == 0
+
+
+def test_fixed_row_clears_its_old_error(store, tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("id,caption\n1,a cat\n2,\n")
+    import_annotations(store, f, "csv", mapping={"description": "caption"}, id_field="id")
+    assert store.scalar("SELECT path FROM ingest_errors") == f"{f}:3"
+    f.write_text("id,caption\n1,a cat\n2,a dog\n")
+    s = import_annotations(store, f, "csv", mapping={"description": "caption"}, id_field="id")
+    assert s.failed == 0
+    assert store.scalar("SELECT count(*) FROM ingest_errors") == 0

@@ -84,7 +84,8 @@ def import_annotations(
                        corpus=corpus, annotator=annotator, image_field=image_field,
                        images=images)
     echo_summary(f"import-annotations: {s.rows} rows from {file} as {s.annotator}", {
-        "imported": s.imported, "with image": s.with_image, "failed": s.failed})
+        "imported": s.imported, "with image": s.with_image, "failed": s.failed,
+        **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {})})
     for line, why in s.bad_lines[:20]:
         echo_err(f"  {file}:{line}: {why}")
     if len(s.bad_lines) > 20:

@@ -46,6 +46,7 @@ class ImportSummary:
     with_image: int = 0
     failed: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
+    image_problems: int = 0           # rows whose named image was missing or unusable
     seconds: float = 0.0
 
 
@@ -204,11 +205,10 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
             continue
         good.append(r)
 
-    def image_info(r: _Row) -> ImageInfo | None:
-        if r.image is None or not r.image.is_file():
+    def image_info(r: _Row) -> ImageInfo | Problem | None:
+        if r.image is None:
             return None
-        info = inspect_file(r.image, max_image_pixels)
-        return info if isinstance(info, ImageInfo) else None
+        return inspect_file(r.image, max_image_pixels)
 
     _write(store, file, fmt, corpus, annotator, import_id, good, mapping_used, summary, image_info)
     summary.failed = len(summary.bad_lines)
@@ -218,7 +218,7 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
 
 def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, import_id: str,
            good: list[_Row], mapping: dict[str, str], summary: ImportSummary,
-           image_info: Callable[[_Row], ImageInfo | None]) -> None:
+           image_info: Callable[[_Row], ImageInfo | Problem | None]) -> None:
     """Write the good rows in bulk (a statement per table, not per row: MemeCap has 6k rows).
 
     Same outcome as row by row: the first row of a meme creates it, every row's metadata is
@@ -230,8 +230,15 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
     patches: dict[str, list[tuple[str, str]]] = {}  # meme_id -> [(meta, source_id)] in order
     sources: dict[tuple[str, str], tuple] = {}  # first row per (meme_id, path)
     notes: dict[str, tuple] = {}              # last row per meme
+    image_problems: list[tuple[str, str, Problem]] = []
     for r in good:
         info = image_info(r)
+        if isinstance(info, Problem):
+            # The annotation still imports (as an image-less meme), but the unusable image is
+            # reported, not dropped in silence.
+            image_problems.append((f"import:{file.name}", str(r.image), Problem(
+                info.code, f"named by {file}:{r.line}; imported without its image: {info.detail}")))
+            info = None
         meta = json.dumps(r.extra, default=str) if r.extra else None
         if info is not None:
             meme_id, path = info.meme_id, str(r.image.resolve())
@@ -292,9 +299,13 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
                     "schema_hash, description, ocr_text, intent, template, tone, entities, raw, "
                     "run_id) SELECT meme_id, ?, '', '', description, ocr_text, intent, template, "
                     "tone, entities::JSON, raw::JSON, ? FROM _imp_notes", [annotator, import_id])
+        if good:  # rows that import now clear what an earlier import said about them
+            with store.registered("_imp_ok", pa.table({"path": [f"{file}:{r.line}" for r in good]})):
+                store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _imp_ok)")
         record_problems(store, [(f"import:{file.name}", f"{file}:{line}",
                                  Problem("missing_field", why))
-                                for line, why in summary.bad_lines])
+                                for line, why in summary.bad_lines] + image_problems)
+        summary.image_problems = len(image_problems)
         store.execute(
             "INSERT INTO imports (import_id, file, format, annotator, mapping, n_rows, n_imported, "
             "n_failed, software) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
