@@ -48,6 +48,19 @@ def fit_pixels(img: Image.Image, max_pixels: int | None) -> Image.Image:
     return img.resize(size, Image.Resampling.BICUBIC)
 
 
+def check_pixel_limit(im: Image.Image) -> None:
+    """Refuse a decompression bomb from its header, before any pixel is decoded.
+
+    Checked explicitly because warnings.catch_warnings is not thread-safe (embed and the
+    report decode on worker threads), so an "error" filter alone could let a bomb through.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and im.width * im.height > limit:
+        raise Image.DecompressionBombWarning(
+            f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} "
+            f"pixels, could be decompression bomb DOS attack.")
+
+
 def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
                ) -> Image.Image:
     """Open an image file the way every memeatlas step sees it (see module docstring).
@@ -59,13 +72,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                # Also checked here: catch_warnings is not thread-safe (embed decodes on worker
-                # threads), so the "error" filter alone could let a bomb through to load().
-                limit = Image.MAX_IMAGE_PIXELS
-                if limit and im.width * im.height > limit:
-                    raise Image.DecompressionBombWarning(
-                        f"Image size ({im.width * im.height} pixels) exceeds limit of {limit} "
-                        f"pixels, could be decompression bomb DOS attack.")
+                check_pixel_limit(im)
                 im.load()
                 out = to_rgb(im)
                 if out is im:

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from memeatlas.errors import InputError
-from memeatlas.imaging import load_image, to_rgb
+from memeatlas.imaging import check_pixel_limit, load_image, to_rgb
 
 DEFAULT_THUMB_PX = 160
 # Decoding large images is the slow part; ask PIL for a cheap draft first.
@@ -34,6 +34,7 @@ def _open_small(path: str | Path, max_px: int) -> Image.Image:
         with Image.open(path) as im:
             if im.format != "JPEG":
                 return load_image(path, max_pixels=_LOAD_BUDGET)
+            check_pixel_limit(im)  # thumbnails are made on worker threads (see imaging)
             im.draft("RGB", (2 * max_px, 2 * max_px))
             im.load()
             out = to_rgb(im)
