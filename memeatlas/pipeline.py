@@ -302,17 +302,21 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
 
     # ---- report -----------------------------------------------------------------------------------
     if cfg.report:
-        from memeatlas.report import build
-
-        with _Timer(summary, "report") as st:
-            rs = build(store, summary.run_id, cfg.report, compare=summary.image_run_id,
-                       force=cfg.force)
-            st.work = 0 if rs.skipped else 1
-            st.detail = (f"{rs.path} unchanged" if rs.skipped else
-                         f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
-            summary.report = str(rs.path)
+        _report_step(store, summary, cfg.report, cfg.force)
     summary.seconds = time.perf_counter() - t_all
     return summary
+
+
+def _report_step(store: Store, summary: PipelineSummary, out: str | Path, force: bool) -> None:
+    """Write the report of the text run, compared with the image run when there is one."""
+    from memeatlas.report import build
+
+    with _Timer(summary, "report") as st:
+        rs = build(store, summary.run_id, out, compare=summary.image_run_id, force=force)
+        st.work = 0 if rs.skipped else 1
+        st.detail = (f"{rs.path} unchanged" if rs.skipped else
+                     f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
+        summary.report = str(rs.path)
 
 
 def _score_truth(store: Store, run_ids: list[str], truth: str, force: bool) -> tuple[int, str]:
@@ -395,15 +399,7 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
         if rate_pairs > 0:
             with _Timer(summary, "demo ratings + CQ sweep") as st:
                 st.work, st.detail = _demo_evaluate(store, summary, d, force)
-        from memeatlas.report import build
-
-        with _Timer(summary, "report") as st:
-            rs = build(store, summary.run_id, d / "report.html", compare=summary.image_run_id,
-                       force=force)
-            st.work = 0 if rs.skipped else 1
-            st.detail = (f"{rs.path} unchanged" if rs.skipped else
-                         f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
-            summary.report = str(rs.path)
+        _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary
     finally:
