@@ -24,7 +24,8 @@ DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="torch device (cpu, cuda, cuda:1, mps) [default: cuda if available].")]
 
 
-def _print(summary) -> None:
+def _print(summary, as_json: bool) -> None:
+    """Summary on stderr, and with --json the same as JSON on stdout."""
     d = summary.as_dict()
     fields = {k: d[k] for k in (
         "space", "model", "dim", "annotator", "candidates", "embedded", "changed",
@@ -36,6 +37,8 @@ def _print(summary) -> None:
     if summary.truncated:
         fields["truncated"] = f"{summary.truncated} (longer than the model's max_seq_length)"
     echo_summary(f"embed {summary.kind}", fields)
+    if as_json:
+        echo_json(d)
 
 
 @embed_app.command("text")
@@ -72,9 +75,7 @@ def text_cmd(
                           commit_every=commit_every, device=device, force=force, limit=limit)
     with open_store(db) as store:
         summary = embed_text(store, cfg)
-    _print(summary)
-    if as_json:
-        echo_json(summary.as_dict())
+    _print(summary, as_json)
 
 
 @embed_app.command("image")
@@ -110,9 +111,7 @@ def image_cmd(
                            force=force, limit=limit, load_workers=workers)
     with open_store(db) as store:
         summary = embed_image(store, cfg)
-    _print(summary)
-    if as_json:
-        echo_json(summary.as_dict())
+    _print(summary, as_json)
 
 
 @embed_app.command("spaces")

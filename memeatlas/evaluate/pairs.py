@@ -207,13 +207,7 @@ def _sample_stratum(labs: list[np.ndarray], pattern: str, k: int, population: in
         keep = i != j
         i, j = np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep])
         ok = _matches(labs, pattern, i, j)
-        for a, b in zip(i[ok], j[ok], strict=True):
-            key = (int(a), int(b))
-            if key not in chosen:
-                chosen.add(key)
-                out.append(key)
-                if len(out) == k:
-                    break
+        _take_new(i[ok], j[ok], chosen, out, k)
     return out
 
 
@@ -230,16 +224,21 @@ def _sample_random(n_memes: int, k: int, rng: np.random.Generator) -> list[tuple
     while len(out) < k:
         i = rng.integers(0, n_memes, size=2 * (k - len(out)) + 16)
         j = rng.integers(0, n_memes, size=len(i))
-        for a, b in zip(i, j, strict=True):
-            if a == b:
-                continue
-            key = (int(min(a, b)), int(max(a, b)))
-            if key not in chosen:
-                chosen.add(key)
-                out.append(key)
-                if len(out) == k:
-                    break
+        keep = i != j
+        _take_new(np.minimum(i[keep], j[keep]), np.maximum(i[keep], j[keep]), chosen, out, k)
     return out
+
+
+def _take_new(i: np.ndarray, j: np.ndarray, chosen: set[tuple[int, int]],
+              out: list[tuple[int, int]], k: int) -> None:
+    """Append ordered pairs (i < j) not drawn before, in order, until `out` holds k."""
+    for a, b in zip(i, j, strict=True):
+        key = (int(a), int(b))
+        if key not in chosen:
+            chosen.add(key)
+            out.append(key)
+            if len(out) == k:
+                return
 
 
 def pair_set_exists(store, pair_set: str) -> bool:
