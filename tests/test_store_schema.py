@@ -113,7 +113,7 @@ def filled(db_path, tmp_path):
 
 
 def test_sql_refuses_writes(filled):
-    with Store.open(filled, read_only=True) as s:
+    with Store.open(filled, sandbox=True) as s:
         for stmt in ("DELETE FROM memes", "DROP TABLE memes", "INSERT INTO memes (meme_id) VALUES ('x')",
                      "SELECT 1; UPDATE memes SET path = NULL", "CREATE TABLE t (a INT)"):
             with pytest.raises(ReadOnlyViolation, match="read-only"):

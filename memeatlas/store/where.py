@@ -1,0 +1,101 @@
+"""`--where`: one boolean expression over `memes` (alias `m`), checked and evaluated in a sandbox.
+
+The user's text is never put into a statement on the store's (write) connection. It is
+parsed by DuckDB's parser (`json_serialize_sql`) as the WHERE clause of the fixed query
+`SELECT * FROM memes AS m WHERE …`; the parse tree must be exactly that query with one
+WHERE expression (no extra statements, set operations, ORDER/LIMIT/GROUP/QUALIFY/SAMPLE,
+parameters), the expression must be BOOLEAN, and it is evaluated on a private in-memory
+copy of `memes` in a connection with file access, extensions and settings locked
+(`memeatlas.store.sandbox.restrict`). What runs is the statement regenerated from the
+checked parse tree. The result is a set of meme ids the caller filters with.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from memeatlas.errors import InputError
+from memeatlas.store.sandbox import restrict
+
+_FIXED = "SELECT * FROM memes AS m WHERE "
+
+
+def _strip_locations(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_locations(v) for k, v in node.items()
+                if not k.startswith("query_location")}
+    if isinstance(node, list):
+        return [_strip_locations(v) for v in node]
+    return node
+
+
+def _refuse(where: str, why: str) -> InputError:
+    return InputError(f"--where {where!r} is not one condition on memes (alias m): {why}")
+
+
+def _sandbox(store) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection holding a copy of `memes`, locked down before user text runs."""
+    mem = duckdb.connect(":memory:")
+    table = store.con.execute("SELECT * FROM memes").fetch_arrow_table()
+    mem.register("_memes_src", table)
+    mem.execute("CREATE TABLE memes AS SELECT * FROM _memes_src")
+    mem.unregister("_memes_src")
+    # json_serialize_sql lives in the json extension; load it while loading is still allowed.
+    mem.execute("LOAD json")
+    return restrict(mem)
+
+
+def _parse(mem: duckdb.DuckDBPyConnection, where: str) -> dict[str, Any]:
+    """The parse tree of the fixed query with `where` as its WHERE clause, checked for shape."""
+    tree = json.loads(mem.execute("SELECT json_serialize_sql(?)", [_FIXED + where]).fetchone()[0])
+    if tree.get("error"):
+        raise _refuse(where, str(tree.get("error_message", "does not parse")).splitlines()[0])
+    statements = tree.get("statements") or []
+    if len(statements) != 1:
+        raise _refuse(where, "it holds more than one statement")
+    node = statements[0].get("node") or {}
+    if statements[0].get("named_param_map"):
+        raise _refuse(where, "parameters ($1, ?) are not allowed")
+    reference = json.loads(mem.execute("SELECT json_serialize_sql(?)",
+                                       [_FIXED + "true"]).fetchone()[0])["statements"][0]["node"]
+    got = _strip_locations({k: v for k, v in node.items() if k != "where_clause"})
+    want = _strip_locations({k: v for k, v in reference.items() if k != "where_clause"})
+    if got != want or not node.get("where_clause"):
+        raise _refuse(where, "it must be a single expression, without ORDER BY, LIMIT, GROUP BY, "
+                             "QUALIFY, UNION, SAMPLE or a second statement")
+    return tree
+
+
+def _sql(mem: duckdb.DuckDBPyConnection, tree: dict[str, Any]) -> str:
+    return mem.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
+
+
+def where_ids(store, where: str | None) -> set[str] | None:
+    """meme_ids matching the user's `--where` (None: no filter given).
+
+    Raises InputError (one line, naming `--where`) for anything but one BOOLEAN expression
+    over `memes m`; nothing is written anywhere, whatever the text.
+    """
+    if where is None or not where.strip():
+        return None
+    mem = _sandbox(store)
+    try:
+        tree = _parse(mem, where)
+        node = tree["statements"][0]["node"]
+        probe = json.loads(json.dumps(tree))
+        pnode = probe["statements"][0]["node"]
+        pnode["select_list"] = [node["where_clause"]]
+        pnode["where_clause"] = None
+        try:
+            kinds = [r[1] for r in mem.execute(f"DESCRIBE {_sql(mem, probe)}").fetchall()]
+            if kinds != ["BOOLEAN"]:
+                raise _refuse(where, f"it is {', '.join(kinds)}, not a true/false condition")
+            rows = mem.execute(f"SELECT meme_id FROM ({_sql(mem, tree)})").fetchall()
+        except duckdb.Error as exc:
+            raise _refuse(where, str(exc).splitlines()[0]) from None
+        return {r[0] for r in rows}
+    finally:
+        mem.close()
