@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from memeatlas.errors import InputError
-from memeatlas.store.sandbox import restrict
+from memeatlas.store.sandbox import _tokens, restrict
 
 _FIXED = "SELECT * FROM memes AS m WHERE "
 
@@ -39,7 +39,12 @@ def _refuse(where: str, why: str) -> InputError:
 def _sandbox(store) -> duckdb.DuckDBPyConnection:
     """An in-memory connection holding a copy of `memes`, locked down before user text runs."""
     mem = duckdb.connect(":memory:")
-    table = store.con.execute("SELECT * FROM memes").fetch_arrow_table()
+    # A cursor of its own: the caller's connection may hold a half-read result (DuckDB 2.0).
+    cur = store.con.cursor()
+    try:
+        table = cur.sql("SELECT * FROM memes").to_arrow_table()
+    finally:
+        cur.close()
     mem.register("_memes_src", table)
     mem.execute("CREATE TABLE memes AS SELECT * FROM _memes_src")
     mem.unregister("_memes_src")
@@ -51,8 +56,17 @@ def _sandbox(store) -> duckdb.DuckDBPyConnection:
 def _parse(mem: duckdb.DuckDBPyConnection, where: str) -> dict[str, Any]:
     """The parse tree of the fixed query with `where` as its WHERE clause, checked for shape."""
     tree = json.loads(mem.execute("SELECT json_serialize_sql(?)", [_FIXED + where]).fetchone()[0])
+    depth = 0
+    for _pos, kind, text in _tokens(where):
+        depth += (text == "(") - (text == ")") if kind == "operator" else 0
+        if depth == 0 and kind == "keyword" and text.upper() == "WINDOW":
+            # the parser drops an unused WINDOW clause, so the tree alone cannot show it
+            raise _refuse(where, "a WINDOW clause is not a condition")
     if tree.get("error"):
-        raise _refuse(where, str(tree.get("error_message", "does not parse")).splitlines()[0])
+        msg = str(tree.get("error_message", "does not parse")).splitlines()[0]
+        if "Only SELECT statements" in msg:  # `true; DELETE ...`: a second statement
+            msg = "only one expression is allowed, not further statements"
+        raise _refuse(where, msg)
     statements = tree.get("statements") or []
     if len(statements) != 1:
         raise _refuse(where, "it holds more than one statement")
