@@ -82,7 +82,7 @@ def _check_pragma(sql: str) -> None:
     name = toks[1][2].lower() if len(toks) > 1 and toks[0][2].upper() == "PRAGMA" else ""
     if name not in READ_PRAGMAS:
         raise _refuse("PRAGMA", f" other than {', '.join(sorted(READ_PRAGMAS))}")
-    if any(t[1] == "operator" and t[2] == "=" for t in toks[2:]):
+    if any(t[1] == "operator" and "=" in t[2] for t in toks[2:]):
         raise _refuse("PRAGMA assignment")
 
 
