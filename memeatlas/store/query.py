@@ -75,6 +75,20 @@ def export(store: Store, name: str, fmt: str, out: str | Path) -> int:
     return int(store.scalar(f'SELECT count(*) FROM "{name}"'))
 
 
+def _dependency_order(views: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Views ordered so each comes after the views its SQL names (DuckDB binds on CREATE)."""
+    import re
+
+    left = dict(views)
+    done: list[tuple[str, str]] = []
+    while left:
+        ready = [n for n, q in left.items()
+                 if not any(o != n and re.search(rf'\b"?{re.escape(o)}"?\b', q) for o in left)]
+        for n in sorted(ready or left):  # a cycle cannot be created; keep going regardless
+            done.append((n, left.pop(n)))
+    return done
+
+
 def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict:
     """Every table and view as `<name>.parquet` in `folder`, plus `load.sql`.
 
@@ -98,7 +112,8 @@ def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict
         "AND schema_name = 'main' ORDER BY table_name")]
     views = store.fetchall(
         "SELECT view_name, sql FROM duckdb_views() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND NOT internal ORDER BY oid")
+        "AND schema_name = 'main' AND NOT internal ORDER BY view_oid")
+    views = _dependency_order(views)
     rows: dict[str, int] = {}
     for name in tables + [v[0] for v in views]:
         target = str(folder / f"{name}.parquet").replace("'", "''")
