@@ -244,3 +244,22 @@ def test_duckdb1_client_reads_the_store(demo_like, tmp_path, spec):
     got = _run_old_client(target, out / "load.sql", QUERIES, cwd=out)
     got.pop("version")
     assert got == want
+
+
+def test_entity_roles_rewrite_gives_the_same_rows(db_path):
+    """Migration 0006 replaces WITH ORDINALITY (DuckDB >= 1.4 only); the rows must not change."""
+    ents = [None, "[]", json.dumps([{"name": "a", "role": "hero", "stands_for": "x"},
+                                   {"name": "b", "role": "villain"}]),
+            json.dumps([{"name": "ü", "role": None, "stands_for": None, "extra": 1}])]
+    with Store.open(db_path, migrate_to=5) as s:
+        for i, e in enumerate(ents):
+            s.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                      "entities) VALUES (?, 'x', '', '', ?)", [f"m{i}", e])
+        q = "SELECT * FROM entity_roles ORDER BY ALL"
+        old = s.fetchall(q)
+        old_types = s.fetchall("SELECT column_name, data_type FROM information_schema.columns "
+                               "WHERE table_name = 'entity_roles' ORDER BY ordinal_position")
+    with Store.open(db_path) as s:
+        assert s.fetchall(q) == old and len(old) == 3
+        assert s.fetchall("SELECT column_name, data_type FROM information_schema.columns "
+                          "WHERE table_name = 'entity_roles' ORDER BY ordinal_position") == old_types
