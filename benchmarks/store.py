@@ -85,10 +85,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--memes", type=int, default=20000)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="Write the stores into this (new) folder and keep them.")
     args = ap.parse_args()
     out: dict = {"memes": args.memes, "dim": args.dim, "duckdb": duckdb.__version__}
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = args.keep or Path(tmp)
+        d.mkdir(exist_ok=True)
         for label, cfg in (("2.0 format (latest)", {}),
                            ("v1.1.0 (memeatlas default)", {"storage_compatibility_version":
                                                            "v1.1.0"})):
@@ -105,6 +108,7 @@ def main() -> None:
                 row[f"{k}_s"] = round(timed(lambda q=q: con.execute(q).fetchall()), 3)
             con.close()
             out[label] = row
+        out["bytes per table (v1.1.0 / latest), MB"] = _table_sizes(d)
         src = d / "latest.duckdb"
         with Store.open(src):
             pass  # records the format, like a user's first command after upgrading
@@ -118,6 +122,19 @@ def main() -> None:
         t = timed(lambda: _sql(d / "v110.duckdb"))
         out["sql_open_and_query_s"] = round(t, 3)
     print(json.dumps(out, indent=2))
+
+
+def _table_sizes(d: Path) -> dict[str, str]:
+    """Storage per table (segments x block size share), to see where two formats differ."""
+    sizes = {}
+    for name in ("v110", "latest"):
+        con = duckdb.connect(str(d / f"{name}.duckdb"), read_only=True)
+        for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+            n = con.execute(f"SELECT count(DISTINCT block_id) FROM pragma_storage_info('{t}') "
+                            f"WHERE persistent").fetchone()[0]
+            sizes.setdefault(t, []).append(round(n * 256 / 1024, 1))  # 256 KiB blocks
+        con.close()
+    return {t: f"{v[0]} / {v[1]}" for t, v in sizes.items() if max(v) > 0.5}
 
 
 def _sql(path: Path) -> None:

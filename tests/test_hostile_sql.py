@@ -178,9 +178,12 @@ def test_where_attacks_change_nothing(hostile_dir, command):
     base = {"cluster": ["cluster", "--space", "text:s", "--algorithm", "kmeans", "--k", "3"],
             "assign": ["assign", "--run", rid],
             "caption": ["caption", "--backend", "ocr"]}[command]
+    # Every attack through `cluster`; a spread of them through the others, which share the
+    # same check (memeatlas.store.where) and are covered in full by the library test below.
+    attacks = WHERE_ATTACKS if command == "cluster" else WHERE_ATTACKS[::4]
     tried = refused = unchanged = 0
     failures = []
-    for attack in WHERE_ATTACKS:
+    for attack in attacks:
         r = CliRunner().invoke(app, [*base, "--where", attack, "--db", str(db)])
         tried += 1
         ok = r.exit_code == 1 and "--where" in r.output and "Traceback" not in r.output
@@ -192,7 +195,7 @@ def test_where_attacks_change_nothing(hostile_dir, command):
     print(f"--where attacks on {command}: tried {tried}, refused {refused}, "
           f"files unchanged {unchanged}")
     assert not failures, failures
-    assert tried >= 30
+    assert tried >= (30 if command == "cluster" else 8)
 
 
 def test_where_library_refuses_and_accepts(hostile_dir):
