@@ -85,6 +85,15 @@ SQL_ATTACKS = [
     "select 1;;;delete from memes",
 ]
 
+# Reads that look like writes: they may run (or fail cleanly) but must change nothing.
+SQL_HARMLESS = [
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM force_checkpoint()",
+    "SELECT * FROM read_blob('corpus.duckdb')",
+    "SELECT * FROM glob('corpus.duckdb*')",
+    "SELECT * FROM duckdb_secrets()",
+]
+
 # Attacks on `--where`: each must be refused before any write.
 WHERE_ATTACKS = [
     "true; DROP TABLE ingest_errors; DELETE FROM annotations",
@@ -169,6 +178,11 @@ def test_sql_attacks_change_nothing(hostile_dir):
     print(f"sql attacks: tried {tried}, refused {refused}, files unchanged {unchanged}")
     assert not failures, failures
     assert tried >= 30
+    for query in SQL_HARMLESS:
+        r = CliRunner().invoke(app, ["sql", query, "--db", str(db)])
+        assert r.exit_code in (0, 1) and r.exception is None or r.exit_code == 1, r.output
+        assert "Traceback" not in r.output
+        assert _snapshot(folder) == before, query
 
 
 @pytest.mark.parametrize("command", ["cluster", "assign", "caption"])
