@@ -105,7 +105,7 @@ def main() -> None:
                    "size_mb": round(p.stat().st_size / 2**20, 1)}
             con = duckdb.connect(str(p), read_only=True)
             for k, q in QUERIES.items():
-                row[f"{k}_s"] = round(timed(lambda q=q: con.execute(q).fetchall()), 3)
+                row[f"{k}_s"] = round(timed(lambda q=q, con=con: con.execute(q).fetchall()), 3)
             con.close()
             out[label] = row
         out["bytes per table (v1.1.0 / latest), MB"] = _table_sizes(d)

@@ -269,3 +269,37 @@ def test_sql_allow_read_reads_but_never_writes(hostile_dir):
         r = run.invoke(app, ["sql", attack, "--allow-read", str(data), "--db", str(db)])
         assert r.exit_code == 1, (attack, r.output)
     assert _snapshot(folder) == before
+
+
+# `--truth` of `evaluate labels` (and `run --truth`) may be a user's SELECT: the same class of
+# hole as --where (it ran on the store's write connection, several statements included).
+TRUTH_ATTACKS = [
+    "SELECT 1 AS a, 2 AS b; DELETE FROM memes",
+    "SELECT meme_id, source FROM memes; DROP TABLE annotations",
+    "SELECT meme_id, 'x' FROM memes WHERE true; COPY memes TO 'notes.txt'",
+    "SELECT * FROM enable_logging('QueryLog', storage='file', storage_path='logs')",
+    "SELECT m.meme_id, t.content FROM memes m, read_text('notes.txt') t",
+    "SELECT meme_id, a FROM memes, 'x.csv'",
+    "SELECT * FROM read_blob('other.duckdb')",
+    "WITH d AS (SELECT * FROM glob('*')) SELECT file, file FROM d",
+    "EXPLAIN ANALYZE COPY (SELECT 1) TO 'notes.txt'",
+    "SELECT meme_id, current_setting('threads') FROM memes; SET threads = 1",
+]
+
+
+def test_truth_sql_attacks_change_nothing(hostile_dir):
+    folder, db, rid = hostile_dir
+    before = _snapshot(folder)
+    failures = []
+    for attack in TRUTH_ATTACKS:
+        r = CliRunner().invoke(app, ["evaluate", "labels", "--runs", rid, "--truth", attack,
+                                     "--db", str(db)])
+        if not (r.exit_code == 1 and "--truth" in r.output and "Traceback" not in r.output
+                and _snapshot(folder) == before):
+            failures.append((attack, r.exit_code, r.output[-300:]))
+    assert not failures, failures
+    # a real query over the store's tables and views still works
+    r = CliRunner().invoke(app, ["evaluate", "labels", "--runs", rid, "--truth",
+                                 "WITH t AS (SELECT meme_id, description FROM latest_annotations) "
+                                 "SELECT meme_id, left(description, 6) FROM t", "--db", str(db)])
+    assert r.exit_code == 0, r.output

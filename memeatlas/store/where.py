@@ -36,21 +36,74 @@ def _refuse(where: str, why: str) -> InputError:
     return InputError(f"--where {where!r} is not one condition on memes (alias m): {why}")
 
 
-def _sandbox(store) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection holding a copy of `memes`, locked down before user text runs."""
+def _sandbox(store, relations: tuple[str, ...] = ("memes",)) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection holding copies of `relations` (tables or views of the store, as
+    tables of the same name), locked down before user text runs."""
     mem = duckdb.connect(":memory:")
     # A cursor of its own: the caller's connection may hold a half-read result (DuckDB 2.0).
     cur = store.con.cursor()
     try:
-        table = cur.sql("SELECT * FROM memes").to_arrow_table()
+        for name in relations:
+            table = cur.sql(f'SELECT * FROM "{name}"').to_arrow_table()
+            mem.register("_src", table)
+            mem.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _src')
+            mem.unregister("_src")
     finally:
         cur.close()
-    mem.register("_memes_src", table)
-    mem.execute("CREATE TABLE memes AS SELECT * FROM _memes_src")
-    mem.unregister("_memes_src")
     # json_serialize_sql lives in the json extension; load it while loading is still allowed.
     mem.execute("LOAD json")
     return restrict(mem)
+
+
+def _base_tables(node: Any) -> set[str]:
+    """Names a parse tree reads as tables (BASE_TABLE refs; CTE names included)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE" and node.get("table_name"):
+            found.add(str(node["table_name"]))
+        for v in node.values():
+            found |= _base_tables(v)
+    elif isinstance(node, list):
+        for v in node:
+            found |= _base_tables(v)
+    return found
+
+
+def user_query(store, sql: str, option: str) -> tuple[list[str], list[tuple]]:
+    """Run one user-given SELECT (e.g. `--truth "SELECT meme_id, label FROM ..."`) without
+    letting it near the store's connection: it must be a single reading statement, and it runs
+    on a locked-down in-memory copy of exactly the store's tables and views it names.
+    Returns (columns, rows); anything else is an InputError naming `option`."""
+    from memeatlas.errors import ReadOnlyViolation
+    from memeatlas.store.sandbox import check_sql
+
+    try:
+        statements = check_sql(sql)
+    except (InputError, ReadOnlyViolation) as exc:
+        raise InputError(f"{option}: {exc}") from None
+    if len(statements) != 1:
+        raise InputError(f"{option} must be one SELECT statement, not {len(statements)}")
+    parser = duckdb.connect(":memory:")
+    try:
+        parser.execute("LOAD json")
+        tree = json.loads(parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    finally:
+        parser.close()
+    if tree.get("error"):
+        raise InputError(f"{option}: {str(tree.get('error_message')).splitlines()[0]}")
+    names = {r[0] for r in store.fetchall(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'")}
+    used = tuple(sorted(_base_tables(tree) & names))
+    mem = _sandbox(store, used)
+    try:
+        cur = mem.execute(sql)
+        rows = cur.fetchall()
+        cols = [d[0] for d in cur.description] if cur.description else []
+    except duckdb.Error as exc:
+        raise InputError(f"{option} failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        mem.close()
+    return cols, rows
 
 
 def _parse(mem: duckdb.DuckDBPyConnection, where: str) -> dict[str, Any]:
