@@ -4,7 +4,7 @@ The conversion never writes to the original file. DuckDB copies the whole databa
 (`COPY FROM DATABASE`: tables with their keys, views, sequences, macros) into
 `<file>.converting`, attached with the wanted `STORAGE_VERSION`; every table's row count
 is compared, the copy is checkpointed, closed and fsync'ed, and only then `os.replace`
-swaps it in (atomic on POSIX and Windows). A crash before the swap leaves the original as it
+swaps it in (an atomic rename on POSIX file systems). A crash before the swap leaves the original as it
 was plus a stray `.converting` file that the next run deletes; a crash after it leaves the
 converted file. The original stays attached read-only until the swap, so no memeatlas
 writer can slip in between the copy and the swap.

@@ -8,6 +8,9 @@ parameters), the expression must be BOOLEAN, and it is evaluated on a private in
 copy of `memes` in a connection with file access, extensions and settings locked
 (`memeatlas.store.sandbox.restrict`). What runs is the statement regenerated from the
 checked parse tree. The result is a set of meme ids the caller filters with.
+
+`user_query` does the same for a whole user SELECT (`--truth "SELECT meme_id, label ..."`):
+one reading statement, run on a locked-down copy of exactly the relations it names.
 """
 
 from __future__ import annotations
