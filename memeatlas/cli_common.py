@@ -27,9 +27,14 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Redo work that is al
 
 
 @contextmanager
-def open_store(db: Path | None, *, read_only: bool = False) -> Iterator[Store]:
-    """Open the store for one command and close it afterwards (errors map in memeatlas.cli)."""
-    store = Store.open(db, read_only=read_only)
+def open_store(db: Path | None, *, read_only: bool = False, create: bool = False,
+               **options: Any) -> Iterator[Store]:
+    """Open the store for one command and close it afterwards (errors map in memeatlas.cli).
+
+    Only the commands that add memes pass `create=True` (ingest, import-annotations, demo,
+    run); for every other command a missing --db is an error naming the path.
+    """
+    store = Store.open(db, read_only=read_only, create=create, **options)
     try:
         yield store
     finally:

@@ -41,3 +41,7 @@ class MismatchError(MemeatlasError):
 
 class NotFoundError(MemeatlasError):
     """A run, space, pair set or other named object does not exist in the store."""
+
+
+class SchemaVersionError(MemeatlasError):
+    """The store's schema is older (run `memeatlas migrate`) or newer than this memeatlas."""

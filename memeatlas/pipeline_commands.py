@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             text_fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
             text_model=text_model, image_model=image_model, min_cluster_size=min_cluster_size,
             seed=seed, truth=truth, rate_pairs=rate_pairs, report=out, force=force)
-        with open_store(db) as store:
+        with open_store(db, create=True) as store:
             summary = run_pipeline(store, cfg)
         echo_summary("memeatlas run", summary.as_dict())
 

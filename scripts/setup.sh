@@ -21,4 +21,13 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+if [ "$dev" = 1 ]; then
+  # DuckDB 1.x clients for tests/test_store_compat.py (the store must open in them), unpacked
+  # beside, never into, the venv; best effort: the test installs or skips on its own.
+  for spec in 'duckdb<2' 'duckdb==1.1.3'; do
+    dir="$HOME/.cache/memeatlas/duckdb-clients/$(echo "$spec" | sed 's/</-lt/; s/==/-/')"
+    [ -d "$dir/duckdb" ] || .venv/bin/python -m pip install -q --no-deps --target "$dir" "$spec" \
+      || echo "could not fetch $spec (the DuckDB 1.x compatibility test will fetch or skip)" >&2
+  done
+fi
 echo "memeatlas installed in .venv (activate with: . .venv/bin/activate)" >&2

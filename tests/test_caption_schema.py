@@ -145,7 +145,7 @@ def test_cli_help_lists_every_option():
     assert pr.exit_code == 0 and "stands_for" in pr.stdout
 
 
-def test_run_closes_the_backend_it_created_on_a_bad_option(store, monkeypatch):
+def test_run_closes_the_backend_it_created_on_a_bad_option(store, monkeypatch, tmp_path):
     import importlib
 
     from memeatlas.caption.backends.base import Backend, BackendInfo
@@ -164,7 +164,13 @@ def test_run_closes_the_backend_it_created_on_a_bad_option(store, monkeypatch):
         def close(self):
             Fake.closed = True
 
-    monkeypatch.setattr(caption_run, "create", lambda *a, **k: Fake())
+    created = []
+    monkeypatch.setattr(caption_run, "create", lambda *a, **k: created.append(1) or Fake())
+    # a bad --where is refused before any backend (model) is loaded
     with pytest.raises(InputError, match="--where"):
         caption_run.run(store, caption_run.CaptionConfig(where="no_such_column = 1"))
-    assert Fake.closed
+    assert not created
+    with pytest.raises(InputError):
+        caption_run.run(store, caption_run.CaptionConfig(
+            schema_file=tmp_path / "missing-schema.json"))
+    assert created and Fake.closed

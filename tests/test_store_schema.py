@@ -31,13 +31,15 @@ EXPECTED = {
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
                 "n_failed", "software", "created_at"],
+    "store_format": ["storage_version", "duckdb_version", "memeatlas_version", "event", "detail",
+                     "recorded_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
-    "schema_migrations",
+    "schema_migrations", "store_format",
 }
 
 
@@ -113,7 +115,7 @@ def filled(db_path, tmp_path):
 
 
 def test_sql_refuses_writes(filled):
-    with Store.open(filled, read_only=True) as s:
+    with Store.open(filled, sandbox=True) as s:
         for stmt in ("DELETE FROM memes", "DROP TABLE memes", "INSERT INTO memes (meme_id) VALUES ('x')",
                      "SELECT 1; UPDATE memes SET path = NULL", "CREATE TABLE t (a INT)"):
             with pytest.raises(ReadOnlyViolation, match="read-only"):

@@ -110,33 +110,23 @@ class _Item:
     model_ms: float = 0.0
 
 
-def _select(store, key: tuple[str, str, str], cfg: CaptionConfig) -> tuple[list[tuple[str, str]], int]:
-    """Memes to caption (meme_id, path) and how many were skipped as already done."""
-    import duckdb
+def _select(store, key: tuple[str, str, str], cfg: CaptionConfig, keep: set[str] | None = None
+            ) -> tuple[list[tuple[str, str]], int]:
+    """Memes to caption (meme_id, path) and how many were skipped as already done.
 
-    annotator, p_hash, s_hash = key
-    where = f"AND ({cfg.where})" if cfg.where else ""
-    base = f"FROM memes m WHERE m.has_image AND m.path IS NOT NULL {where}"
+    `keep`: the ids matching --where (memeatlas.store.where), or None for all.
+    """
     done_cond = ("EXISTS (SELECT 1 FROM annotations a WHERE a.meme_id = m.meme_id "
                  "AND a.annotator = ? AND a.prompt_hash = ? AND a.schema_hash = ?)")
-    try:
-        if cfg.force:
-            skipped = 0
-            sql = f"SELECT m.meme_id, m.path {base} ORDER BY m.meme_id"
-            params: list[Any] = []
-        else:
-            skipped = store.scalar(f"SELECT count(*) {base} AND {done_cond}", list(key))
-            sql = f"SELECT m.meme_id, m.path {base} AND NOT {done_cond} ORDER BY m.meme_id"
-            params = list(key)
-        if cfg.limit is not None:
-            sql += f" LIMIT {int(cfg.limit)}"
-        rows = store.fetchall(sql, params)
-    except duckdb.Error as exc:
-        if cfg.where:
-            raise InputError(f"--where {cfg.where!r} is not a valid SQL condition over memes "
-                             f"(alias m): {str(exc).splitlines()[0]}") from None
-        raise
-    return [(r[0], r[1]) for r in rows], int(skipped or 0)
+    rows = store.fetchall(f"SELECT m.meme_id, m.path, {done_cond} AS done FROM memes m "
+                          f"WHERE m.has_image AND m.path IS NOT NULL ORDER BY m.meme_id", list(key))
+    if keep is not None:
+        rows = [r for r in rows if r[0] in keep]
+    skipped = 0 if cfg.force else sum(1 for r in rows if r[2])
+    todo = [(r[0], r[1]) for r in rows if cfg.force or not r[2]]
+    if cfg.limit is not None:
+        todo = todo[:max(int(cfg.limit), 0)]
+    return todo, skipped
 
 
 def _record_texts(store, prompt: Prompt, schema: dict[str, Any], s_hash: str) -> None:
@@ -164,6 +154,9 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
     timings = {"backend_init": 0.0, "setup": 0.0, "load": 0.0, "model": 0.0, "validate": 0.0,
                "write": 0.0}
 
+    from memeatlas.store.where import where_ids
+
+    keep = where_ids(store, cfg.where)  # a bad --where is refused before anything is written
     own_backend = backend is None
     is_ocr = (backend_class(cfg.backend) if own_backend else backend).produces == "ocr_text"
     if is_ocr and (cfg.schema_file or cfg.prompt_file):  # before loading the engine
@@ -171,14 +164,14 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
     if backend is None:
         backend = create(cfg.backend, model=cfg.model, **cfg.backend_options)
     try:
-        return _run_with(store, cfg, backend, is_ocr, t_start, timings)
+        return _run_with(store, cfg, backend, is_ocr, t_start, timings, keep)
     finally:  # also on a bad --schema/--prompt/--where: a backend we created is ours to close
         if own_backend:
             backend.close()
 
 
 def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start: float,
-              timings: dict[str, float]) -> CaptionSummary:
+              timings: dict[str, float], keep: set[str] | None = None) -> CaptionSummary:
     """The run once the backend exists (see `run`)."""
     timings["backend_init"] = time.perf_counter() - t_start
     info = backend.info
@@ -213,7 +206,7 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
              s_hash, prompt.version, json.dumps(sampling), json.dumps(run_config, default=str),
              json.dumps({**software(), **info.software}), utcnow()])
 
-    todo, summary.n_skipped = _select(store, key, cfg)
+    todo, summary.n_skipped = _select(store, key, cfg, keep)
     summary.n_selected = len(todo)
     timings["setup"] = time.perf_counter() - t_start - timings["backend_init"]
     if summary.n_skipped:

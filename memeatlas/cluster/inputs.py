@@ -18,14 +18,11 @@ def load_space(store, space: str, meme_ids: Sequence[str] | None = None
 
 
 def filtered_ids(store, where: str | None) -> set[str] | None:
-    """meme_ids of `memes` matching a user SQL condition (None: no filter)."""
-    if not where:
-        return None
-    try:
-        return {r[0] for r in store.fetchall(f"SELECT meme_id FROM memes m WHERE {where}")}
-    except Exception as exc:  # duckdb errors → user-facing
-        raise InputError(f"--where {where!r} is not a valid condition on the memes table: "
-                         f"{exc}") from None
+    """meme_ids of `memes` matching the user's --where (None: no filter); checked and
+    evaluated in a sandbox, never run on the store's connection (memeatlas.store.where)."""
+    from memeatlas.store.where import where_ids
+
+    return where_ids(store, where)
 
 
 def load_aligned(store, spaces: Sequence[str], where: str | None = None,

@@ -100,13 +100,22 @@ def truth_sql(store, truth: str) -> str:
 def load_truth(store, truth: str) -> dict[str, str]:
     """{meme_id: label} from a --truth spec (labels as strings; NULL/empty left out)."""
     sql = truth_sql(store, truth)
-    try:
-        cur = store.execute(sql)
-        rows = cur.fetchall()
-    except Exception as exc:  # duckdb errors: bad SQL or column
-        raise InputError(f"--truth {truth!r} failed: {str(exc).splitlines()[0]}") from None
-    if cur.description is None or len(cur.description) < 2:
-        raise InputError(f"--truth {truth!r} must return two columns: meme_id, label")
+    if sql.lstrip().lower().startswith(("select", "with")) and truth.strip().lower().startswith(
+            ("select", "with", "from")):
+        # The user's own query: never on the store's connection (memeatlas.store.where).
+        from memeatlas.store.where import user_query
+
+        cols, rows = user_query(store, sql, f"--truth {truth!r}")
+        if len(cols) < 2:
+            raise InputError(f"--truth {truth!r} must return two columns: meme_id, label")
+    else:
+        try:
+            cur = store.execute(sql)
+            rows = cur.fetchall()
+        except Exception as exc:  # duckdb errors: bad column
+            raise InputError(f"--truth {truth!r} failed: {str(exc).splitlines()[0]}") from None
+        if cur.description is None or len(cur.description) < 2:
+            raise InputError(f"--truth {truth!r} must return two columns: meme_id, label")
     out = {str(m): str(v) for m, v, *_ in rows if v is not None and str(v) != ""}
     if not out:
         raise InputError(f"--truth {truth!r} gave no labels (is the column/key spelled right?)")

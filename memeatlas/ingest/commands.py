@@ -39,7 +39,7 @@ def ingest(
 
     if not paths and manifest is None:
         raise InputError("give at least one folder, file or glob, or --manifest FILE")
-    with open_store(db) as store:
+    with open_store(db, create=True) as store:
         s = ingest_paths(store, paths or [], recursive=recursive, manifest=manifest,
                          path_column=path_column, id_column=id_column,
                          max_image_pixels=max_image_pixels, workers=workers)
@@ -79,7 +79,7 @@ def import_annotations(
     """Import an existing annotated corpus (MemeCap, JSONL, CSV) as human annotations."""
     from memeatlas.ingest import import_annotations as run_import
 
-    with open_store(db) as store:
+    with open_store(db, create=True) as store:
         s = run_import(store, file, fmt, mapping=parse_kv(mapping, "--map"), id_field=id_field,
                        corpus=corpus, annotator=annotator, image_field=image_field,
                        images=images)

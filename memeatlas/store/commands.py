@@ -1,4 +1,4 @@
-"""`memeatlas sql`, `export` and `status`."""
+"""`memeatlas sql`, `export`, `status` and `migrate`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, echo_err, open_store
+from memeatlas.cli_common import DbOption, echo_err, echo_summary, open_store
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    """Refuse an unknown --format before anything is opened or run."""
+    from memeatlas.errors import InputError
+
+    if fmt not in allowed:
+        raise InputError(f"unknown --format {fmt!r}; use one of {', '.join(allowed)}")
 
 
 def sql(
@@ -15,13 +23,25 @@ def sql(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json.")] = "table",
     max_width: Annotated[int, typer.Option(
         "--max-width", help="Cut table cells at this many characters (0: never).")] = 60,
+    allow_read: Annotated[list[Path] | None, typer.Option(
+        "--allow-read", help="Let the query read local files under this folder (or this "
+        "file), e.g. to join a CSV of your own; repeatable. Writing stays impossible.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Run read-only SQL against the corpus; results go to stdout."""
-    from memeatlas.output import write_rows
-    from memeatlas.store.query import run_readonly
+    """Run read-only SQL against the corpus; results go to stdout.
 
-    with open_store(db, read_only=True) as store:
+    The query runs on a read-only connection that cannot touch any file (unless
+    --allow-read), load extensions or change settings, and only reading statements are
+    accepted: SELECT (FROM-first, DESCRIBE, SHOW, SUMMARIZE, PIVOT, UNPIVOT), EXPLAIN
+    [ANALYZE] of those, and reporting PRAGMAs such as table_info.
+    """
+    from memeatlas.output import FORMATS, write_rows
+    from memeatlas.store.query import run_readonly
+    from memeatlas.store.sandbox import check_sql
+
+    _check_format(fmt, FORMATS)
+    check_sql(query)  # refuse writes before the file is even opened
+    with open_store(db, sandbox=True, allow_read=allow_read or ()) as store:
         cols, rows = run_readonly(store, query)
     write_rows(cols, rows, fmt, max_width=max_width or None)
     if fmt == "table":
@@ -29,31 +49,77 @@ def sql(
 
 
 def export(
-    name: Annotated[str, typer.Argument(help="Table or view, e.g. memes, entity_roles, "
-                                        "cluster_members.")],
+    name: Annotated[str | None, typer.Argument(
+        help="Table or view, e.g. memes, entity_roles, cluster_members (or --all).")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="parquet | jsonl | csv.")] = "parquet",
-    out: Annotated[Path, typer.Option("--output", "-o", help="File to write.")] = Path("export.parquet"),
+    out: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File to write [default: export.parquet]; with --all, a "
+        "folder [default: export/].")] = None,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="Every table and view as Parquet, plus load.sql recreating the views "
+        "over them, for clients that cannot open the DuckDB file.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --all: write into a folder that is not empty.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Write a table or view to Parquet, JSONL or CSV."""
+    """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all."""
+    from memeatlas.errors import InputError
+    from memeatlas.store.query import EXPORT_FORMATS, export_all
     from memeatlas.store.query import export as run_export
 
+    if all_:
+        if name:
+            raise InputError("give a table name or --all, not both")
+        if fmt != "parquet":
+            raise InputError("--all writes Parquet; leave out --format")
+        folder = out or Path("export")
+        with open_store(db, read_only=True) as store:
+            s = export_all(store, folder, force=force)
+        echo_summary(f"export: {len(s['relations'])} tables and views -> {folder}/", {
+            "rows": s["rows"], "script": str(folder / "load.sql")})
+        return
+    if not name:
+        raise InputError("name a table or view to export (e.g. memes), or give --all")
+    _check_format(fmt, EXPORT_FORMATS)
+    target = out or Path("export.parquet")
     with open_store(db, read_only=True) as store:
-        n = run_export(store, name, fmt, str(out))
-    echo_err(f"export: {n} rows of {name} -> {out}")
+        n = run_export(store, name, fmt, target)
+    echo_err(f"export: {n} rows of {name} -> {target}")
 
 
 def status(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json.")] = "table",
     db: DbOption = None,
 ) -> None:
-    """Counts per pipeline step (memes, annotations, embeddings, runs, ratings, ...)."""
-    from memeatlas.output import write_rows
+    """Counts per pipeline step (memes, annotations, embeddings, runs, ratings, ...), and the
+    store's schema version and DuckDB storage format (which DuckDB versions read the file)."""
+    from memeatlas.output import FORMATS, write_rows
     from memeatlas.store.query import status as run_status
 
+    _check_format(fmt, FORMATS)
     with open_store(db, read_only=True) as store:
         rows = run_status(store)
     write_rows(["step", "what", "count"], rows, fmt)
+
+
+def migrate(
+    storage_version: Annotated[str | None, typer.Option(
+        "--storage-version", help="Also rewrite the file in this DuckDB storage format, e.g. "
+        "v1.1.0 (readable by DuckDB 1.1 and later): copied to a new file, checked, then "
+        "swapped in; the original is untouched until the swap.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Upgrade a store to this memeatlas's schema (and, optionally, DuckDB storage format)."""
+    from memeatlas.store.convert import migrate_store
+
+    s = migrate_store(db, storage_version=storage_version)
+    fields = {"schema version": f"{s['schema_before']} -> {s['schema_after']}",
+              "storage": s["storage_before"] if s["storage_before"] == s["storage_after"]
+              else f"{s['storage_before']} -> {s['storage_after']}",
+              "read by": s["readers"]}
+    if s.get("rows_checked") is not None:
+        fields["rows checked"] = s["rows_checked"]
+    echo_summary(f"migrate: {s['path']}", fields)
 
 
 def register(app: typer.Typer) -> None:
@@ -61,3 +127,4 @@ def register(app: typer.Typer) -> None:
     app.command("sql")(sql)
     app.command("export")(export)
     app.command("status")(status)
+    app.command("migrate")(migrate)

@@ -11,11 +11,22 @@ from typing import Any
 
 import duckdb
 
-from memeatlas.errors import DatabaseLockedError, DatabaseNotFoundError, InputError
+from memeatlas.errors import (
+    DatabaseLockedError,
+    DatabaseNotFoundError,
+    InputError,
+    SchemaVersionError,
+)
 from memeatlas.store import migrate
 
 DEFAULT_DB = "memeatlas.duckdb"
 ENV_DB = "MEMEATLAS_DB"
+# New stores are written in the oldest DuckDB storage format that holds everything the schema
+# uses (FLOAT[]/VARCHAR[]/DOUBLE[] lists, JSON, BLOB, views with QUALIFY and from_json):
+# DuckDB's tag 'v1.0.0+', which DuckDB 1.1 to 2.x read (docs/sql.md has the measurements).
+STORAGE_VERSION = "v1.1.0"
+CREATING_COMMANDS = "ingest, import-annotations, demo or run"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def resolve_path(db: str | os.PathLike[str] | None) -> Path:
@@ -26,9 +37,27 @@ def resolve_path(db: str | os.PathLike[str] | None) -> Path:
 _LOCK = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _check_file(path: Path) -> None:
+    """One-line errors for a --db that is no DuckDB file at all (before DuckDB sees it)."""
+    if path.is_dir():
+        raise InputError(f"--db {path} is a directory; pass a file name such as "
+                         f"{path / DEFAULT_DB}")
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise InputError(f"cannot read {path} ({exc.strerror}); pass another --db") from None
+        if head == _SQLITE_MAGIC:
+            raise InputError(f"{path} is a SQLite database, not a DuckDB file; memeatlas keeps "
+                             f"its corpus in a DuckDB file: pass another --db (a new name is "
+                             f"created by `memeatlas ingest`)")
+
+
+def _connect(path: Path, read_only: bool, config: dict[str, Any] | None = None
+             ) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        return duckdb.connect(str(path), read_only=read_only, config=config or {})
     except duckdb.IOException as exc:
         msg = str(exc)
         if "lock" in msg.lower():
@@ -46,29 +75,69 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 class Store:
     """One DuckDB file holding the whole corpus. Use `Store.open(path)`; close it or use `with`."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool,
+                 sandboxed: bool = False) -> None:
         self.con = con
         self.path = path
         self.read_only = read_only
+        self.sandboxed = sandboxed
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None, *, read_only: bool = False,
-             migrate_to: int | None = None) -> Store:
-        """Open (creating if needed) and migrate; read-only opens never create or migrate.
+             migrate_to: int | None = None, create: bool = True, sandbox: bool = False,
+             allow_read: Sequence[str | os.PathLike[str]] = (),
+             check_schema: bool = True) -> Store:
+        """Open (creating if needed and `create`) and migrate; read-only opens never create or
+        migrate, and refuse a store whose schema is older or newer than this memeatlas.
 
-        `migrate_to` stops at an older migration, which tests use to build old databases.
+        `sandbox`: read-only, and locked down for user SQL (no file access except reads under
+        `allow_read`, no extensions, no settings; `memeatlas.store.sandbox`).
+        `create=False`: a missing file is an error naming the path (commands that only work
+        on existing memes). `migrate_to` stops at an older migration, which tests use to build
+        old databases. A DuckDB file without memeatlas's `schema_migrations` table that holds
+        tables is refused, never turned into a store.
         """
         path = resolve_path(db)
-        if read_only:
+        _check_file(path)
+        if read_only or sandbox:
             if not path.exists():
                 raise DatabaseNotFoundError(
                     f"no database at {path}; run `memeatlas ingest` first or pass --db"
                 )
-            return cls(_connect(path, read_only=True), path, True)
+            con = _connect(path, read_only=True)
+            try:
+                _check_foreign(con, path)
+                if check_schema:
+                    _check_schema(con, path, writable=False)
+                if sandbox:
+                    from memeatlas.store.sandbox import restrict
+
+                    restrict(con, allow_read)
+            except BaseException:
+                con.close()
+                raise
+            return cls(con, path, True, sandboxed=sandbox)
+        new = not path.exists() or path.stat().st_size == 0
+        if new and not create:
+            raise DatabaseNotFoundError(
+                f"no database at {path}; only `memeatlas {CREATING_COMMANDS}` create a store: "
+                f"check --db (or $MEMEATLAS_DB), or ingest memes first")
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect(path, read_only=False)
-        migrate.apply(con, target=migrate_to)
+        con = _connect(path, read_only=False,
+                       config={"storage_compatibility_version": STORAGE_VERSION} if new else None)
+        try:
+            if not new:
+                _check_foreign(con, path)
+                if check_schema:
+                    _check_schema(con, path, writable=True)
+            migrate.apply(con, target=migrate_to)
+            _record_format(con, "created" if new else "recorded")
+        except BaseException:
+            con.close()
+            if new and path.exists() and path.stat().st_size == 0:
+                path.unlink()
+            raise
         return cls(con, path, False)
 
     @property
@@ -157,3 +226,67 @@ class Store:
     def table_exists(self, name: str) -> bool:
         return bool(self.scalar(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
+
+
+def _user_relations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tables and views of the file itself (not DuckDB's internal ones)."""
+    return [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = current_database() "
+        "AND NOT internal ORDER BY 1").fetchall()]
+
+
+def _check_foreign(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a non-empty DuckDB file that memeatlas did not create."""
+    rels = _user_relations(con)
+    if rels and "schema_migrations" not in rels:
+        shown = ", ".join(rels[:3]) + (", ..." if len(rels) > 3 else "")
+        raise InputError(
+            f"{path} is a DuckDB database memeatlas did not create (it has {len(rels)} "
+            f"table(s)/view(s): {shown}, and no schema_migrations); memeatlas keeps its corpus "
+            f"in a file of its own: pass --db with a new file name, e.g. --db {DEFAULT_DB}")
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, path: Path, *, writable: bool) -> None:
+    """A newer schema is never opened; an older one only by commands that migrate."""
+    have = migrate.current_version(con)
+    latest = len(migrate.available())
+    if have > latest:
+        raise SchemaVersionError(
+            f"{path} has schema version {have}, written by a newer memeatlas (this one knows "
+            f"versions up to {latest}); upgrade memeatlas to use it")
+    if not writable and have < latest:
+        if have == 0 and not _user_relations(con):
+            raise SchemaVersionError(
+                f"{path} is an empty DuckDB file, not a memeatlas store yet; "
+                f"`memeatlas ingest --db {path} ...` fills it")
+        raise SchemaVersionError(
+            f"{path} has schema version {have}; this memeatlas reads version {latest}: run "
+            f"`memeatlas migrate --db {path}` to upgrade it in place (any write command, "
+            f"such as ingest, upgrades it too)")
+
+
+def storage_version(con: duckdb.DuckDBPyConnection) -> str:
+    """DuckDB's tag for the storage format of the connection's file, e.g. 'v1.0.0+'."""
+    row = con.execute("SELECT tags FROM duckdb_databases() WHERE database_name = "
+                      "current_database()").fetchone()
+    tags = row[0] if row else None
+    return str((tags or {}).get("storage_version") or "unknown")
+
+
+def _record_format(con: duckdb.DuckDBPyConnection, event: str, detail: dict | None = None,
+                   *, always: bool = False) -> None:
+    """Note the file's storage format in `store_format` (once per store, and per conversion)."""
+    import json
+
+    from memeatlas import __version__
+
+    if not con.execute("SELECT count(*) FROM information_schema.tables "
+                       "WHERE table_name = 'store_format'").fetchone()[0]:
+        return  # a store held at an older migration (tests)
+    if not always and con.execute("SELECT count(*) FROM store_format").fetchone()[0]:
+        return
+    con.execute("INSERT INTO store_format (storage_version, duckdb_version, memeatlas_version, "
+                "event, detail) VALUES (?, ?, ?, ?, ?)",
+                [storage_version(con), duckdb.__version__, __version__, event,
+                 json.dumps(detail) if detail else None])
