@@ -1,0 +1,94 @@
+"""Requests in flight, adapted to how many the server really works on at once.
+
+With a fixed limit of 8 and a server that computes one answer at a time, seven requests wait
+in the server's queue; under a client timeout the server keeps computing answers the client
+has abandoned. `AdaptiveLimit` estimates the server's parallelism from latencies (Little's
+law: a request that started with k in flight and took L seconds, against the fastest
+latency seen L0, implies about k * L0 / L requests being served at once) and keeps the limit
+near that estimate: down to 1 for a serial server, up to `max_limit` for one that scales.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+
+class AdaptiveLimit:
+    """A counting limit whose size follows the server's estimated parallelism.
+
+    `start`: the initial limit (default min(4, max_limit)); `adaptive=False` keeps the limit
+    fixed at `max_limit` (the old behaviour, for comparison). Use as
+    ``with limit.slot() as s: ...; s.done(latency_s)``.
+    """
+
+    GROW_AFTER = 4  # completions in a row that show headroom before the limit grows by one
+
+    def __init__(self, max_limit: int, *, adaptive: bool = True, start: int | None = None) -> None:
+        self.max_limit = int(max_limit)
+        self.adaptive = adaptive
+        self.limit = self.max_limit if not adaptive else max(1, min(start or 4, self.max_limit))
+        self.in_flight = 0
+        self.min_latency: float | None = None
+        self.parallelism: float | None = None  # EWMA of the estimate
+        self.history: list[int] = [self.limit]  # limits taken (for tests and benchmarks)
+        self._headroom = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        """Wait for a free slot; returns how many were in flight when this one started."""
+        with self._cond:
+            while self.in_flight >= self.limit:
+                self._cond.wait(timeout=1.0)
+            self.in_flight += 1
+            return self.in_flight
+
+    def release(self, started_with: int, latency: float | None) -> None:
+        """Free a slot; `latency` (s) of a successful request updates the estimate."""
+        with self._cond:
+            self.in_flight -= 1
+            if self.adaptive and latency and latency > 0:
+                self._update(started_with, latency)
+            self._cond.notify_all()
+
+    def _update(self, k: int, latency: float) -> None:
+        self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
+        est = k * self.min_latency / latency
+        self.parallelism = est if self.parallelism is None else 0.7 * self.parallelism + 0.3 * est
+        p = self.parallelism
+        if p >= self.limit - 0.35:  # the server keeps up with what we send: try one more
+            self._headroom += 1
+            if self._headroom >= self.GROW_AFTER and self.limit < self.max_limit:
+                self.limit += 1
+                self._headroom = 0
+        else:
+            self._headroom = 0
+            new = max(1, min(self.max_limit, math.floor(p + 0.5)))
+            if new < self.limit:
+                self.limit = new
+        if self.history[-1] != self.limit:
+            self.history.append(self.limit)
+
+    def slot(self) -> _Slot:
+        return _Slot(self)
+
+
+class _Slot:
+    def __init__(self, lim: AdaptiveLimit) -> None:
+        self.lim = lim
+        self.k = 0
+        self.latency: float | None = None
+        self.t0 = 0.0
+
+    def __enter__(self) -> _Slot:
+        self.k = self.lim.acquire()
+        self.t0 = time.perf_counter()
+        return self
+
+    def ok(self) -> None:
+        """Mark the request as answered (its latency feeds the estimate)."""
+        self.latency = time.perf_counter() - self.t0
+
+    def __exit__(self, *exc: object) -> None:
+        self.lim.release(self.k, self.latency)
