@@ -277,10 +277,11 @@ class OpenAIBackend(Backend):
                 try:
                     check(res.text)
                 except Exception:  # noqa: BLE001 - any invalid answer counts the same
-                    if res.finished:  # answered freely: the field was ignored
-                        entry.update(outcome="ignored", answer=res.text[:80])
-                        self.negotiation.append(entry)
-                        continue
+                    # An enforced 3-token schema ends well within the probe's 48 tokens: an
+                    # invalid (or cut-off) answer means the field was ignored.
+                    entry.update(outcome="ignored", answer=res.text[:80])
+                    self.negotiation.append(entry)
+                    continue
                 entry.update(outcome="accepted")
                 self.negotiation.append(entry)
                 chosen = fmt

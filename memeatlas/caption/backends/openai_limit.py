@@ -5,7 +5,9 @@ in the server's queue; under a client timeout the server keeps computing answers
 has abandoned. `AdaptiveLimit` estimates the server's parallelism from latencies (Little's
 law: a request that started with k in flight and took L seconds, against the fastest
 latency seen L0, implies about k * L0 / L requests being served at once) and keeps the limit
-near that estimate: down to 1 for a serial server, up to `max_limit` for one that scales.
+near that estimate: down to 1 for a serial server. While answers come back about as fast as
+the fastest (L < 1.5 L0: nothing queued) it grows by one every few completions, up to
+`max_limit`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class AdaptiveLimit:
     """
 
     GROW_AFTER = 4  # completions in a row that show headroom before the limit grows by one
+    NO_QUEUE = 1.5  # latency under this multiple of the fastest seen: nothing was queued
 
     def __init__(self, max_limit: int, *, adaptive: bool = True, start: int | None = None) -> None:
         self.max_limit = int(max_limit)
@@ -54,17 +57,17 @@ class AdaptiveLimit:
 
     def _update(self, k: int, latency: float) -> None:
         self.min_latency = latency if self.min_latency is None else min(self.min_latency, latency)
-        est = k * self.min_latency / latency
+        ratio = latency / self.min_latency  # ~1: served at once; ~k: queued behind the others
+        est = k / ratio
         self.parallelism = est if self.parallelism is None else 0.7 * self.parallelism + 0.3 * est
-        p = self.parallelism
-        if p >= self.limit - 0.35:  # the server keeps up with what we send: try one more
+        if ratio < self.NO_QUEUE:  # answered about as fast as ever: room for one more
             self._headroom += 1
             if self._headroom >= self.GROW_AFTER and self.limit < self.max_limit:
                 self.limit += 1
                 self._headroom = 0
         else:
             self._headroom = 0
-            new = max(1, min(self.max_limit, math.floor(p + 0.5)))
+            new = max(1, min(self.max_limit, math.floor(self.parallelism + 0.5)))
             if new < self.limit:
                 self.limit = new
         if self.history[-1] != self.limit:
