@@ -322,12 +322,13 @@ class OpenAIBackend(Backend):
             vis = self.vision_probe()
             plan["vision"] = vis
             if not vis["passed"]:
+                got = (f"the image request failed: {answer_excerpt(vis['error'], 160)}"
+                       if vis["error"] else f"it answered {answer_excerpt(vis['answer'])!r}")
                 raise BackendError(
                     f"the model {self.model_id!r} at {self.base_url} could not read the word "
-                    f"{vis['word']!r} in a test image (it answered "
-                    f"{answer_excerpt(vis['answer'])!r}): it is text-only or the server drops "
-                    f"images, so its annotations would be invented. Serve a vision model, or "
-                    f"pass --no-vision-check to caption anyway")
+                    f"{vis['word']!r} in a test image ({got}): it is text-only or the server "
+                    f"drops images, so its annotations would be invented. Serve a vision "
+                    f"model, or pass --no-vision-check to caption anyway")
         return plan
 
     def vision_probe(self, seed: int | None = None) -> dict[str, Any]:
@@ -341,7 +342,9 @@ class OpenAIBackend(Backend):
         try:
             res = self._one(req, fmt=self._format or "prompt_only")
         except _Stop as exc:
-            raise BackendError(str(exc)) from None
+            # A text-only server often rejects the image itself (llama-cpp-python renders the
+            # data URL as text and overflows the context): that is a failed probe too.
+            res = GenerationResult("", False, error=str(exc))
         return {"word": p.word, "answer": res.text or (res.error or ""),
                 "passed": res.error is None and read_word(res.text, p.word),
                 "error": res.error, "seconds": round(time.perf_counter() - t0, 3)}
