@@ -21,8 +21,8 @@ probe words drawn the same way), so a run can pass the probe; otherwise the tiny
 as blind as a text-only server. `plan` injects faults per request number: an int status
 (with `Retry-After: 0` for 429) or a float (seconds to stall).
 
-`llama_server(gguf, port)` starts llama-cpp-python's server (`python -m llama_cpp.server`)
-on 127.0.0.1 and returns its Popen; stop it with `stop(proc)` (by its PID).
+`llama_server(gguf)` (memeatlas.testing.llama_server) starts llama-cpp-python's server on
+127.0.0.1; `stop(proc)` stops it by its PID.
 """
 
 from __future__ import annotations
@@ -30,15 +30,9 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 from PIL import Image
 
@@ -235,65 +229,10 @@ class QuirkServer:
         self.httpd.server_close()
 
 
-# ---------------------------------------------------------------- llama-cpp-python's server
-
-def llama_cpp_available() -> str | None:
-    """None when llama-cpp-python's server can run here, else why not (a skip reason)."""
-    try:
-        import importlib.util
-
-        for mod in ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context",
-                    "pydantic_settings", "gguf"):
-            if importlib.util.find_spec(mod) is None:
-                return (f"{mod} is not installed: the interop tests need llama-cpp-python[server] "
-                        f"(bash scripts/setup.sh --dev installs a cached wheel from "
-                        f"~/.cache/memeatlas/wheels; build one with scripts/build_llama_cpp.sh)")
-    except (ImportError, ValueError) as exc:  # pragma: no cover
-        return f"llama-cpp-python unusable: {exc}"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def llama_server(gguf: Path, port: int | None = None, *, n_ctx: int = 4096,
-                 timeout: float = 60.0, log: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Start llama-cpp-python's OpenAI-compatible server on 127.0.0.1; (process, base URL)."""
-    import httpx
-
-    port = port or free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
-           "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1",
-           "--model_alias", "tiny-qwen2"]
-    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed with the process
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # bounded wait for the server to answer
-        if proc.poll() is not None:
-            tail = Path(log).read_text(errors="replace")[-2000:] if log else ""
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {tail}")
-        try:
-            if httpx.get(url + "/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError(f"llama_cpp.server did not answer on {url} within {timeout} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Stop a server started by `llama_server`, by its process id (SIGTERM, then SIGKILL)."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+# llama-cpp-python's server: shared with benchmarks/servers.py.
+from memeatlas.testing.llama_server import (  # noqa: E402,F401
+    free_port,
+    llama_cpp_available,
+    llama_server,
+    stop,
+)

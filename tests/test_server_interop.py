@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from helpers_caption import insert_memes, write_images
@@ -27,6 +28,7 @@ if _why:
     pytest.skip(_why, allow_module_level=True)
 
 MODEL = "tiny-qwen2"
+LOGS: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,8 @@ def server(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("llama")
     gguf = build_tiny_gguf(d / "tiny-qwen2.gguf")
-    proc, url = llama_server(gguf, n_ctx=8192, log=d / "server.log")
+    LOGS["server"] = d / "server.log"
+    proc, url = llama_server(gguf, n_ctx=8192, log=LOGS["server"])
     try:
         yield url
     finally:
@@ -188,3 +191,25 @@ def test_permanent_rejection_stops_at_once_and_temporary_failures_respect_the_bu
     assert "none of the 3 meme(s) was annotated" in slow.output
     assert "request_failed" in slow.output
     assert took < 30
+
+
+def test_streamed_request_given_up_on_is_cancelled_on_the_server(server):
+    warm = create("openai", model=MODEL, base_url=server, stream=True)
+    try:
+        [done] = warm.generate([GenerationRequest("Say something.", None, None, 6)])
+    finally:
+        warm.close()
+    b = create("openai", model=MODEL, base_url=server, stream=True, timeout=1.0, max_retries=0)
+    try:
+        t0 = time.perf_counter()
+        # Unconstrained, the quote-biased model never stops: 8000 streamed tokens take seconds.
+        [cut] = b.generate([GenerationRequest("Annotate a meme.", None, None, 8000)])
+        took = time.perf_counter() - t0
+    finally:
+        b.close()
+    assert done.error is None and done.tokens_out and done.text
+    assert cut.error and "Timeout" in cut.error and took < 5
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "Disconnected" not in LOGS["server"].read_text():
+        time.sleep(0.2)  # the server notices at its next token
+    assert "Disconnected from client" in LOGS["server"].read_text()

@@ -41,25 +41,75 @@ def _merges(tokenizer) -> list[str]:
     return [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
 
 
-def build_tiny_gguf(path: str | Path, *, seed: int = 0, quote_bias: float = 8.0) -> Path:
+def _vocab_from_gguf(path: str | Path) -> dict:
+    """Tokens, types, merges, special ids and chat template of a (vocab-only) GGUF file."""
+    import gguf
+
+    r = gguf.GGUFReader(str(path))
+
+    def strings(key: str) -> list[str]:
+        f = r.fields[key]
+        return [bytes(f.parts[i]).decode("utf-8", errors="replace") for i in f.data]
+
+    def scalar(key: str):
+        f = r.fields.get(key)
+        return None if f is None else f.parts[f.data[0]].tolist()[0]
+
+    tmpl = r.fields.get("tokenizer.chat_template")
+    return {"tokens": strings("tokenizer.ggml.tokens"),
+            "types": [int(r.fields["tokenizer.ggml.token_type"].parts[i][0])
+                      for i in r.fields["tokenizer.ggml.token_type"].data],
+            "merges": strings("tokenizer.ggml.merges"),
+            "pre": bytes(r.fields["tokenizer.ggml.pre"].parts[-1]).decode(),
+            "bos": scalar("tokenizer.ggml.bos_token_id"),
+            "eos": scalar("tokenizer.ggml.eos_token_id"),
+            "pad": scalar("tokenizer.ggml.padding_token_id"),
+            "chat_template": bytes(tmpl.parts[-1]).decode() if tmpl else None}
+
+
+def build_tiny_gguf(path: str | Path, *, seed: int = 0, quote_bias: float = 8.0,
+                    vocab_from: str | Path | None = None) -> Path:
     """Write the tiny random Qwen2 text model to `path` (a .gguf file); returns the path.
 
     quote_bias: the logit advantage of tokens holding '"' (']' gets half); 0 turns it off.
+    vocab_from: a GGUF whose tokenizer to use instead of the tiny BPE, e.g. the vocab-only
+    `models/ggml-vocab-qwen2.gguf` in llama.cpp's source (Qwen2's real 151,936 tokens, so
+    a grammar sampler does a real model's per-token work; the file is then about 80 MB).
     """
     import gguf
     import numpy as np
 
-    from memeatlas.testing.tiny_qwen import SPECIAL_TOKENS, _tokenizer
+    if vocab_from is not None:
+        v = _vocab_from_gguf(vocab_from)
+        tokens, types, merges = v["tokens"], v["types"], v["merges"]
+        vocab = {t: i for i, t in enumerate(tokens)}
+        pre, bos, eos, pad = v["pre"], v["bos"], v["eos"], v["pad"]
+        eos = vocab.get("<|im_end|>", eos)  # chat models stop at the end of the turn
+        template = CHAT_TEMPLATE
+
+        def text_of(t: str) -> str:
+            return t
+    else:
+        from memeatlas.testing.tiny_qwen import SPECIAL_TOKENS, _tokenizer
+
+        tok = _tokenizer(vocab_size=1500)
+        vocab = tok.get_vocab()
+        by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+        assert [i for _, i in by_id] == list(range(len(by_id))), "token ids must be dense"
+        tokens = [t for t, _ in by_id]
+        specials = set(SPECIAL_TOKENS)
+        types = [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL
+                 for t in tokens]
+        merges = _merges(tok)
+        pre, template = "qwen2", CHAT_TEMPLATE
+        bos = pad = vocab["<|endoftext|>"]
+        eos = vocab["<|im_end|>"]
+
+        def text_of(t: str) -> str:
+            return tok.convert_tokens_to_string([t])
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tok = _tokenizer(vocab_size=1500)
-    vocab = tok.get_vocab()
-    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
-    assert [i for _, i in by_id] == list(range(len(by_id))), "token ids must be dense"
-    tokens = [t for t, _ in by_id]
-    specials = set(SPECIAL_TOKENS)
-    types = [gguf.TokenType.CONTROL if t in specials else gguf.TokenType.NORMAL for t in tokens]
     n_vocab = len(tokens)
     head_dim = HIDDEN // HEADS
 
@@ -80,15 +130,17 @@ def build_tiny_gguf(path: str | Path, *, seed: int = 0, quote_bias: float = 8.0)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
+    w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)
     w.add_token_types(types)
-    w.add_token_merges(_merges(tok))
-    w.add_bos_token_id(vocab["<|endoftext|>"])
-    w.add_eos_token_id(vocab["<|im_end|>"])
-    w.add_pad_token_id(vocab["<|endoftext|>"])
+    w.add_token_merges(merges)
+    if bos is not None:
+        w.add_bos_token_id(bos)
+    w.add_eos_token_id(eos)
+    if pad is not None:
+        w.add_pad_token_id(pad)
     w.add_add_bos_token(False)
-    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_chat_template(template)
 
     emb = rand(n_vocab, HIDDEN)
     out_w = rand(n_vocab, HIDDEN)
@@ -99,7 +151,7 @@ def build_tiny_gguf(path: str | Path, *, seed: int = 0, quote_bias: float = 8.0)
         out_w[:, 0] = 0.0
         norm_dim0 = float(np.sqrt(HIDDEN))
         for t, i in vocab.items():
-            text = tok.convert_tokens_to_string([t])
+            text = text_of(t)
             if '"' in text:
                 out_w[i, 0] = quote_bias / norm_dim0
             elif text.strip() == "]":

@@ -120,8 +120,10 @@ class OpenAIBackend(Backend):
     the server's parallelism, default on), timeout (s per request), max_retries (per
     request, temporary failures only), retry_budget (s of retrying for the whole backend),
     backoff (first wait, s; doubles, capped at 30 s), response_format (auto or one of
-    openai_format.FORMATS), schema_form (auto, strict, friendly), temperature, top_p, seed,
-    revision (label for the annotator name; servers do not report model revisions).
+    openai_format.FORMATS), schema_form (auto, strict, friendly), stream (receive answers as
+    server-sent events, so a request given up on is cancelled on the server: it closes the
+    connection mid-answer), temperature, top_p, seed, revision (label for the annotator name;
+    servers do not report model revisions).
     """
 
     name = "openai"
@@ -132,7 +134,7 @@ class OpenAIBackend(Backend):
                  adaptive: bool = True, timeout: float = 120.0, max_retries: int = 5,
                  retry_budget: float = 300.0, backoff: float = 1.0,
                  response_format: str = "auto", schema_form: str = "auto",
-                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = 0,
+                 stream: bool = False, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = 0,
                  revision: str | None = None) -> None:
         import httpx
 
@@ -155,6 +157,7 @@ class OpenAIBackend(Backend):
         self.backoff = float(backoff)
         self.response_format = response_format
         self.schema_form = schema_form
+        self.stream = bool(stream)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.seed = seed
@@ -193,7 +196,7 @@ class OpenAIBackend(Backend):
             config={"base_url": self.base_url, "api_key_env": self.api_key_env,
                     "concurrency": self.concurrency, "adaptive": self.adaptive,
                     "timeout": self.timeout, "max_retries": self.max_retries,
-                    "retry_budget": self.budget.total,
+                    "retry_budget": self.budget.total, "stream": self.stream,
                     "response_format": self._format or self.response_format,
                     "schema_form": self._form or self.schema_form,
                     "server_owned_by": self._owned_by},
@@ -396,7 +399,12 @@ class OpenAIBackend(Backend):
                 with self._lock:
                     self.n_requests += 1
                 try:
-                    resp = self._client.post("/chat/completions", json=body)
+                    if self.stream:
+                        status, text, headers, res = self._post_stream(body, t0)
+                    else:
+                        resp = self._client.post("/chat/completions", json=body)
+                        status, text, headers = resp.status_code, resp.text, resp.headers
+                        res = self._parse(resp, t0) if status == 200 else None
                 except (httpx.TimeoutException, httpx.TransportError) as exc:
                     kind = "temporary"
                     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -405,13 +413,12 @@ class OpenAIBackend(Backend):
                         return None, None, _redact(
                             f"cannot connect to {self.base_url} ({msg})", self._key), "unreachable"
                 else:
-                    status = resp.status_code
                     if status == 200:
                         slot.ok()
-                        return self._parse(resp, t0), 200, "", "ok"
-                    msg = server_message(resp.text)
+                        return res, 200, "", "ok"
+                    msg = server_message(text)
                     kind = classify(status, msg)
-                    wait_hint = resp.headers.get("retry-after")
+                    wait_hint = headers.get("retry-after")
             if kind != "temporary":
                 return None, status, _redact(f"HTTP {status}: {msg}", self._key), kind
             label = f"HTTP {status}: {msg}" if status else msg
@@ -442,6 +449,50 @@ class OpenAIBackend(Backend):
         text = msg if msg.startswith("HTTP") else f"HTTP {status}: {msg}"
         step = f" while trying response format {during}" if during else ""
         return _redact(f"{what} rejected the request{step}: {text} ({hint})", self._key)
+
+    def _post_stream(self, body: dict[str, Any], t0: float):
+        """POST with `stream: true`; (status, error text, headers, result).
+
+        The whole answer must arrive within `timeout`; past it the connection is closed, which
+        makes servers that watch for disconnects (vLLM, llama.cpp, llama-cpp-python) stop
+        computing an answer nobody will read.
+        """
+        import httpx
+
+        deadline = time.perf_counter() + self.timeout
+        parts: list[str] = []
+        finish = None
+        usage: dict[str, Any] = {}
+        n_chunks = 0
+        with self._client.stream("POST", "/chat/completions",
+                                 json={**body, "stream": True}) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                return resp.status_code, resp.text, resp.headers, None
+            for line in resp.iter_lines():
+                if time.perf_counter() > deadline:
+                    raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g} s")
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(payload)
+                except ValueError:
+                    continue
+                usage = chunk.get("usage") or usage
+                for ch in chunk.get("choices") or []:
+                    piece = (ch.get("delta") or {}).get("content")
+                    if piece:
+                        parts.append(piece)
+                        n_chunks += 1
+                    finish = ch.get("finish_reason") or finish
+        res = GenerationResult(text="".join(parts), finished=finish == "stop",
+                               tokens_in=usage.get("prompt_tokens"),
+                               tokens_out=usage.get("completion_tokens") or n_chunks,
+                               latency_ms=(time.perf_counter() - t0) * 1000)
+        return 200, "", resp.headers, res
 
     def _parse(self, resp, t0: float) -> GenerationResult:
         ms = (time.perf_counter() - t0) * 1000
