@@ -104,15 +104,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--caption-tokens", type=int, default=160)
     ap.add_argument("--caption-timeout", type=float, default=60.0)
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--parts", default="decode,captions",
+                    help="which measurements: decode, captions (comma-separated)")
+    ap.add_argument("--out", default=None, help="JSON file; parts not run are kept from it")
     args = ap.parse_args(argv)
+
+    import llama_cpp
 
     from memeatlas.caption.backends.openai_format import friendly_schema
     from memeatlas.caption.schema import core_json_schema
     from memeatlas.testing.llama_server import llama_server, stop
     from memeatlas.testing.tiny_gguf import build_tiny_gguf
-
-    import llama_cpp
 
     vocab = args.vocab if args.vocab and Path(args.vocab).exists() else None
     with tempfile.TemporaryDirectory() as d:
@@ -121,27 +123,34 @@ def main(argv: list[str] | None = None) -> dict:
                                  log=Path(d) / "server.log")
         try:
             strict = core_json_schema()
-            res = {
-                "env": {"python": platform.python_version(), "llama_cpp_python":
-                        llama_cpp.__version__, "cpu_count": os.cpu_count(),
-                        "load_avg": os.getloadavg(), "vocab": "qwen2 (151,936)" if vocab
-                        else "tiny BPE", "threads": args.threads},
-                "decode": {
+            parts = {p.strip() for p in args.parts.split(",")}
+            res = {}
+            if args.out and Path(args.out).exists():
+                res = json.loads(Path(args.out).read_text())
+            env = {"python": platform.python_version(), "llama_cpp_python":
+                   llama_cpp.__version__, "cpu_count": os.cpu_count(),
+                   "load_avg": os.getloadavg(), "vocab": "qwen2 (151,936)" if vocab
+                   else "tiny BPE", "threads": args.threads}
+            if "decode" in parts:
+                res["decode_env"] = env
+                res["decode"] = {
                     "json_mode_no_schema": _decode(url, None, args.n_tokens, args.reps, 120),
                     "friendly": _decode(url, friendly_schema(strict), args.n_tokens, args.reps,
                                         120),
                     "strict": _decode(url, strict, args.n_tokens, args.reps,
                                       args.strict_timeout),
-                },
-            }
-            # A strict request the client gave up on may still be computing: a fresh server
-            # keeps it out of the concurrency figures.
-            stop(proc)
-            proc, url = llama_server(gguf, n_ctx=8192, threads=args.threads,
-                                     log=Path(d) / "server2.log")
-            res["captions"] = [
-                _captions(url, args.n_memes, adaptive, args.caption_tokens, args.caption_timeout)
-                for adaptive in (False, True)]
+                }
+                # A strict request the client gave up on may still be computing: a fresh
+                # server keeps it out of the concurrency figures.
+                stop(proc)
+                proc, url = llama_server(gguf, n_ctx=8192, threads=args.threads,
+                                         log=Path(d) / "server2.log")
+            if "captions" in parts:
+                res["captions_env"] = {**env, "load_avg": os.getloadavg()}
+                res["captions"] = [
+                    _captions(url, args.n_memes, adaptive, args.caption_tokens,
+                              args.caption_timeout)
+                    for adaptive in (False, True)]
         finally:
             stop(proc)
     text = json.dumps(res, indent=2)

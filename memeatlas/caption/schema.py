@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -224,9 +225,13 @@ class Validator:
 
     def __call__(self, text: str) -> dict[str, Any]:
         try:
-            obj = json.loads(text)
+            # Untyped (server-friendly form): llama.cpp-family grammars let raw control
+            # characters into strings; read them, then turn them into spaces.
+            obj = json.loads(text, strict=self.typed)
         except (json.JSONDecodeError, TypeError) as exc:
             raise AnnotationError("invalid_json", f"not JSON: {exc}") from None
+        if not self.typed:
+            obj = _no_controls(obj)
         if not isinstance(obj, dict):
             raise AnnotationError("schema_violation", "output is not a JSON object")
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: list(e.path))
@@ -241,6 +246,19 @@ class Validator:
         except ValidationError as exc:
             raise AnnotationError("schema_violation", str(exc)[:500]) from None
         return obj
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_controls(node: Any) -> Any:
+    if isinstance(node, str):
+        return _CONTROLS.sub(" ", node)
+    if isinstance(node, dict):
+        return {k: _no_controls(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_no_controls(v) for v in node]
+    return node
 
 
 class AnnotationError(ValueError):
