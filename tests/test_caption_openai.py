@@ -342,3 +342,19 @@ def test_concurrency_must_be_positive(bad):
 def test_unknown_format_option_lists_valid_ones():
     with pytest.raises(BackendError, match="json_object_schema"):
         create("openai", model="x", response_format="xml")
+
+
+def test_friendly_form_bounds_and_control_characters_are_checked_after_decoding():
+    from memeatlas.caption.backends.openai_format import pattern_bounds
+    from memeatlas.caption.schema import AnnotationError, Validator, bounded
+
+    assert pattern_bounds(bounded(1, 600)) == (1, 600) and pattern_bounds("^[a-z]+$") is None
+    friendly = friendly_schema(core_json_schema())
+    assert "pattern" not in json.dumps(friendly)
+    v = Validator(friendly, typed=False)
+    ok = {"description": "a\ncat", "ocr_text": "", "intent": "x", "entities": [],
+          "template": None, "tone": "humorous"}
+    raw = json.dumps(ok).replace("\\n", "\n")  # a raw newline, as llama.cpp's grammar allows
+    assert v(raw)["description"] == "a cat"
+    with pytest.raises(AnnotationError, match="too long"):
+        v(json.dumps({**ok, "intent": "y" * 401}))
