@@ -98,6 +98,7 @@ def clustered(store):
     return store, rid
 
 
+@pytest.mark.slow
 def test_label_names_clusters_through_base_url(server, clustered, db_path):
     store, rid = clustered
     store.close()
@@ -142,6 +143,7 @@ def test_label_fails_loud_without_a_server(clustered, db_path):
         st.close()
 
 
+@pytest.mark.slow
 def test_caption_refuses_a_text_only_model_then_runs_when_told(server, store, tmp_path,
                                                               db_path):
     insert_memes(store, write_images(tmp_path / "imgs", 2))
