@@ -256,6 +256,7 @@ class OpenAIBackend(Backend):
         with self._neg_lock:
             if self._format is not None:
                 if self._form is None:
+                    self._check_models()  # the server family decides the form
                     self._form = auto_form(self._format, self._owned_by)
                 return self._format
             self._check_models()
@@ -267,7 +268,7 @@ class OpenAIBackend(Backend):
                 req = GenerationRequest(NEGOTIATION_PROMPT, None, NEGOTIATION_SCHEMA, 48)
                 body = build_body(req, self.model_id, temperature=0.0, top_p=1.0,
                                   seed=self.seed, fmt=fmt, schema_name="probe")
-                res, status, msg, kind = self._attempts(body)
+                res, status, msg, kind = self._attempts(body, measure=False)
                 entry: dict[str, Any] = {"format": fmt, "status": status}
                 if res is None:
                     entry.update(outcome=kind, message=msg)
@@ -343,7 +344,7 @@ class OpenAIBackend(Backend):
         schema = self.schema_for(PROBE_SCHEMA) if self._format != "prompt_only" else None
         req = GenerationRequest(PROBE_PROMPT, p.image, schema, 24)
         try:
-            res = self._one(req, fmt=self._format or "prompt_only")
+            res = self._one(req, fmt=self._format or "prompt_only", measure=False)
         except _Stop as exc:
             # A text-only server often rejects the image itself (llama-cpp-python renders the
             # data URL as text and overflows the context): that is a failed probe too.
@@ -367,13 +368,14 @@ class OpenAIBackend(Backend):
         except _Stop as exc:
             raise BackendError(str(exc)) from None
 
-    def _one(self, req: GenerationRequest, fmt: str | None = None) -> GenerationResult:
+    def _one(self, req: GenerationRequest, fmt: str | None = None, measure: bool = True
+             ) -> GenerationResult:
         fmt = fmt or self._format or "json_schema"
         schema = self.schema_for(req.json_schema) if req.json_schema else None
         body = build_body(req, self.model_id, temperature=self.temperature, top_p=self.top_p,
                           seed=self.seed, fmt=fmt, schema=schema)
         t0 = time.perf_counter()
-        res, status, msg, kind = self._attempts(body)
+        res, status, msg, kind = self._attempts(body, measure)
         if res is not None:
             with self._lock:
                 self.n_ok += 1
@@ -384,9 +386,13 @@ class OpenAIBackend(Backend):
         return GenerationResult("", False, latency_ms=(time.perf_counter() - t0) * 1000,
                                 error=_redact(msg, self._key))
 
-    def _attempts(self, body: dict[str, Any]
+    def _attempts(self, body: dict[str, Any], measure: bool = True
                   ) -> tuple[GenerationResult | None, int | None, str, str]:
-        """POST with retries of temporary failures: (result or None, status, message, class)."""
+        """POST with retries of temporary failures: (result or None, status, message, class).
+
+        `measure=False` keeps the request's latency out of the concurrency estimate (the
+        negotiation's three-token probes are not comparable with real requests).
+        """
         import httpx
 
         t0 = time.perf_counter()
@@ -414,7 +420,8 @@ class OpenAIBackend(Backend):
                             f"cannot connect to {self.base_url} ({msg})", self._key), "unreachable"
                 else:
                     if status == 200:
-                        slot.ok()
+                        if measure:
+                            slot.ok(res.tokens_out)  # per generated token: lengths differ
                         return res, 200, "", "ok"
                     msg = server_message(text)
                     kind = classify(status, msg)
@@ -511,8 +518,7 @@ class OpenAIBackend(Backend):
 
     # ------------------------------------------------------------------ --check-server
 
-    def check(self, *, vision: bool = True, schema: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+    def check(self, *, vision: bool = True) -> dict[str, Any]:
         """Everything `--check-server` prints: models, formats, schema form, vision, latency."""
         t0 = time.perf_counter()
         models = self.models()
@@ -536,8 +542,6 @@ class OpenAIBackend(Backend):
         report["text_request"] = {"ok": res.error is None, "error": res.error,
                                   "latency_s": round(time.perf_counter() - t, 3),
                                   "tokens_out": res.tokens_out}
-        if schema is not None:
-            report["schema_sent"] = "friendly" if self._form == "friendly" else "strict"
         if vision:
             report["vision"] = self.vision_probe()
         return json.loads(json.dumps(report, default=str))

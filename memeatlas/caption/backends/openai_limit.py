@@ -89,9 +89,13 @@ class _Slot:
         self.t0 = time.perf_counter()
         return self
 
-    def ok(self) -> None:
-        """Mark the request as answered (its latency feeds the estimate)."""
-        self.latency = time.perf_counter() - self.t0
+    def ok(self, tokens_out: int | None = None) -> None:
+        """Mark the request as answered; its latency feeds the estimate.
+
+        With `tokens_out`, the latency per generated token is used, so answers of different
+        lengths compare (a long caption is not mistaken for a queued one).
+        """
+        self.latency = (time.perf_counter() - self.t0) / max(1, tokens_out or 1)
 
     def __exit__(self, *exc: object) -> None:
         self.lim.release(self.k, self.latency)
