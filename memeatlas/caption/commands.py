@@ -108,7 +108,13 @@ def caption(
       memeatlas caption --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct \\
           --base-url http://gpu-box:8000/v1 --concurrency 32
 
+      memeatlas caption --backend openai --check-server --base-url http://127.0.0.1:8080/v1
+
       memeatlas caption --backend ocr
+
+    Through a server, the response format is negotiated once per run, and a vision probe
+    (a generated image with a known word) refuses a model that cannot see (see
+    docs/servers.md). Exits 1 when no meme could be annotated.
     """
     from memeatlas.caption.run import CaptionConfig, prompt_and_schema, run
 
