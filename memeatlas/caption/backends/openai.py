@@ -452,7 +452,8 @@ class OpenAIBackend(Backend):
         elif status == 404:
             hint = f"check --base-url (it usually ends in /v1) and --model {self.model_id!r}"
         else:
-            hint = "nothing was stored for this request"
+            hint = ("a permanent rejection, so the run stops; see docs/servers.md for "
+                    "--response-format, --schema-form and --max-pixels")
         text = msg if msg.startswith("HTTP") else f"HTTP {status}: {msg}"
         step = f" while trying response format {during}" if during else ""
         return _redact(f"{what} rejected the request{step}: {text} ({hint})", self._key)
