@@ -358,3 +358,17 @@ def test_friendly_form_bounds_and_control_characters_are_checked_after_decoding(
     assert v(raw)["description"] == "a cat"
     with pytest.raises(AnnotationError, match="too long"):
         v(json.dumps({**ok, "intent": "y" * 401}))
+
+
+def test_probe_image_and_answer_check():
+    from helpers_server import read_probe_word
+
+    from memeatlas.caption.probe import PROBE_WORDS, probe_image, read_word
+
+    p = probe_image(seed=3)
+    assert p.word in PROBE_WORDS and p.image.size == (512, 256)
+    assert probe_image(seed=3).word == p.word  # seeded: reproducible
+    assert read_probe_word(p.image) == p.word  # the word is legible where it is drawn
+    assert read_word(json.dumps({"word": p.word.lower()}), p.word)
+    assert read_word(f"The image says {p.word}.", p.word)
+    assert not read_word('{"word": "nothing"}', p.word) and not read_word("", p.word)
