@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 
 TEMPORARY_STATUS = {408, 429, 502, 503, 504}
 _OVERLOAD = re.compile(r"overload|busy|capacity|out of memory|\boom\b|try again|temporar|"
@@ -105,7 +104,3 @@ def backoff_wait(attempt: int, first: float, retry_after: str | None, rng) -> fl
         except ValueError:
             pass
     return min(30.0, first * 2 ** attempt) * (0.5 + rng.random() / 2)
-
-
-def monotonic() -> float:
-    return time.perf_counter()
