@@ -18,6 +18,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
+  # The interop tests' llama-cpp-python server: installed only from a cached wheel (built
+  # once by scripts/build_llama_cpp.sh), never built here; without it they skip.
+  wheel=$(ls "${MEMEATLAS_WHEELS:-$HOME/.cache/memeatlas/wheels}"/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$wheel" ]; then
+    .venv/bin/python -m pip install -q -e '.[dev,interop]'
+    .venv/bin/python -m pip install -q --no-deps "$wheel"
+  fi
 else
   .venv/bin/python -m pip install -q -e .
 fi

@@ -66,7 +66,25 @@ def caption(
         "--api-key-env", help="openai: name of the environment variable holding the API key "
                               "(the key itself is never printed or stored).")] = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(
-        "--concurrency", help="openai: requests in flight at once.")] = 8,
+        "--concurrency", help="openai: most requests in flight at once.")] = 8,
+    adaptive: Annotated[bool, typer.Option(
+        "--adaptive/--fixed-concurrency",
+        help="openai: follow the server's parallelism (down to 1 for a server that answers "
+             "one request at a time), or always keep --concurrency in flight.")] = True,
+    response_format: Annotated[str, typer.Option(
+        "--response-format",
+        help="openai: auto (negotiate), json_schema, json_object_schema, ollama_format, "
+             "structured_outputs, guided_json or prompt_only.")] = "auto",
+    schema_form: Annotated[str, typer.Option(
+        "--schema-form", help="openai: auto, strict (bound patterns) or friendly "
+                              "(maxLength; for llama.cpp-based servers).")] = "auto",
+    vision_check: Annotated[bool, typer.Option(
+        "--vision-check/--no-vision-check",
+        help="openai: before captioning, check with a generated image that the model can "
+             "read it; refuse a model that cannot.")] = True,
+    check_server: Annotated[bool, typer.Option(
+        "--check-server", help="openai: probe the server (models, response formats, vision, "
+                               "latency), print what it supports and exit.")] = False,
     tensor_parallel_size: Annotated[int, typer.Option(
         "--tensor-parallel-size", help="vllm: GPUs per model replica.")] = 1,
     data_parallel_size: Annotated[int, typer.Option(
@@ -90,7 +108,13 @@ def caption(
       memeatlas caption --backend openai --model Qwen/Qwen2.5-VL-7B-Instruct \\
           --base-url http://gpu-box:8000/v1 --concurrency 32
 
+      memeatlas caption --backend openai --check-server --base-url http://127.0.0.1:8080/v1
+
       memeatlas caption --backend ocr
+
+    Through a server, the response format is negotiated once per run, and a vision probe
+    (a generated image with a known word) refuses a model that cannot see (see
+    docs/servers.md). Exits 1 when no meme could be annotated.
     """
     from memeatlas.caption.run import CaptionConfig, prompt_and_schema, run
 
@@ -100,6 +124,22 @@ def caption(
             typer.echo(json.dumps(s, indent=2))
         if print_prompt:
             typer.echo(p.text)
+        return
+
+    if check_server:
+        from memeatlas.caption.server_check import check_server as probe
+        from memeatlas.caption.server_check import report_lines
+        from memeatlas.errors import InputError
+
+        if backend != "openai":
+            raise InputError("--check-server needs --backend openai")
+        rep = probe(model, vision=vision_check, base_url=base_url, api_key_env=api_key_env,
+                    response_format=response_format, schema_form=schema_form,
+                    **{k: _coerce(v) for k, v in parse_kv(option, "--option").items()})
+        echo_summary("server check", report_lines(rep))
+        typer.echo(json.dumps(rep, indent=2))
+        if rep.get("vision") is not None and not rep["vision"]["passed"]:
+            raise typer.Exit(1)
         return
 
     opts: dict = {}
@@ -112,12 +152,13 @@ def caption(
                 "data_parallel_size": data_parallel_size}
     elif backend == "openai":
         opts = {"base_url": base_url, "api_key_env": api_key_env, "concurrency": concurrency,
-                "revision": revision, "temperature": temperature}
+                "adaptive": adaptive, "response_format": response_format,
+                "schema_form": schema_form, "revision": revision, "temperature": temperature}
     opts.update({k: _coerce(v) for k, v in parse_kv(option, "--option").items()})
     cfg = CaptionConfig(backend=backend, model=model, backend_options=opts, prompt_file=prompt,
                         schema_file=schema, limit=limit, where=where, batch_size=batch_size,
                         force=force, retries=retries, max_new_tokens=max_new_tokens,
-                        max_pixels=max_pixels)
+                        max_pixels=max_pixels, vision_check=vision_check)
     with open_store(db) as store:
         s = run(store, cfg)
     echo_summary(f"caption run {s.run_id}", {
@@ -134,8 +175,15 @@ def caption(
     })
     if s.n_failed:
         echo_summary("failures are in caption_failures:", {
+            **{f"{code}": n for code, n in sorted(s.failures.items())},
+            "first": s.first_failure or "-",
             "query": f"SELECT meme_id, attempt, error, detail FROM caption_failures "
                      f"WHERE run_id = '{s.run_id}'"})
+    if s.n_failed and not s.n_done:
+        why = ", ".join(f"{n} {code}" for code, n in sorted(s.failures.items()))
+        typer.echo(f"Error: none of the {s.n_failed} meme(s) was annotated ({why}); first "
+                   f"failure: {s.first_failure}", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

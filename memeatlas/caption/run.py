@@ -22,7 +22,8 @@ from typing import Any
 from memeatlas import progress
 from memeatlas.caption.backends import DEFAULT_BACKEND, Backend, backend_class, create
 from memeatlas.caption.backends.base import GenerationRequest, GenerationResult
-from memeatlas.caption.prompts import Prompt, load_prompt
+from memeatlas.caption.probe import echoes_worked_example
+from memeatlas.caption.prompts import DEFAULT_PROMPT_VERSION, Prompt, load_prompt
 from memeatlas.caption.schema import AnnotationError, Validator, load_schema, schema_hash
 from memeatlas.errors import InputError
 from memeatlas.imaging import DEFAULT_MAX_PIXELS, load_image
@@ -53,6 +54,7 @@ class CaptionConfig:
     max_new_tokens: int = 768
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # image budget (memeatlas.imaging.load_image)
     on_batch: Callable[[int, int], None] | None = None  # called (batch_no, n_done) after each commit
+    vision_check: bool = True             # servers (openai): refuse a model that cannot see
 
 
 @dataclass
@@ -74,6 +76,8 @@ class CaptionSummary:
     tokens_out: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # final error code -> memes
+    first_failure: str | None = None      # detail of the first meme that failed
 
     @property
     def images_per_s(self) -> float:
@@ -174,16 +178,26 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
               timings: dict[str, float], keep: set[str] | None = None) -> CaptionSummary:
     """The run once the backend exists (see `run`)."""
     timings["backend_init"] = time.perf_counter() - t_start
-    info = backend.info
+    plan: dict[str, Any] = {}
     if is_ocr:
         schema = OCR_SCHEMA
-        prompt = Prompt(text=f"ocr {stable_json(info.config)}", version="ocr")
+        prompt = Prompt(text=f"ocr {stable_json(backend.info.config)}", version="ocr")
     else:
         schema = load_schema(cfg.schema_file)
         prompt = load_prompt(cfg.prompt_file, schema)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is not None:  # servers: negotiate the format, probe vision (may refuse)
+            plan = prepare(schema, vision_check=cfg.vision_check) or {}
+    validator = Validator(schema) if not is_ocr else None
+    if plan.get("schema") is not None and plan["schema"] != schema:
+        # The server-friendly form is what the server decodes with: it is the run's schema
+        # (and hash); its bounds are minLength/maxLength, checked here after decoding.
+        schema = plan["schema"]
+        validator = Validator(schema, typed=False)
+    info = backend.info  # after prepare: it reports the negotiated format
     s_hash = schema_hash(schema)
     key = (info.annotator, prompt.hash, s_hash)
-    validator = Validator(schema) if not is_ocr else None
+    check_example = prompt.version == DEFAULT_PROMPT_VERSION
 
     summary = CaptionSummary(run_id=new_run_id("caption"), annotator=info.annotator,
                              backend=info.backend, model=info.model, prompt_hash=prompt.hash,
@@ -196,6 +210,8 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
                       where=cfg.where, force=cfg.force,
                       prompt_file=str(cfg.prompt_file) if cfg.prompt_file else None,
                       schema_file=str(cfg.schema_file) if cfg.schema_file else None)
+    if plan:
+        run_config["decoding"] = {k: v for k, v in plan.items() if k != "schema"}
     with store.transaction():
         _record_texts(store, prompt, schema, s_hash)
         store.execute(
@@ -218,7 +234,7 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
         for b_no, start in enumerate(range(0, len(todo), cfg.batch_size), 1):
             batch = [_Item(mid, path) for mid, path in todo[start:start + cfg.batch_size]]
             _caption_batch(store, batch, backend, validator, prompt, schema, key, cfg, summary,
-                           timings, is_ocr)
+                           timings, is_ocr, check_example)
             bar.update(len(batch))
             if cfg.on_batch:
                 cfg.on_batch(b_no, summary.n_done)
@@ -238,7 +254,7 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
 def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Validator | None,
                    prompt: Prompt, schema: dict[str, Any], key: tuple[str, str, str],
                    cfg: CaptionConfig, summary: CaptionSummary, timings: dict[str, float],
-                   is_ocr: bool) -> None:
+                   is_ocr: bool, check_example: bool = False) -> None:
     t = time.perf_counter()
     pending: list[_Item] = []
     for it in batch:
@@ -275,10 +291,11 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
             summary.tokens_in += res.tokens_in or 0
             summary.tokens_out += res.tokens_out or 0
             it.model_ms += res.latency_ms if res.latency_ms is not None else dt * 1000
-            err = _check(res, validator, is_ocr)
+            err = _check(res, validator, is_ocr, check_example)
             if isinstance(err, tuple):
                 it.attempts.append((err[0], err[1], res.text))
-                still.append(it)
+                if err[0] != "request_failed":  # the backend already retried what can be
+                    still.append(it)
             else:
                 it.obj = err
         pending = still
@@ -296,6 +313,10 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
                      it.obj is None and n == len(it.attempts)])
             if it.obj is None:
                 summary.n_failed += 1
+                code, detail = (it.attempts[-1][:2] if it.attempts else ("unknown", ""))
+                summary.failures[code] = summary.failures.get(code, 0) + 1
+                if summary.first_failure is None:
+                    summary.first_failure = f"{code}: {detail}"[:300]
                 continue
             if cfg.force:
                 store.execute("DELETE FROM annotations WHERE meme_id = ? AND annotator = ? "
@@ -314,8 +335,8 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
     timings["write"] += time.perf_counter() - t
 
 
-def _check(res: GenerationResult, validator: Validator | None, is_ocr: bool
-           ) -> tuple[str, str] | dict[str, Any]:
+def _check(res: GenerationResult, validator: Validator | None, is_ocr: bool,
+           check_example: bool = False) -> tuple[str, str] | dict[str, Any]:
     """The parsed annotation, or (error code, detail) for caption_failures."""
     if res.error:
         return ("request_failed", res.error)
@@ -324,9 +345,13 @@ def _check(res: GenerationResult, validator: Validator | None, is_ocr: bool
     if is_ocr:
         return {"ocr_text": res.text}
     try:
-        return validator(res.text)
+        obj = validator(res.text)
     except AnnotationError as exc:
         return (exc.kind, str(exc))
+    if check_example and echoes_worked_example(obj):
+        return ("worked_example", "the annotation repeats the prompt's worked example (the "
+                "Distracted Boyfriend meme about 'my thesis'): the model did not see the image")
+    return obj
 
 
 def prompt_and_schema(prompt_file: str | Path | None = None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -210,20 +211,27 @@ class Validator:
     """Checks a model's raw output against a schema and returns the parsed object.
 
     Raises `AnnotationError(kind, message)` where kind is `invalid_json` or
-    `schema_violation` (the error codes stored in caption_failures).
+    `schema_violation` (the error codes stored in caption_failures). `typed=False` skips the
+    pydantic check of the core fields (their bound patterns), for outputs decoded with the
+    server-friendly schema form, whose bounds are minLength/maxLength in `schema` itself.
     """
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, schema: dict[str, Any], *, typed: bool = True) -> None:
         import jsonschema
 
         self.schema = schema
+        self.typed = typed
         self._validator = jsonschema.Draft202012Validator(schema)
 
     def __call__(self, text: str) -> dict[str, Any]:
         try:
-            obj = json.loads(text)
+            # Untyped (server-friendly form): llama.cpp-family grammars let raw control
+            # characters into strings; read them, then turn them into spaces.
+            obj = json.loads(text, strict=self.typed)
         except (json.JSONDecodeError, TypeError) as exc:
             raise AnnotationError("invalid_json", f"not JSON: {exc}") from None
+        if not self.typed:
+            obj = _no_controls(obj)
         if not isinstance(obj, dict):
             raise AnnotationError("schema_violation", "output is not a JSON object")
         errors = sorted(self._validator.iter_errors(obj), key=lambda e: list(e.path))
@@ -231,11 +239,26 @@ class Validator:
             e = errors[0]
             where = "/".join(str(p) for p in e.path) or "(root)"
             raise AnnotationError("schema_violation", f"{where}: {e.message}"[:500])
+        if not self.typed:
+            return obj
         try:  # the typed view of the core fields must hold too
             Annotation.model_validate(obj)
         except ValidationError as exc:
             raise AnnotationError("schema_violation", str(exc)[:500]) from None
         return obj
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_controls(node: Any) -> Any:
+    if isinstance(node, str):
+        return _CONTROLS.sub(" ", node)
+    if isinstance(node, dict):
+        return {k: _no_controls(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_no_controls(v) for v in node]
+    return node
 
 
 class AnnotationError(ValueError):

@@ -111,22 +111,57 @@ def label_cmd(
         "--llm-backend", help="Caption backend that writes a short name per cluster "
                               "(e.g. transformers, vllm, openai).")] = None,
     llm_model: Annotated[str | None, typer.Option(
-        "--llm-model", help="Model for --llm-backend.")] = None,
+        "--llm-model", help="Model for --llm-backend (the served model name for openai).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="An OpenAI-compatible server for the names (implies --llm-backend "
+                           "openai), e.g. http://127.0.0.1:8080/v1.")] = None,
+    api_key_env: Annotated[str, typer.Option(
+        "--api-key-env", help="openai: name of the environment variable holding the API key "
+                              "(the key itself is never printed or stored).")] = "OPENAI_API_KEY",
+    check_server: Annotated[bool, typer.Option(
+        "--check-server", help="Probe the --base-url server (models, response formats, "
+                               "latency), print what it supports and exit.")] = False,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
     """Label a run's clusters: BERTopic c-TF-IDF keywords, representatives, optional names."""
-    from memeatlas.cluster import LabelConfig, label
+    import json
 
+    from memeatlas.cluster import LabelConfig, label
+    from memeatlas.errors import InputError
+
+    if base_url and llm_backend is None:
+        llm_backend = "openai"
+    if base_url and llm_backend != "openai":
+        raise InputError(f"--base-url is for --llm-backend openai, not {llm_backend!r}")
+    llm_options: dict = {}
+    if llm_backend == "openai":
+        llm_options = {"api_key_env": api_key_env}
+        if base_url:
+            llm_options["base_url"] = base_url
+    if check_server:
+        from memeatlas.caption.server_check import check_server as probe
+        from memeatlas.caption.server_check import report_lines
+
+        if llm_backend != "openai":
+            raise InputError("--check-server needs --base-url (or --llm-backend openai)")
+        rep = probe(llm_model, vision=False, **llm_options)
+        echo_summary("server check", report_lines(rep))
+        typer.echo(json.dumps(rep, indent=2))
+        return
     cfg = LabelConfig(run_id=run, representation=representation, n_keywords=n_keywords,
                       annotator=annotator,
                       fields=[f.strip() for f in fields.split(",")] if fields else None,
                       embedding_model=embedding_model, llm_backend=llm_backend,
-                      llm_model=llm_model, force=force)
+                      llm_model=llm_model, llm_options=llm_options, force=force)
     with open_store(db) as store:
         s = label(store, cfg)
+    named = (f"{s.n_named} of {s.n_named + s.n_name_failed}" if cfg.llm_backend and not s.skipped
+             else s.n_named)
     echo_summary(f"labels for {s.run_id}", {
-        "clusters": s.n_clusters, "labelled": s.n_labelled, "named by LLM": s.n_named,
+        "clusters": s.n_clusters, "labelled": s.n_labelled, "named by LLM": named,
+        **({"naming failed": f"{s.n_name_failed} ({s.name_error})"} if s.n_name_failed else {}),
         "representation": s.representation, "labeler": s.labeler,
         "annotator": s.annotator or "-", "seconds": s.seconds,
         **({"skipped": "already labelled (--force to redo)"} if s.skipped else {})})

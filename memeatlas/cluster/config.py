@@ -91,6 +91,8 @@ class LabelSummary:
     annotator: str | None
     seconds: float
     skipped: bool = False
+    n_name_failed: int = 0            # clusters the LLM was asked to name but did not
+    name_error: str | None = None     # why the first of them failed
 
 
 @dataclass

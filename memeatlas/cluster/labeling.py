@@ -138,9 +138,34 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
     return out
 
 
+def _clean_name(text: str) -> str | None:
+    """The name in a model's `{"name": ...}` answer, tidied; None when there is none."""
+    text = (text or "").strip()
+    name = None
+    try:
+        obj = json.loads(text)
+        name = str(obj.get("name", "")) if isinstance(obj, dict) else None
+    except (ValueError, AttributeError):
+        # Cut at max_new_tokens: keep what was written of the name.
+        if '"name"' in text:
+            name = text.split('"name"', 1)[1].lstrip(' :"').split('"')[0]
+    if name is None:
+        return None
+    name = " ".join("".join(ch for ch in name if ch.isprintable()).split()).strip(" ,/-&'")
+    return name[:80] or None
+
+
 def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
-                   examples: dict[int, list[str]]) -> tuple[dict[int, str], str]:
+                   examples: dict[int, list[str]]
+                   ) -> tuple[dict[int, str], str, dict[int, str], dict[str, Any]]:
+    """Names per cluster, the namer's annotator name, failures (cluster → why) and the
+    decoding the backend used (response format and schema form, for servers).
+
+    Raises BackendError when no cluster could be named: a run is never stored as
+    LLM-labelled when the LLM named nothing.
+    """
     from memeatlas.caption.backends import GenerationRequest, create
+    from memeatlas.errors import BackendError
 
     backend = create(cfg.llm_backend, model=cfg.llm_model, **cfg.llm_options)
     try:
@@ -153,22 +178,25 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
                                           examples=ex),
                 image=None, json_schema=NAME_SCHEMA, max_new_tokens=cfg.llm_max_new_tokens))
         names: dict[int, str] = {}
+        failed: dict[int, str] = {}
         for c, res in zip(order, backend.generate(reqs), strict=True):
-            text = (res.text or "").strip()
-            name = None
-            try:
-                obj = json.loads(text)
-                name = str(obj.get("name", "")).strip() if isinstance(obj, dict) else None
-            except (ValueError, AttributeError):
-                # Cut at max_new_tokens: keep what was written of the name.
-                if '"name"' in text:
-                    name = text.split('"name"', 1)[1].lstrip(' :"').split('"')[0].strip()
+            name = None if res.error else _clean_name(res.text)
             if name:
-                names[c] = name[:80]
-        model_name = backend.info.annotator if hasattr(backend, "info") else str(cfg.llm_model)
+                names[c] = name
+            else:
+                failed[c] = res.error or f"no name in the answer {(res.text or '')[:60]!r}"
+        info = backend.info if hasattr(backend, "info") else None
+        model_name = info.annotator if info else str(cfg.llm_model)
+        decoding = {k: info.config[k] for k in ("response_format", "schema_form", "base_url")
+                    if info and k in info.config}
     finally:
         backend.close()
-    return names, model_name
+    if order and not names:
+        first = failed[order[0]]
+        raise BackendError(f"naming with {cfg.llm_backend} ({model_name}) failed for all "
+                           f"{len(order)} clusters; no labels were changed. First error: "
+                           f"{first}")
+    return names, model_name, failed, decoding
 
 
 def label(store, cfg: LabelConfig) -> LabelSummary:
@@ -187,7 +215,11 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
         raise NotFoundError("no cluster run to label; run `memeatlas cluster` first")
     info = get_run_info(store, run_id)
     existing = store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ?", [run_id])
-    if existing and not cfg.force:
+    unnamed = 0
+    if existing and cfg.llm_backend:  # a partly named run is redone, not skipped
+        unnamed = store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ? AND "
+                               "cluster >= 0 AND labeler NOT LIKE 'bertopic+%'", [run_id])
+    if existing and not cfg.force and not unnamed:
         row = store.fetchone("SELECT representation, labeler FROM cluster_labels WHERE "
                              "run_id = ? LIMIT 1", [run_id])
         return LabelSummary(run_id, int(info["n_clusters"] or 0), int(existing), 0, row[0],
@@ -229,14 +261,23 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
         reps[int(c)] = [ids[members[i]] for i in order[: cfg.n_representatives]]
     kw_words = {c: [w for w, _ in v] for c, v in kw.items()}
     names: dict[int, str] = {}
+    failed: dict[int, str] = {}
+    decoding: dict[str, Any] = {}
     labeler = "bertopic"
     if cfg.llm_backend:
         examples = {c: [text_of.get(m, "") for m in reps[c]] for c in kw_words}
-        names, llm_name = _name_clusters(cfg, kw_words, examples)
+        names, llm_name, failed, decoding = _name_clusters(cfg, kw_words, examples)
         labeler = f"bertopic+{llm_name}"
+        if failed:
+            first = failed[min(failed)]
+            progress.info(f"label: the LLM named {len(names)} of {len(names) + len(failed)} "
+                          f"clusters; {len(failed)} kept keyword labels (first error: "
+                          f"{first[:200]}); run `memeatlas label` again to retry them")
     params = {"representation": cfg.representation, "n_keywords": cfg.n_keywords,
               "text": how, "embeddings": emb_space, "llm_backend": cfg.llm_backend,
               "llm_model": cfg.llm_model, "software": software("bertopic", "scikit-learn")}
+    if decoding:
+        params["llm_decoding"] = decoding
     now = utcnow()
     with store.transaction() as con:
         con.execute("DELETE FROM cluster_labels WHERE run_id = ?", [run_id])
@@ -259,5 +300,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                  names.get(c, default), reps[c], cfg.representation,
                  labeler if c in names else "bertopic", stable_json(params), annotator, now])
     n_lab = sum(1 for c in sizes if c >= 0)
-    return LabelSummary(run_id, n_lab, n_lab, len(names), cfg.representation, labeler,
-                        annotator, time.perf_counter() - t0)
+    return LabelSummary(run_id, n_lab, n_lab, len(names), cfg.representation,
+                        labeler if names else "bertopic", annotator, time.perf_counter() - t0,
+                        n_name_failed=len(failed),
+                        name_error=failed[min(failed)] if failed else None)
