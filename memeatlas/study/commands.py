@@ -237,10 +237,40 @@ def export_cmd(run: Annotated[str, typer.Option("--run", help="A curated run.")]
         echo_err(f"wrote {len(doc['edits'])} edit(s) of {run} to {out}")
 
 
+def hierarchy_cmd(
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Cluster run [default: the newest].")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto (HDBSCAN's condensed tree where the run has one, else Ward on "
+                         "cluster centroids), condensed_tree, or centroid_ward.")] = "auto",
+    force: ForceOption = False,
+    db: DbOption = None,
+) -> None:
+    """Build a run's cluster tree (parent/child/level rows with keywords per node)."""
+    from memeatlas.cluster.api import latest_run
+    from memeatlas.errors import NotFoundError
+    from memeatlas.study.hierarchy import hierarchy
+
+    with open_store(db) as store:
+        run_id = run or latest_run(store, kind=None)
+        if run_id is None:
+            raise NotFoundError("no cluster run; run `memeatlas cluster` first")
+        s = hierarchy(store, run_id, method=method, force=force)
+    echo_summary(f"hierarchy of {s.run_id}", {
+        "method": s.method, "clusters (leaves)": s.n_leaves, "inner nodes": s.n_inner,
+        "depth": s.depth,
+        "top split": " | ".join(",".join(map(str, g[:12])) + ("…" if len(g) > 12 else "")
+                                for g in s.top_split),
+        **({"skipped": "already built (--force to rebuild)"} if s.skipped else {}),
+        "seconds": s.seconds})
+    typer.echo(s.run_id)
+
+
 def register(app: typer.Typer) -> None:
     """Add `timestamps`, `trends`, `curate` and `hierarchy` to the root app."""
     app.command("timestamps")(timestamps_cmd)
     app.command("trends")(trends_cmd)
+    app.command("hierarchy")(hierarchy_cmd)
     cur = typer.Typer(help="Hand edits of a clustering, each written as a new run whose parent "
                            "is the edited one (with an edit log).", no_args_is_help=True,
                       rich_markup_mode=None)
