@@ -181,7 +181,7 @@ def test_neighbours_time_chart_levels_and_xss(page, report):
     page.select_option("#level", "")
     page.select_option("#list-mode", "tree")
     assert page.locator("#cluster-list details.tnode").count() == 2
-    page.click(f"#cluster-list li[data-cluster='100001']")
+    page.click("#cluster-list li[data-cluster='100001']")
     assert page.locator("#cluster-panel h2").inner_text() == XSS_TEXTS[3]
     assert page.locator("#cluster-panel #gallery figure").count() == 12
     # XSS: corpus ids, tree labels/keywords, neighbour captions and period text stay text

@@ -104,7 +104,7 @@ def _condensed(store, run_id: str, info: dict) -> _Tree | None:
     kept_children: dict[int, list[int]] = {}
     parent: dict[int, int | None] = {}
     node_of = {v: k for k, v in selected.items()}
-    for c, node in selected.items():
+    for node in selected.values():
         p = path(node)
         for a, b in zip(p[:-1], p[1:], strict=True):
             kept_children.setdefault(a, [])
