@@ -631,7 +631,11 @@
       var rect = svg('rect', { class: 'bar', x: l + k * bw + bw * 0.1, y: h - b - bh, width: Math.max(1, bw * 0.8), height: bh,
         fill: coloursA[d.cluster] || NOISE, 'data-cluster': d.cluster });
       var ti = svg('title'); ti.textContent = d.label + ': ' + d.size; rect.append(ti);
-      rect.addEventListener('click', function () { if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; computeCentroids(); renderList(); } selectCluster(d.cluster); });
+      rect.addEventListener('click', function () {
+        if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; computeCentroids(); renderList(); }
+        if (state.level !== null) { $('level').value = ''; setLevel(null); }  // sizes are of clusters
+        selectCluster(d.cluster);
+      });
       s.append(rect);
     });
     s.append(svg('line', { x1: l, x2: w - r, y1: h - b, y2: h - b, stroke: '#999' }));
