@@ -159,3 +159,18 @@ def test_import_timestamp_field(tmp_path):
     with Store.open(db) as s:
         assert s.fetchall("SELECT CAST(ts AS VARCHAR), source FROM meme_times") == [
             ("2024-03-01 00:00:00", "meta:ts")]
+
+
+def test_confidence_level(store):
+    planted(store)
+    set_timestamps(store, "date")
+    a = trends(store, "cluster-test", period="week")
+    b = trends(store, "cluster-test", period="week", confidence=0.999)
+    assert b.trend_id != a.trend_id          # another level is another computation
+    wide = store.fetchone("SELECT ci_low, ci_high FROM cluster_trend_flags WHERE trend_id = ? "
+                          "AND cluster = 2", [b.trend_id])
+    narrow = store.fetchone("SELECT ci_low, ci_high FROM cluster_trend_flags WHERE trend_id = ? "
+                            "AND cluster = 2", [a.trend_id])
+    assert wide[0] < narrow[0] and wide[1] > narrow[1]
+    with pytest.raises(InputError, match="--confidence must be"):
+        trends(store, "cluster-test", confidence=1.5)

@@ -52,6 +52,9 @@ def trends_cmd(
     window: Annotated[int | None, typer.Option(
         "--window", help="Compare the first N with the last N periods [default: the first "
                          "and the last half].")] = None,
+    confidence: Annotated[float, typer.Option(
+        "--confidence", help="Level of the Δshare interval; about 1 - level of steady clusters "
+                             "are flagged by chance, so with k clusters consider 1 - 0.05/k.")] = 0.95,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -64,7 +67,7 @@ def trends_cmd(
         run_id = run or latest_run(store, kind=None)
         if run_id is None:
             raise NotFoundError("no cluster run; run `memeatlas cluster` first")
-        s = trends(store, run_id, period=by, window=window, force=force)
+        s = trends(store, run_id, period=by, window=window, confidence=confidence, force=force)
         labels = dict(store.fetchall("SELECT cluster, label FROM cluster_labels WHERE run_id = ?",
                                      [run_id]))
         flags = store.fetchall(

@@ -12,6 +12,8 @@ minus its share of the early window is the change; its 95 % interval is Newcombe
 interval for a difference of two independent proportions (method 10 of Newcombe 1998, built from
 the two Wilson score intervals), which stays inside [−1, 1] and behaves at small counts. A cluster
 is *rising* when the whole interval is above 0, *fading* when it is below 0, else *steady*.
+No correction for the number of clusters is made: at 95 % about one steady cluster in twenty is
+flagged by chance, so with many clusters pass a stricter `confidence` (e.g. 1 − 0.05/k).
 """
 
 from __future__ import annotations
@@ -84,10 +86,12 @@ def _windows(periods: list, window: int | None) -> tuple[list, list]:
 
 
 def trends(store, run_id: str, *, period: str = "week", window: int | None = None,
-           force: bool = False) -> TrendSummary:
+           confidence: float = 0.95, force: bool = False) -> TrendSummary:
     """Bin run `run_id` by `period`, store counts/shares and rising/fading flags.
 
-    Skips (returning the stored result) when the same run, period, window and timestamps
+    `confidence` is the level of the Δshare interval (0.95: about 1 in 20 steady clusters is
+    flagged by chance; with many clusters use a stricter level, e.g. 1 − 0.05/k). Skips
+    (returning the stored result) when the same run, period, window, level and timestamps
     were already computed, unless `force`.
     """
     from memeatlas.cluster.api import get_run_info
@@ -95,6 +99,11 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
     t0 = time.perf_counter()
     if period not in PERIODS:
         raise InputError(f"unknown --by {period!r}; choose one of {', '.join(PERIODS)}")
+    if not 0.5 <= confidence < 1:
+        raise InputError(f"--confidence must be in [0.5, 1), e.g. 0.95 or 0.99; got {confidence}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
     get_run_info(store, run_id)  # NotFoundError naming recent runs
     # `period` is one of PERIODS (checked above), so it may be spliced into the SQL.
     rows = store.fetchall(
@@ -105,8 +114,8 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
         "SELECT coalesce(bit_xor(hash(ca.meme_id || '|' || CAST(t.ts AS VARCHAR))), 0) "
         "FROM cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
         [run_id])
-    params: dict[str, Any] = {"window": window or "halves", "interval": "newcombe-wilson-95",
-                              "times": str(times_hash)}
+    params: dict[str, Any] = {"window": window or "halves", "interval": "newcombe-wilson",
+                              "confidence": confidence, "times": str(times_hash)}
     key = short_hash({"run": run_id, "period": period, "params": params})
     old = store.scalar("SELECT trend_id FROM trend_runs WHERE run_id = ? AND period = ? AND "
                        "params->>'$.key' = ? ORDER BY created_at DESC LIMIT 1",
@@ -159,7 +168,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
         for c in sorted(clusters):
             ke = sum(counts.get((c, p), 0) for p in early)
             kl = sum(counts.get((c, p), 0) for p in late)
-            d, lo, hi = newcombe_diff(ke, e_tot, kl, l_tot)
+            d, lo, hi = newcombe_diff(ke, e_tot, kl, l_tot, z)
             trend = "rising" if lo > 0 else "fading" if hi < 0 else "steady"
             if c >= 0 and trend == "rising":
                 s.rising.append(c)

@@ -37,7 +37,7 @@ CREATE TABLE cluster_trends (
 );
 
 -- Rising / fading: share of the cluster in the late window minus the early window, with a
--- 95 % Newcombe (Wilson score) interval for a difference of two proportions.
+-- Newcombe (Wilson score) interval for a difference of two proportions (level in trend_runs.params).
 CREATE TABLE cluster_trend_flags (
     trend_id     VARCHAR NOT NULL,
     run_id       VARCHAR NOT NULL,
