@@ -45,6 +45,9 @@ def ingest(
 
     if not paths and manifest is None:
         raise InputError("give at least one folder, file or glob, or --manifest FILE")
+    if timestamp_column and manifest is None:
+        raise InputError("--timestamp-column names a manifest column; give --manifest FILE too "
+                         "(or set times later with `memeatlas timestamps --from-meta KEY`)")
     with open_store(db) as store:
         s = ingest_paths(store, paths or [], recursive=recursive, manifest=manifest,
                          path_column=path_column, id_column=id_column,
