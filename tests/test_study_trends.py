@@ -174,3 +174,23 @@ def test_confidence_level(store):
     assert wide[0] < narrow[0] and wide[1] > narrow[1]
     with pytest.raises(InputError, match="--confidence must be"):
         trends(store, "cluster-test", confidence=1.5)
+
+
+def test_ingest_misspelled_timestamp_column_keeps_ingest(tmp_path):
+    from helpers_ingest import write_image
+
+    from memeatlas.store import Store
+
+    write_image(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("path,posted\na.png,2024-01-01\n")
+    db = tmp_path / "c.duckdb"
+    r = CliRunner().invoke(app, ["ingest", "--manifest", str(tmp_path / "m.csv"),
+                                 "--timestamp-column", "postd", "--db", str(db)])
+    assert r.exit_code == 1
+    assert "added" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: no meme has a metadata key 'postd'")
+    with Store.open(db) as s:
+        assert s.scalar("SELECT count(*) FROM memes") == 1
+    r = CliRunner().invoke(app, ["ingest", str(tmp_path), "--timestamp-column", "posted",
+                                 "--db", str(db)])
+    assert r.exit_code == 1 and "give --manifest FILE too" in r.output

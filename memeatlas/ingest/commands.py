@@ -66,15 +66,25 @@ def ingest(
 
 
 def _timestamps(store, key: str | None, time_format: str):
-    """Timestamps from the named manifest column / import field (memeatlas.study.times)."""
+    """Timestamps from the named manifest column / import field (memeatlas.study.times).
+
+    A problem (e.g. no such column) is returned, not raised, so the ingest summary still
+    prints before the error; what was ingested stays stored.
+    """
     if not key:
         return None
+    from memeatlas.errors import InputError
     from memeatlas.study.times import set_timestamps
 
-    return set_timestamps(store, key, time_format=time_format)
+    try:
+        return set_timestamps(store, key, time_format=time_format)
+    except InputError as exc:
+        return exc
 
 
 def _echo_times(times) -> None:
+    if isinstance(times, Exception):
+        raise times
     if times is not None:
         from memeatlas.study.commands import echo_time_summary
 
