@@ -151,7 +151,14 @@ def _centroid(store, run_id: str, info: dict, assignment: dict[str, int]) -> _Tr
     ids, x = run_vectors(store, info, meme_ids=sorted(assignment))
     lab = np.array([assignment[m] for m in ids])
     clusters = sorted(set(lab.tolist()) - {-1})
-    cent = np.stack([x[lab == c].mean(axis=0) for c in clusters])
+    keep = lab >= 0
+    pos = np.searchsorted(np.asarray(clusters), lab[keep])
+    import scipy.sparse as sp
+
+    # Sums per cluster as one sparse product (no boolean mask per cluster).
+    onehot = sp.csr_matrix((np.ones(pos.size), (pos, np.arange(pos.size))),
+                           shape=(len(clusters), pos.size))
+    cent = np.asarray(onehot @ x[keep].astype(np.float64))
     cent /= np.maximum(np.linalg.norm(cent, axis=1, keepdims=True), 1e-12)
     z = linkage(cent.astype(np.float64), method="ward")
     k = len(clusters)
@@ -206,28 +213,49 @@ def _min_leaf(n: Any, children: dict[Any, list[Any]]) -> int:
     return min(_min_leaf(c, children) for c in children.get(n, []))
 
 
-def ctfidf(class_docs: list[str], n_words: int = N_KEYWORDS) -> list[list[str]]:
-    """Top c-TF-IDF words per class document (see the module docstring for the formula)."""
+def term_counts(class_docs: list[str]):
+    """(sparse class × term counts, vocabulary) of the class documents (None when no words)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     if not any(d.strip() for d in class_docs):
-        return [[] for _ in class_docs]
+        return None, None
     vec = CountVectorizer(stop_words="english",
                           token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b")
     try:
-        tf = vec.fit_transform(class_docs).astype(np.float64).toarray()
+        tf = vec.fit_transform(class_docs).astype(np.float64)
     except ValueError:  # only stop words
-        return [[] for _ in class_docs]
-    words = np.asarray(vec.get_feature_names_out())
-    lengths = tf.sum(axis=1, keepdims=True)
+        return None, None
+    return tf, np.asarray(vec.get_feature_names_out())
+
+
+def top_words(tf, words, n_words: int = N_KEYWORDS) -> list[list[str]]:
+    """Top c-TF-IDF words per row of a class × term count matrix (formula: module docstring).
+
+    Sparse throughout, so a thousand classes over a large vocabulary stay small.
+    """
+    import scipy.sparse as sp
+
+    tf = sp.csr_matrix(tf, dtype=np.float64)
+    lengths = np.asarray(tf.sum(axis=1)).ravel()
     avg = float(lengths.mean()) if lengths.size else 0.0
-    f = tf.sum(axis=0)
-    w = (tf / np.maximum(lengths, 1)) * np.log1p(avg / np.maximum(f, 1))
+    idf = np.log1p(avg / np.maximum(np.asarray(tf.sum(axis=0)).ravel(), 1))
+    w = sp.diags(1.0 / np.maximum(lengths, 1)) @ tf @ sp.diags(idf)
+    w = sp.csr_matrix(w)
     out = []
-    for row in w:
-        top = np.argsort(-row, kind="stable")[:n_words]
-        out.append([str(words[i]) for i in top if row[i] > 0])
+    for r in range(w.shape[0]):
+        lo, hi = w.indptr[r], w.indptr[r + 1]
+        vals, idx = w.data[lo:hi], w.indices[lo:hi]
+        order = np.lexsort((idx, -vals))[:n_words]  # score, then vocabulary order for ties
+        out.append([str(words[idx[i]]) for i in order if vals[i] > 0])
     return out
+
+
+def ctfidf(class_docs: list[str], n_words: int = N_KEYWORDS) -> list[list[str]]:
+    """Top c-TF-IDF words per class document."""
+    tf, words = term_counts(class_docs)
+    if tf is None:
+        return [[] for _ in class_docs]
+    return top_words(tf, words, n_words)
 
 
 def _docs(store, run_id: str, info: dict, ids: list[str]) -> dict[str, str]:
@@ -301,12 +329,22 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
         if c >= 0 and docs.get(m):
             by_cluster.setdefault(c, []).append(docs[m])
     keywords: dict[int, list[str]] = {}
-    for d in range(max(depth.values()) + 1):
-        part = [n for n in parent if depth[n] == d or (n < INNER_BASE and depth[n] < d)]
-        kws = ctfidf([" ".join(t for c in under[n] for t in by_cluster.get(c, [])) for n in part])
-        for n, kw in zip(part, kws, strict=True):
-            if depth[n] == d:
-                keywords[n] = kw
+    # Count terms once per cluster; a level's class counts are sums of its leaves' rows.
+    leaf_order = sorted(sizes)
+    tf, words = term_counts([" ".join(by_cluster.get(c, [])) for c in leaf_order])
+    if tf is not None:
+        import scipy.sparse as sp
+
+        col = {c: j for j, c in enumerate(leaf_order)}
+        for d in range(max(depth.values()) + 1):
+            part = [n for n in parent if depth[n] == d or (n < INNER_BASE and depth[n] < d)]
+            rows = [k for k, n in enumerate(part) for _ in under[n]]
+            cols = [col[c] for n in part for c in under[n]]
+            member = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                                   shape=(len(part), len(leaf_order)))
+            for n, kw in zip(part, top_words(member @ tf, words), strict=True):
+                if depth[n] == d:
+                    keywords[n] = kw
     leaf_labels = {int(c): (lab, list(kw or [])) for c, lab, kw in store.fetchall(
         "SELECT cluster, label, keywords FROM cluster_labels WHERE run_id = ?", [run_id])}
     params = {"method": used, "requested": method, "keywords": "ctfidf-per-level",
