@@ -99,3 +99,26 @@ def test_ctfidf_and_cli(store, db_path):
     r = CliRunner().invoke(app, ["hierarchy", "--run", rid, "--db", str(db_path)])
     assert r.exit_code == 0, r.output
     assert "centroid_ward" in r.output and "top split" in r.output
+
+
+def test_trends_by_level(store):
+    from datetime import datetime, timedelta
+
+    from memeatlas.study.trends import trends
+
+    ids, y = nested(store, n_per=12)
+    (rid,) = cluster_run(store, ClusterConfig(spaces=["text:nested"], algorithm="kmeans", k=6,
+                                              umap_dims=0, layout=False))
+    # the first group (true clusters 0-2) is posted late, the second early
+    for i, (m, t) in enumerate(zip(ids, y, strict=True)):
+        week = 6 + i % 6 if t < 3 else i % 6
+        store.execute("INSERT INTO meme_times (meme_id, ts, source) VALUES (?, ?, 'test')",
+                      [m, datetime(2024, 1, 1) + timedelta(weeks=week)])
+    with pytest.raises(InputError, match="run `memeatlas hierarchy --run"):
+        trends(store, rid, level=1)
+    hierarchy(store, rid)
+    s = trends(store, rid, period="week", level=1)
+    assert len(s.rising) == 1 and len(s.fading) == 1
+    assert all(n >= INNER_BASE for n in s.rising + s.fading)   # the two top groups
+    with pytest.raises(InputError, match="--level 9 is outside"):
+        trends(store, rid, level=9)

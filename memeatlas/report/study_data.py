@@ -36,8 +36,8 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
     if not span or not span[2]:
         return None
     trend = store.fetch_dict(
-        "SELECT trend_id, period FROM trend_runs WHERE run_id = ? ORDER BY created_at DESC, "
-        "trend_id DESC LIMIT 1", [run_id]) if store.table_exists("trend_runs") else None
+        "SELECT trend_id, period FROM trend_runs WHERE run_id = ? AND params->>'$.level' IS NULL "
+        "ORDER BY created_at DESC, trend_id DESC LIMIT 1", [run_id])  # cluster-level flags if store.table_exists("trend_runs") else None
     period = trend["period"] if trend else _period_for((span[1] - span[0]).total_seconds() / 86400)
     # `period` is day/week/month (from PERIODS or the stored trend row checked below).
     if period not in ("day", "week", "month"):

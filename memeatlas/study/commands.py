@@ -55,6 +55,9 @@ def trends_cmd(
     confidence: Annotated[float, typer.Option(
         "--confidence", help="Level of the Δshare interval; about 1 - level of steady clusters "
                              "are flagged by chance, so with k clusters consider 1 - 0.05/k.")] = 0.95,
+    level: Annotated[int | None, typer.Option(
+        "--level", help="Group clusters by their ancestor at this depth of the run's "
+                        "hierarchy (run `memeatlas hierarchy` first) [default: clusters].")] = None,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -67,9 +70,13 @@ def trends_cmd(
         run_id = run or latest_run(store, kind=None)
         if run_id is None:
             raise NotFoundError("no cluster run; run `memeatlas cluster` first")
-        s = trends(store, run_id, period=by, window=window, confidence=confidence, force=force)
+        s = trends(store, run_id, period=by, window=window, confidence=confidence, level=level,
+                   force=force)
         labels = dict(store.fetchall("SELECT cluster, label FROM cluster_labels WHERE run_id = ?",
                                      [run_id]))
+        if level is not None:
+            labels.update(store.fetchall("SELECT node, label FROM cluster_tree WHERE run_id = ?",
+                                         [run_id]))
         flags = store.fetchall(
             "SELECT cluster, trend, delta, ci_low, ci_high FROM cluster_trend_flags WHERE "
             "trend_id = ? AND trend <> 'steady' AND cluster >= 0 ORDER BY delta DESC",
@@ -81,7 +88,7 @@ def trends_cmd(
         **({"skipped": "already computed (--force to redo)"} if s.skipped else {}),
         **({"note": s.note} if s.note else {})})
     for c, trend, d, lo, hi in flags:
-        echo_err(f"  {trend:<7} cluster {c:>4}  Δshare {d:+.3f} [{lo:+.3f}, {hi:+.3f}]  "
+        echo_err(f"  {trend:<7} {'node' if level is not None else 'cluster'} {c:>4}  Δshare {d:+.3f} [{lo:+.3f}, {hi:+.3f}]  "
                  f"{labels.get(c) or ''}")
     typer.echo(s.trend_id)
 

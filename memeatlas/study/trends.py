@@ -86,13 +86,16 @@ def _windows(periods: list, window: int | None) -> tuple[list, list]:
 
 
 def trends(store, run_id: str, *, period: str = "week", window: int | None = None,
-           confidence: float = 0.95, force: bool = False) -> TrendSummary:
+           confidence: float = 0.95, level: int | None = None, force: bool = False
+           ) -> TrendSummary:
     """Bin run `run_id` by `period`, store counts/shares and rising/fading flags.
 
     `confidence` is the level of the Δshare interval (0.95: about 1 in 20 steady clusters is
     flagged by chance; with many clusters use a stricter level, e.g. 1 − 0.05/k). Skips
     (returning the stored result) when the same run, period, window, level and timestamps
-    were already computed, unless `force`.
+    were already computed, unless `force`. With `level`, the run's clusters are first grouped
+    by their ancestor at that depth of the stored hierarchy (`memeatlas hierarchy`), so the
+    `cluster` column holds tree nodes (inner nodes from 100000).
     """
     from memeatlas.cluster.api import get_run_info
 
@@ -110,12 +113,21 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
         f"SELECT ca.cluster, CAST(date_trunc('{period}', t.ts) AS DATE) AS p, count(*) "
         f"FROM cluster_assignments ca LEFT JOIN meme_times t USING (meme_id) "
         f"WHERE ca.run_id = ? GROUP BY ALL ORDER BY 2 NULLS LAST, 1", [run_id])
+    if level is not None:
+        group = _level_groups(store, run_id, level)
+        merged: dict[tuple[int, Any], int] = {}
+        for c, p, n in rows:
+            key = (group.get(int(c), int(c)), p)
+            merged[key] = merged.get(key, 0) + int(n)
+        rows = [(c, p, n) for (c, p), n in merged.items()]
     times_hash = store.scalar(
         "SELECT coalesce(bit_xor(hash(ca.meme_id || '|' || CAST(t.ts AS VARCHAR))), 0) "
         "FROM cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
         [run_id])
     params: dict[str, Any] = {"window": window or "halves", "interval": "newcombe-wilson",
                               "confidence": confidence, "times": str(times_hash)}
+    if level is not None:
+        params["level"] = level
     key = short_hash({"run": run_id, "period": period, "params": params})
     old = store.scalar("SELECT trend_id FROM trend_runs WHERE run_id = ? AND period = ? AND "
                        "params->>'$.key' = ? ORDER BY created_at DESC LIMIT 1",
@@ -193,6 +205,28 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
             "ci_low", "ci_high", "n_early", "n_late", "early_total", "late_total"), flag_rows)
     s.seconds = time.perf_counter() - t0
     return s
+
+
+def _level_groups(store, run_id: str, level: int) -> dict[int, int]:
+    """cluster → its ancestor at depth `level` of the run's stored tree (a leaf above stays)."""
+    rows = store.fetchall("SELECT node, parent, level, is_leaf FROM cluster_tree WHERE "
+                          "run_id = ?", [run_id])
+    if not rows:
+        raise InputError(f"--level needs the run's hierarchy; run `memeatlas hierarchy --run "
+                         f"{run_id}` first")
+    depth = max(r[2] for r in rows)
+    if not 0 <= level <= depth:
+        raise InputError(f"--level {level} is outside the tree of run {run_id} (levels 0..{depth})")
+    parent = {r[0]: r[1] for r in rows}
+    lvl = {r[0]: r[2] for r in rows}
+    out = {}
+    for node, _p, _l, leaf in rows:
+        if leaf:
+            n = node
+            while lvl[n] > level and parent[n] is not None:
+                n = parent[n]
+            out[int(node)] = int(n)
+    return out
 
 
 def stored_summary(store, trend_id: str) -> TrendSummary:
