@@ -241,7 +241,8 @@ def export_cmd(run: Annotated[str, typer.Option("--run", help="A curated run.")]
     if out is None:
         import yaml
 
-        typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100), nl=False)
+        typer.echo(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100,
+                              default_flow_style=None), nl=False)
     else:
         write_edit_file(doc, out)
         echo_err(f"wrote {len(doc['edits'])} edit(s) of {run} to {out}")

@@ -38,6 +38,7 @@ EDIT_FILE_VERSION = 1
 _ARGS = {"merge": {"clusters", "into"}, "split": {"cluster", "k", "seed"},
          "move": {"memes", "to"}, "rename": {"cluster", "name"}, "discard": {"clusters"}}
 _COMMON = {"op", "note"}
+_FIELD_ORDER = ("clusters", "cluster", "memes", "into", "to", "k", "seed", "name", "note")
 
 
 @dataclass
@@ -475,7 +476,10 @@ def edit_chain(store, run_id: str) -> tuple[str, list[dict[str, Any]]]:
     for r in reversed(chain):
         for (args,) in store.fetchall("SELECT args FROM curation_edits WHERE run_id = ? "
                                       "ORDER BY seq", [r]):
-            edits.append(json.loads(args))
+            e = json.loads(args)
+            # op first, then the fields in the order the docs write them (YAML keeps order)
+            edits.append({"op": e.pop("op"), **{k: e[k] for k in _FIELD_ORDER if k in e},
+                          **{k: v for k, v in e.items() if k not in _FIELD_ORDER}})
     return rid, edits
 
 
@@ -503,7 +507,8 @@ def write_edit_file(doc: dict[str, Any], path: str | Path) -> None:
     else:
         import yaml
 
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100,
+                              default_flow_style=None)
     path.write_text(text, encoding="utf-8")
 
 
