@@ -97,7 +97,7 @@ def _map_box(page):
     return page.locator("#map").bounding_box()
 
 
-def test_lasso_selects_a_cluster_and_csv_imports(page, report, tmp_path):
+def test_lasso_selects_a_cluster_and_csv_imports(page, report, store, tmp_path):
     path, ids = report
     _open(page, path)
     members = page.evaluate("""() => { const R = window.memeatlasReport, c = R.data.memes.cluster;
@@ -131,8 +131,12 @@ def test_lasso_selects_a_cluster_and_csv_imports(page, report, tmp_path):
     assert want <= {m for m, _p, c in ids["memes"] if c == 1}
     assert {r["meme_id"] for r in rows} == want
     assert {r["label"] for r in rows} == {'funny, "quoted"'}
-    # the CSV is what `curate move --memes-file` reads
+    # the CSV is what `curate move --memes-file` reads, and known labels for `evaluate labels`
     assert set(memes_from_csv(f)) == want
+    from memeatlas.evaluate.external import load_truth
+
+    gold = load_truth(store, f"SELECT meme_id, label FROM read_csv('{f}')")
+    assert gold == {m: 'funny, "quoted"' for m in want}
     # box select too; then clear
     page.select_option("#drag-mode", "box")
     page.mouse.move(box["x"] + 1, box["y"] + 1)
