@@ -221,3 +221,25 @@ def test_report_without_study_data_still_opens(page, store, tmp_path):
     page.evaluate("() => window.memeatlasReport.showMeme(0)")
     assert page.locator("#neighbours").count() == 0
     assert page.errors == []
+
+
+def test_curated_run_report_shows_edit_log(page, store, tmp_path):
+    from memeatlas.study.curate import curate
+
+    ids = fill_store(store, tmp_path / "img")
+    a = curate(store, ids["run_a"], [{"op": "rename", "cluster": 1, "name": XSS_TEXTS[1],
+                                      "note": XSS_TEXTS[0]}], editor=XSS_TEXTS[2], relabel=False)
+    b = curate(store, a.run_id, [{"op": "discard", "clusters": [2]},
+                                 {"op": "move", "memes": [ids["memes"][0][0]], "to": 1}],
+               relabel=False)
+    out = tmp_path / "curated.html"
+    build(store, b.run_id, out)
+    _open(page, out)
+    rows = page.locator("#edit-log tbody tr")
+    assert rows.count() == 3
+    text = page.inner_text("#edit-log")
+    assert XSS_TEXTS[0] in text and XSS_TEXTS[2] in text and "1 memes" in text
+    assert page.locator("#cluster-list li[data-cluster='1'] .cname").inner_text() == XSS_TEXTS[1]
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0 and page.locator("script").count() == 2
+    assert page.errors == []

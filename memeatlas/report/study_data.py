@@ -7,6 +7,7 @@ stay raw here (the page renders them with textContent).
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -129,6 +130,32 @@ def neighbour_data(store: Store, run: dict[str, Any], meme_ids: list[str], k: in
     return {"k": kk, "space": run.get("space"), "idx": flat_idx, "sim": flat_sim}
 
 
+def edit_log(store: Store, run_id: str) -> list[dict[str, Any]]:
+    """The curation edits behind a curated run, oldest first, over its chain of curated
+    parents (empty for a run that is not curated)."""
+    if not store.table_exists("curation_edits"):
+        return []
+    chain, rid = [], run_id
+    while rid:
+        row = store.fetchone("SELECT kind, parent_run FROM cluster_runs WHERE run_id = ?", [rid])
+        if not row or row[0] != "curated":
+            break
+        chain.append(rid)
+        rid = row[1]
+    out = []
+    for r in reversed(chain):
+        for seq, parent, op, args, n, editor, note, at in store.fetchall(
+                "SELECT seq, parent_run, op, args, n_changed, editor, note, edited_at FROM "
+                "curation_edits WHERE run_id = ? ORDER BY seq", [r]):
+            a = json.loads(args) if isinstance(args, str) else (args or {})
+            if "memes" in a:  # a long id list would bloat the page: keep the count
+                a["memes"] = f"{len(a['memes'])} memes"
+            out.append({"run_id": r, "seq": seq, "parent_run": parent, "op": op, "args": a,
+                        "n_changed": n, "editor": editor, "note": note,
+                        "edited_at": at.isoformat(sep=" ", timespec="seconds") if at else None})
+    return out
+
+
 def study_payload(store: Store, run: dict[str, Any], meme_ids: list[str], source_ids: list,
                   *, neighbours: int = DEFAULT_NEIGHBOURS) -> dict[str, Any]:
     """Everything the page's time chart, tree, selection CSV and neighbour panel read."""
@@ -137,4 +164,5 @@ def study_payload(store: Store, run: dict[str, Any], meme_ids: list[str], source
         "tree": tree_data(store, run["run_id"]),
         "neighbours": neighbour_data(store, run, meme_ids, neighbours),
         "source_id": [s if isinstance(s, str) and s else None for s in source_ids],
+        "edits": edit_log(store, run["run_id"]),
     }

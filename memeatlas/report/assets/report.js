@@ -708,6 +708,7 @@
     var g = D.generated || {};
     dl.append(el('dt', { text: 'report generated' }), el('dd', { text: (g.at || '') + ' by memeatlas ' + (g.memeatlas || '') + ' from ' + (g.db || '') }));
     host.append(dl);
+    renderEdits(host);
     ['params', 'spaces', 'software', 'timings'].forEach(function (k) {
       if (run[k] === null || run[k] === undefined) return;
       host.append(el('h3', { text: k }), el('pre', { class: 'json', text: JSON.stringify(run[k], null, 2) }));
@@ -920,6 +921,29 @@
     }
   }
   $('period-reset') && $('period-reset').addEventListener('click', function () { setPeriod(null); });
+
+  // ---- study: the edit log of a curated run ---------------------------------------
+  function renderEdits(host) {
+    var edits = (D.study && D.study.edits) || [];
+    if (!edits.length) return;
+    host.append(el('h3', { text: 'Hand edits (memeatlas curate)' }));
+    var t = el('table', { class: 'grid', id: 'edit-log' });
+    t.append(el('thead', null, el('tr', null, el('th', { text: '#' }), el('th', { text: 'edit' }),
+      el('th', { text: 'memes changed' }), el('th', { text: 'editor' }), el('th', { text: 'note' }),
+      el('th', { text: 'run' }), el('th', { text: 'when' }))));
+    var tb = el('tbody');
+    edits.forEach(function (e, k) {
+      var a = Object.assign({}, e.args || {}); delete a.op; delete a.note;
+      var what = e.op + ' ' + Object.keys(a).map(function (key) {
+        var v = a[key]; return key + '=' + (typeof v === 'object' ? JSON.stringify(v) : String(v)); }).join(' ');
+      tb.append(el('tr', null, el('td', { class: 'num', text: String(k + 1) }), el('td', { text: what }),
+        el('td', { class: 'num', text: fmt(e.n_changed) }), el('td', { text: e.editor || '' }),
+        el('td', { text: e.note || '' }), el('td', { class: 'nowrap', text: e.run_id }),
+        el('td', { class: 'num', text: e.edited_at || '' })));
+    });
+    t.append(tb); host.append(t);
+    host.append(el('p', { class: 'muted', text: 'Replay them on a fresh database: memeatlas curate export --run ' + run.run_id + ' -o edits.yaml; memeatlas curate apply edits.yaml' }));
+  }
 
   // ---- start -----------------------------------------------------------------
   computeCentroids();
