@@ -15,6 +15,7 @@ from memeatlas.store import Store
 
 DEFAULT_NEIGHBOURS = 5
 TREE_KEYWORDS = 6
+MAX_BARS = 260
 
 
 def _period_for(span_days: float) -> str:
@@ -43,12 +44,18 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
     # `period` is day/week/month (from PERIODS or the stored trend row checked below).
     if period not in ("day", "week", "month"):
         period = "week"
-    rows = store.fetchall(
-        f"SELECT ca.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM "
-        f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?", [run_id])
-    starts = sorted({p for _, p in rows})
-    # Every period between the first and the last, so gaps show as gaps.
-    periods = _fill(starts, period)
+    while True:
+        rows = store.fetchall(
+            f"SELECT ca.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM "
+            f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
+            [run_id])
+        starts = sorted({p for _, p in rows})
+        # Every period between the first and the last, so gaps show as gaps.
+        periods = _fill(starts, period)
+        # A chart of more than MAX_BARS bars is unreadable (and slow): bin coarser.
+        if len(periods) <= MAX_BARS or period == "month":
+            break
+        period = "week" if period == "day" else "month"
     index = {p: k for k, p in enumerate(periods)}
     of = {m: index[p] for m, p in rows}
     per_meme = [of.get(m) for m in meme_ids]
