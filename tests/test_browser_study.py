@@ -188,6 +188,7 @@ def test_neighbours_time_chart_levels_and_xss(page, report):
     page.click("#cluster-list li[data-cluster='100001']")
     assert page.locator("#cluster-panel h2").inner_text() == XSS_TEXTS[3]
     assert page.locator("#cluster-panel #gallery figure").count() == 12
+    assert page.get_attribute("#map", "data-selected-drawn") == "12"   # both clusters lit
     # XSS: corpus ids, tree labels/keywords, neighbour captions and period text stay text
     xss_idx = page.evaluate("""() => window.memeatlasReport.data.study.source_id
         .map((s, i) => s && s.indexOf('<') >= 0 ? i : -1).filter(i => i >= 0)""")

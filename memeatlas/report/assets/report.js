@@ -77,7 +77,7 @@
     cmpLabels = cmp.labels || {};
   }
   var state = { mode: 'a', selected: null, meme: null, find: [], showNoise: true, showLabels: true,
-    level: null, period: null, selection: [], listMode: 'flat' };
+    level: null, period: null, selection: [], listMode: 'flat', selLeaves: null };
   var S = D.study || {}, TIME = S.time || null, TREE = S.tree || null, NB = S.neighbours || null;
   var coloursL = {};
   function clusterOf(i) {
@@ -137,7 +137,7 @@
     return out.filter(Boolean).sort(function (a, b) { return b.size - a.size || a.cluster - b.cluster; });
   }
   function setLevel(level) {
-    state.level = level;
+    state.level = level; state.selLeaves = null;
     if (level !== null) coloursL = makeColours(levelNodes(level).map(function (e) { return e.cluster; }).concat([-1]));
     state.selected = null;
     computeCentroids(); renderList(); draw(); renderPanel(); drawTime();
@@ -205,7 +205,7 @@
   function draw() {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
-    var sel = state.selected, drawn = 0;
+    var sel = state.selected, drawn = 0, drawnSel = 0;
     var r = Math.max(1.6, Math.min(4.5, 9 / Math.sqrt(Math.max(1, N / 400)))) * Math.min(2.2, Math.sqrt(view.k / baseK));
     var findSet = state.findSet;
     // noise first (under), then clusters; the selected cluster last (on top)
@@ -213,7 +213,7 @@
       for (var j = 0; j < has.length; j++) {
         var i = has[j], c = clusterOf(i);
         var isNoise = c === -1 || c === null || c === undefined;
-        var isSel = sel !== null && c === sel;
+        var isSel = sel !== null && (c === sel || (state.selLeaves !== null && state.selLeaves[c] === 1));
         if (pass === 0 && !isNoise) continue;
         if (pass === 1 && (isNoise || isSel)) continue;
         if (pass === 2 && !(isSel && !isNoise)) continue;
@@ -225,7 +225,7 @@
         if (state.period !== null && TIME && TIME.meme_period[i] !== state.period) ctx.globalAlpha *= 0.15;
         ctx.fillStyle = colourOf(i);
         ctx.beginPath(); ctx.arc(px, py, isNoise ? r * 0.7 : r, 0, 6.2832); ctx.fill();
-        drawn++;
+        drawn++; if (isSel) drawnSel++;
       }
     }
     ctx.globalAlpha = 1;
@@ -243,6 +243,7 @@
     if (state.showLabels && centroids) drawNames();
     drawSelectionOverlay(r);
     canvas.setAttribute('data-points-drawn', String(drawn));
+    canvas.setAttribute('data-selected-drawn', String(drawnSel));
   }
   function drawNames() {
     ctx.font = '600 12px system-ui, sans-serif';
@@ -251,7 +252,7 @@
     var placed = [], maxNames = 40;
     for (var k = 0; k < centroids.length && placed.length < maxNames; k++) {
       var ce = centroids[k];
-      if (state.selected !== null && ce.c !== state.selected) continue;
+      if (state.selected !== null && ce.c !== state.selected && !(state.selLeaves && state.selLeaves[ce.c])) continue;
       var px = ce.x * view.k + view.tx, py = -ce.y * view.k + view.ty;
       if (px < 0 || py < 0 || px > W || py > H) continue;
       var text = clip(labelOf(ce.c), 38), w = ctx.measureText(text).width + 8, h = 16;
@@ -456,6 +457,12 @@
   }
   function selectCluster(c) {
     state.selected = (c === undefined) ? null : c;
+    // A tree group picked while the map shows finer clusters highlights all clusters under it.
+    state.selLeaves = null;
+    if (state.selected !== null && treeNode[state.selected] && !treeNode[state.selected].leaf && state.mode === 'a') {
+      state.selLeaves = {};
+      leavesUnder(state.selected).forEach(function (l) { state.selLeaves[l] = 1; });
+    }
     document.querySelectorAll('#cluster-list li').forEach(function (li) {
       li.classList.toggle('sel', state.selected !== null && Number(li.getAttribute('data-cluster')) === state.selected);
     });
@@ -881,7 +888,7 @@
         var n = counts[q][bd] || 0;
         if (!n) return;
         var hh = (h - t - b) * n / totals[q];
-        var isSel = state.selected === null || state.selected === bd;
+        var isSel = state.selected === null || state.selected === bd || (state.selLeaves !== null && state.selLeaves[bd] === 1);
         var rect = svg('rect', { class: 'bar seg', x: l + q * bw + 0.5, y: y0 - hh, width: Math.max(1, bw - 1), height: hh,
           fill: bd === 'other' ? '#d0d5dd' : (colours[bd] || NOISE), 'fill-opacity': isSel ? (state.period === null || state.period === q ? 1 : 0.35) : 0.18,
           'data-period': q, 'data-cluster': bd });
