@@ -309,7 +309,8 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
             [(new_run, n, run_id, e["op"], stable_json(e), stable_json(r), r["n_changed"], who,
               e.get("note") or note, now) for n, (e, r) in enumerate(zip(canon, results,
                                                                            strict=True), 1)])
-    touched = sorted(c for c in state.touched if c in set(new.tolist()))
+    present = set(np.unique(new).tolist())
+    touched = sorted(c for c in state.touched if c in present)
     relabelled = _labels(store, run_id, new_run, state, touched, who, relabel)
     t = time.perf_counter() - t0
     store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
