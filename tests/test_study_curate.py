@@ -195,3 +195,27 @@ def test_move_from_selection_csv_and_evaluate(st, tmp_path):
         assert runs == {RUN, new}
         ari = {row["run"]: row["ari"] for row in res.rows if row["scope"] == "all"}
         assert all(np.isfinite(v) for v in ari.values())
+
+
+def test_delta_cq_curated_vs_original(st):
+    """`evaluate quality` scores a curated run against its parent like any two runs."""
+    from helpers_evaluate import add_pairs, add_ratings
+
+    from memeatlas.evaluate.quality import quality
+
+    base = assignment(st, RUN)
+    ids = sorted(base)
+    rng = np.random.default_rng(0)
+    pairs = {tuple(sorted(rng.choice(len(ids), 2, replace=False).tolist())) for _ in range(150)}
+    pairs = [(ids[a], ids[b]) for a, b in sorted(pairs)]
+    pids = add_pairs(st, "ps", pairs)
+    # coders agree with the planted clusters (the parent run's clusters here)
+    add_ratings(st, "ps", {pid: [3.0 if base[a] == base[b] else 1.0] * 2
+                           for pid, (a, b) in zip(pids, pairs, strict=True)})
+    worse = curate(st, RUN, [{"op": "merge", "clusters": [0, 1]}], relabel=False)
+    res = quality(st, [RUN, worse.run_id], "ps", bootstrap=200)
+    cq = {r["run"]: r["value"] for r in res.rows if r["metric"] == "cq"}
+    assert cq[RUN] > cq[worse.run_id]
+    delta = [r for r in res.rows if r["metric"] == "delta_cq"]
+    assert len(delta) == 1 and abs(delta[0]["value"]) > 0.1
+    assert st.scalar("SELECT count(*) FROM evaluations WHERE run_id = ?", [worse.run_id]) >= 1
