@@ -399,6 +399,10 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
         if rate_pairs > 0:
             with _Timer(summary, "demo ratings + CQ sweep") as st:
                 st.work, st.detail = _demo_evaluate(store, summary, d, force)
+        with _Timer(summary, "demo trends + hierarchy") as st:
+            from memeatlas.study.demo import demo_study
+
+            st.work, st.detail = demo_study(store, summary.run_id, force=force)
         _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary

@@ -85,6 +85,11 @@ def test_demo_small(tmp_path):
         assert s.scalar("SELECT count(*) FROM ratings WHERE pair_set = 'demo'") == 16
         assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'ari'") >= 1
         assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'cq'") >= 2
+        # synthetic posting dates: timestamps, weekly trends, the report's time chart
+        assert s.scalar("SELECT count(*) FROM meme_times") == 12
+        assert s.scalar("SELECT count(*) FROM trend_runs") == 1
+    assert '"time":{"period":"week"' in (d / "report.html").read_text()
     assert summary.step("known labels") and summary.step("demo ratings + CQ sweep")
+    assert summary.step("demo trends + hierarchy")
     again = run_demo(d, n=12, rate_pairs=8)
     assert not again.did_work, [(s.name, s.work, s.detail) for s in again.steps]

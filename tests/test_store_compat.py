@@ -254,7 +254,7 @@ def test_duckdb1_client_reads_the_store(demo_like, tmp_path, spec):
 
 
 def test_entity_roles_rewrite_gives_the_same_rows(db_path):
-    """Migration 0006 replaces WITH ORDINALITY (DuckDB >= 1.4 only); the rows must not change."""
+    """The store_format migration replaces WITH ORDINALITY (DuckDB >= 1.4 only); the rows must not change."""
     ents = [None, "[]", json.dumps([{"name": "a", "role": "hero", "stands_for": "x"},
                                    {"name": "b", "role": "villain"}]),
             json.dumps([{"name": "ü", "role": None, "stands_for": None, "extra": 1}])]

@@ -33,13 +33,27 @@ EXPECTED = {
                 "n_failed", "software", "created_at"],
     "store_format": ["storage_version", "duckdb_version", "memeatlas_version", "event", "detail",
                      "recorded_at"],
+    # 0006_study: timestamps, trends, curation log, cluster tree
+    "meme_times": ["meme_id", "ts", "source", "raw", "time_format", "set_at"],
+    "trend_runs": ["trend_id", "run_id", "period", "params", "n_memes", "n_timed", "n_untimed",
+                   "n_periods", "software", "created_at"],
+    "cluster_trends": ["trend_id", "run_id", "cluster", "period_start", "n", "period_total",
+                       "share"],
+    "cluster_trend_flags": ["trend_id", "run_id", "cluster", "trend", "share_early",
+                            "share_late", "delta", "ci_low", "ci_high", "n_early", "n_late",
+                            "early_total", "late_total"],
+    "curation_edits": ["run_id", "seq", "parent_run", "op", "args", "result", "n_changed",
+                       "editor", "note", "edited_at"],
+    "cluster_tree": ["run_id", "node", "parent", "level", "is_leaf", "cluster", "size",
+                     "height", "keywords", "label", "method", "params", "created_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
-    "schema_migrations", "store_format",
+    "schema_migrations", "store_format", "meme_times", "trend_runs", "cluster_trends", "cluster_trend_flags",
+    "curation_edits", "cluster_tree", "meme_timeline", "latest_cluster_trends",
 }
 
 

@@ -4,7 +4,9 @@ Image macros on a few themes (what the text is about) drawn in a few templates
 (what the picture looks like: layout, palette, shapes). The two are crossed on
 purpose: a clustering of the *text* should recover themes, one of the *pixels*
 templates, which is the contrast the evaluate step measures. A `manifest.csv`
-beside the images records theme and template as ground truth.
+beside the images records theme and template as ground truth, and a synthetic posting
+date (`posted`) over twelve weeks in which cats rise and gym fades (see `POSTING`), so
+the demo shows `memeatlas trends` and the report's time chart.
 """
 
 from __future__ import annotations
@@ -50,6 +52,34 @@ TEMPLATES: dict[str, dict] = {
 }
 
 
+# Synthetic posting dates: twelve weeks from DEMO_START; a theme's memes fall in the weeks its
+# profile weights (cats rise late, gym fades, the others spread evenly).
+DEMO_START = "2024-01-01"
+DEMO_WEEKS = 12
+POSTING: dict[str, list[float]] = {
+    "cats": [(w + 1) ** 2 for w in range(DEMO_WEEKS)],
+    "gym": [(DEMO_WEEKS - w) ** 2 for w in range(DEMO_WEEKS)],
+}
+
+
+def posted_date(theme: str, k: int, n_theme: int, rng: random.Random) -> str:
+    """The synthetic posting date (ISO) of the k-th of `n_theme` memes of `theme`.
+
+    Weeks are quantiles of the theme's weekly profile (not random draws), so the evenly spread
+    themes stay even and only the planted rise and fall show up; the day in the week is random.
+    """
+    from datetime import date, timedelta
+
+    weights = POSTING.get(theme, [1.0] * DEMO_WEEKS)
+    total, q, acc, week = sum(weights), (k + 0.5) / max(1, n_theme), 0.0, 0
+    for week, w in enumerate(weights):  # noqa: B007 - the loop leaves the quantile's week
+        acc += w / total
+        if q <= acc:
+            break
+    day = date.fromisoformat(DEMO_START) + timedelta(days=7 * week + rng.randrange(7))
+    return day.isoformat()
+
+
 @dataclass(frozen=True)
 class CorpusItem:
     """One generated meme: its file and the truth behind it."""
@@ -59,6 +89,7 @@ class CorpusItem:
     template: str
     top: str
     bottom: str
+    posted: str = ""
 
 
 @lru_cache(maxsize=8)
@@ -128,6 +159,7 @@ def write_corpus(out_dir: str | Path, n: int = 60, seed: int = 0,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
+    dates = random.Random(seed + 7_919)  # its own stream: the texts stay what they were
     themes = sorted(THEMES)
     templates = sorted(TEMPLATES)
     items: list[CorpusItem] = []
@@ -143,9 +175,12 @@ def write_corpus(out_dir: str | Path, n: int = 60, seed: int = 0,
             img.save(path, "JPEG", quality=90)
         else:
             img.save(path)
-        items.append(CorpusItem(path, theme, template, top, bottom))
+        k, n_theme = i // len(themes), len(range(themes.index(theme), n, len(themes)))
+        items.append(CorpusItem(path, theme, template, top, bottom,
+                                posted_date(theme, k, n_theme, dates)))
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "theme", "template", "top", "bottom"])
+        writer = csv.DictWriter(fh, fieldnames=["path", "theme", "template", "top", "bottom",
+                                                "posted"])
         writer.writeheader()
         for it in items:
             row = asdict(it)

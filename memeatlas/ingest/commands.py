@@ -31,6 +31,12 @@ def ingest(
         "(decompression-bomb guard).")] = DEFAULT_MAX_IMAGE_PIXELS,
     workers: Annotated[int | None, typer.Option(
         "--workers", help="Threads reading and hashing files [default: 2 per core, max 4].")] = None,
+    timestamp_column: Annotated[str | None, typer.Option(
+        "--timestamp-column", help="Manifest column with each meme's time (see `memeatlas "
+        "timestamps`); without it no timestamp is set.")] = None,
+    time_format: Annotated[str, typer.Option(
+        "--time-format", help="With --timestamp-column: iso, epoch, epoch_ms or a strptime "
+        "pattern.")] = "iso",
     db: DbOption = None,
 ) -> None:
     """Add images (folders, globs, files, manifest) with content-hash ids and pHashes."""
@@ -39,10 +45,14 @@ def ingest(
 
     if not paths and manifest is None:
         raise InputError("give at least one folder, file or glob, or --manifest FILE")
+    if timestamp_column and manifest is None:
+        raise InputError("--timestamp-column names a manifest column; give --manifest FILE too "
+                         "(or set times later with `memeatlas timestamps --from-meta KEY`)")
     with open_store(db, create=True) as store:
         s = ingest_paths(store, paths or [], recursive=recursive, manifest=manifest,
                          path_column=path_column, id_column=id_column,
                          max_image_pixels=max_image_pixels, workers=workers)
+        times = _timestamps(store, timestamp_column, time_format)
     fields = {"added": s.added, "already present": s.present, "failed": s.failed}
     for code, n in sorted(s.errors.items()):
         fields[f"  {code}"] = n
@@ -52,6 +62,33 @@ def ingest(
     echo_summary(f"ingest: {s.seen} files in {s.seconds:.1f} s", fields)
     if s.failed:
         echo_err("  see why: memeatlas sql \"SELECT path, error, detail FROM ingest_errors\"")
+    _echo_times(times)
+
+
+def _timestamps(store, key: str | None, time_format: str):
+    """Timestamps from the named manifest column / import field (memeatlas.study.times).
+
+    A problem (e.g. no such column) is returned, not raised, so the ingest summary still
+    prints before the error; what was ingested stays stored.
+    """
+    if not key:
+        return None
+    from memeatlas.errors import InputError
+    from memeatlas.study.times import set_timestamps
+
+    try:
+        return set_timestamps(store, key, time_format=time_format)
+    except InputError as exc:
+        return exc
+
+
+def _echo_times(times) -> None:
+    if isinstance(times, Exception):
+        raise times
+    if times is not None:
+        from memeatlas.study.commands import echo_time_summary
+
+        echo_time_summary(times)
 
 
 def import_annotations(
@@ -71,6 +108,12 @@ def import_annotations(
     image_field: Annotated[str | None, typer.Option(
         "--image-field", help="jsonl/csv column with an image path; rows whose image exists "
         "are attached to the image's meme.")] = None,
+    timestamp_field: Annotated[str | None, typer.Option(
+        "--timestamp-field", help="Field with each row's time (kept in memes.meta; see "
+        "`memeatlas timestamps`); without it no timestamp is set.")] = None,
+    time_format: Annotated[str, typer.Option(
+        "--time-format", help="With --timestamp-field: iso, epoch, epoch_ms or a strptime "
+        "pattern.")] = "iso",
     images: Annotated[Path | None, typer.Option(
         "--images", help="Folder holding the corpus images (MemeCap: img_fname is looked up "
         "here). Without it, memes are stored without images.")] = None,
@@ -83,6 +126,7 @@ def import_annotations(
         s = run_import(store, file, fmt, mapping=parse_kv(mapping, "--map"), id_field=id_field,
                        corpus=corpus, annotator=annotator, image_field=image_field,
                        images=images)
+        times = _timestamps(store, timestamp_field, time_format)
     echo_summary(f"import-annotations: {s.rows} rows from {file} as {s.annotator}", {
         "imported": s.imported, "with image": s.with_image, "failed": s.failed,
         **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {})})
@@ -90,6 +134,7 @@ def import_annotations(
         echo_err(f"  {file}:{line}: {why}")
     if len(s.bad_lines) > 20:
         echo_err(f"  … and {len(s.bad_lines) - 20} more (table ingest_errors)")
+    _echo_times(times)
 
 
 def register(app: typer.Typer) -> None:

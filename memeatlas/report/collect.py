@@ -251,7 +251,8 @@ def _compare(store: Store, other: str, meme_ids: list[str], clusters: list[int])
 
 
 def collect(store: Store, run_id: str | None = None, *, compare: str | None = None,
-            thumbs_per_cluster: int = 24, max_thumbs: int = 2500) -> ReportData:
+            thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
+            neighbours: int = 5) -> ReportData:
     """Read a run and everything about it into a `ReportData` (no images decoded yet)."""
     run_id = run_id or latest_run_id(store)
     run = run_info(store, run_id)
@@ -339,4 +340,8 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     }
     if compare:
         payload["compare"] = _compare(store, compare, meme_ids, clusters)
+    from memeatlas.report.study_data import study_payload
+
+    payload["study"] = study_payload(store, run, meme_ids, df["source_id"].tolist(),
+                                     neighbours=neighbours)
     return ReportData(run_id=run_id, payload=payload, thumb_paths=thumb_paths)

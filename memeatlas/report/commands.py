@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         max_thumbs: Annotated[int, typer.Option(
             "--max-thumbs", min=0, help="Cap on thumbnails in the whole report (keeps its size "
                                         "reasonable for large corpora).")] = 2500,
+        neighbours: Annotated[int, typer.Option(
+            "--neighbours", min=0, max=50, help="Nearest memes (in the run's space) shown for "
+                                                "each meme; 0 leaves them out.")] = 5,
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
@@ -39,5 +42,6 @@ def register(app: typer.Typer) -> None:
 
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
-                            thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs)
+                            thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs,
+                            neighbours=neighbours)
         echo_summary("report", summary.as_dict())

@@ -76,12 +76,71 @@
     coloursB = makeColours(idsB);
     cmpLabels = cmp.labels || {};
   }
-  var state = { mode: 'a', selected: null, meme: null, find: [], showNoise: true, showLabels: true };
-  function clusterOf(i) { return state.mode === 'b' ? cmp.per_meme[i] : M.cluster[i]; }
+  var state = { mode: 'a', selected: null, meme: null, find: [], showNoise: true, showLabels: true,
+    level: null, period: null, selection: [], listMode: 'flat', selLeaves: null };
+  var S = D.study || {}, TIME = S.time || null, TREE = S.tree || null, NB = S.neighbours || null;
+  var coloursL = {};
+  function clusterOf(i) {
+    if (state.mode === 'b') return cmp.per_meme[i];
+    return state.level === null ? M.cluster[i] : groupAt(M.cluster[i], state.level);
+  }
+  function currentColours() { return state.mode === 'b' ? coloursB : (state.level === null ? coloursA : coloursL); }
   function colourOf(i) {
     var c = clusterOf(i);
     if (c === null || c === undefined) return NOISE;
-    return (state.mode === 'b' ? coloursB : coloursA)[c] || NOISE;
+    return currentColours()[c] || NOISE;
+  }
+
+  // ---- study: cluster tree (levels) -------------------------------------------
+  // Tree nodes: leaves are the run's clusters, inner nodes (>= 100000) their merges. At level L
+  // every cluster is shown as its ancestor at depth L (a leaf above L stands for itself).
+  var treeNode = {}, treeKids = {}, maxLevel = 0;
+  if (TREE) {
+    TREE.nodes.forEach(function (n) {
+      treeNode[n.node] = n;
+      if (n.parent !== null) (treeKids[n.parent] = treeKids[n.parent] || []).push(n.node);
+      if (n.level > maxLevel) maxLevel = n.level;
+    });
+  }
+  function groupAt(c, level) {
+    if (c === -1 || c === null || c === undefined || !treeNode[c]) return c;
+    var n = treeNode[c];
+    while (n.level > level && n.parent !== null) n = treeNode[n.parent];
+    return n.node;
+  }
+  function leavesUnder(node) {
+    var kids = treeKids[node];
+    if (!kids) return [node];
+    var out = [];
+    kids.forEach(function (k) { out = out.concat(leavesUnder(k)); });
+    return out;
+  }
+  function innerEntry(node) { // a cluster-like entry for an inner node, built on first use
+    if (clusterById[node]) return clusterById[node];
+    var n = treeNode[node], members = [], gallery = [];
+    leavesUnder(node).forEach(function (c) {
+      var e = clusterById[c];
+      if (e) { members = members.concat(e.members); gallery = gallery.concat(e.gallery); }
+    });
+    var e = { cluster: node, label: n.label || ('group ' + (node - 100000)), keywords: n.keywords || [],
+      size: members.length, members: members, gallery: gallery.slice(0, 24), inner: true };
+    clusterById[node] = e;
+    return e;
+  }
+  function levelNodes(level) {
+    var seen = {}, out = [];
+    D.clusters.forEach(function (c) {
+      if (c.cluster === -1) return;
+      var g = groupAt(c.cluster, level);
+      if (!seen[g]) { seen[g] = 1; out.push(treeNode[g] && !treeNode[g].leaf ? innerEntry(g) : clusterById[g]); }
+    });
+    return out.filter(Boolean).sort(function (a, b) { return b.size - a.size || a.cluster - b.cluster; });
+  }
+  function setLevel(level) {
+    state.level = level; state.selLeaves = null;
+    if (level !== null) coloursL = makeColours(levelNodes(level).map(function (e) { return e.cluster; }).concat([-1]));
+    state.selected = null;
+    computeCentroids(); renderList(); draw(); renderPanel(); drawTime();
   }
   function labelOf(c, mode) {
     if ((mode || state.mode) === 'b') {
@@ -89,7 +148,7 @@
       var l = cmpLabels[String(c)];
       return (l && l.label) || (c === -1 ? 'noise' : 'cluster ' + c);
     }
-    var k = clusterById[c];
+    var k = clusterById[c] || (treeNode[c] ? innerEntry(c) : null);
     return k ? k.label : 'cluster ' + c;
   }
 
@@ -146,7 +205,7 @@
   function draw() {
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, W, H);
-    var sel = state.selected, drawn = 0;
+    var sel = state.selected, drawn = 0, drawnSel = 0;
     var r = Math.max(1.6, Math.min(4.5, 9 / Math.sqrt(Math.max(1, N / 400)))) * Math.min(2.2, Math.sqrt(view.k / baseK));
     var findSet = state.findSet;
     // noise first (under), then clusters; the selected cluster last (on top)
@@ -154,7 +213,7 @@
       for (var j = 0; j < has.length; j++) {
         var i = has[j], c = clusterOf(i);
         var isNoise = c === -1 || c === null || c === undefined;
-        var isSel = sel !== null && c === sel;
+        var isSel = sel !== null && (c === sel || (state.selLeaves !== null && state.selLeaves[c] === 1));
         if (pass === 0 && !isNoise) continue;
         if (pass === 1 && (isNoise || isSel)) continue;
         if (pass === 2 && !(isSel && !isNoise)) continue;
@@ -163,9 +222,10 @@
         sx[i] = px; sy[i] = py;
         if (px < -10 || py < -10 || px > W + 10 || py > H + 10) continue;
         ctx.globalAlpha = sel === null ? (isNoise ? 0.55 : 0.85) : (isSel ? 0.95 : 0.12);
+        if (state.period !== null && TIME && TIME.meme_period[i] !== state.period) ctx.globalAlpha *= 0.15;
         ctx.fillStyle = colourOf(i);
         ctx.beginPath(); ctx.arc(px, py, isNoise ? r * 0.7 : r, 0, 6.2832); ctx.fill();
-        drawn++;
+        drawn++; if (isSel) drawnSel++;
       }
     }
     ctx.globalAlpha = 1;
@@ -181,7 +241,9 @@
       ctx.beginPath(); ctx.arc(sx[state.meme], sy[state.meme], r + 5, 0, 6.2832); ctx.stroke();
     }
     if (state.showLabels && centroids) drawNames();
+    drawSelectionOverlay(r);
     canvas.setAttribute('data-points-drawn', String(drawn));
+    canvas.setAttribute('data-selected-drawn', String(drawnSel));
   }
   function drawNames() {
     ctx.font = '600 12px system-ui, sans-serif';
@@ -190,7 +252,7 @@
     var placed = [], maxNames = 40;
     for (var k = 0; k < centroids.length && placed.length < maxNames; k++) {
       var ce = centroids[k];
-      if (state.selected !== null && ce.c !== state.selected) continue;
+      if (state.selected !== null && ce.c !== state.selected && !(state.selLeaves && state.selLeaves[ce.c])) continue;
       var px = ce.x * view.k + view.tx, py = -ce.y * view.k + view.ty;
       if (px < 0 || py < 0 || px > W || py > H) continue;
       var text = clip(labelOf(ce.c), 38), w = ctx.measureText(text).width + 8, h = 16;
@@ -226,6 +288,7 @@
   var drag = null, baseK = 1;
   canvas.addEventListener('mousemove', function (ev) {
     var rect = canvas.getBoundingClientRect(), mx = ev.clientX - rect.left, my = ev.clientY - rect.top;
+    if (selDrag) { selDrag.pts.push([mx, my]); tip.hidden = true; draw(); return; }
     if (drag) {
       view.tx = drag.tx + (ev.clientX - drag.x); view.ty = drag.ty + (ev.clientY - drag.y);
       drag.moved = drag.moved || Math.abs(ev.clientX - drag.x) + Math.abs(ev.clientY - drag.y) > 3;
@@ -234,8 +297,18 @@
     showTip(nearest(mx, my, 8), mx, my);
   });
   canvas.addEventListener('mouseleave', function () { tip.hidden = true; drag = null; });
-  canvas.addEventListener('mousedown', function (ev) { drag = { x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty, moved: false }; });
+  var selDrag = null;
+  canvas.addEventListener('mousedown', function (ev) {
+    var mode = $('drag-mode').value;
+    if (mode !== 'pan') {
+      var rect = canvas.getBoundingClientRect();
+      selDrag = { mode: mode, pts: [[ev.clientX - rect.left, ev.clientY - rect.top]] };
+      return;
+    }
+    drag = { x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty, moved: false };
+  });
   window.addEventListener('mouseup', function (ev) {
+    if (selDrag) { finishSelection(); return; }
     if (!drag) return;
     var moved = drag.moved; drag = null;
     if (moved || ev.target !== canvas) return;
@@ -277,6 +350,11 @@
 
   // ---- cluster list ----------------------------------------------------------
   function listEntries() {
+    if (state.mode === 'a' && state.level !== null) {
+      var out = levelNodes(state.level);
+      if (clusterById[-1]) out.push(clusterById[-1]);
+      return out;
+    }
     if (state.mode === 'b') {
       var count = {};
       cmp.per_meme.forEach(function (c) { if (c !== null) count[c] = (count[c] || 0) + 1; });
@@ -289,6 +367,7 @@
     return D.clusters.slice();
   }
   function renderList() {
+    if (TREE && state.mode === 'a' && state.listMode === 'tree') { renderTreeList(); return; }
     var how = $('sort-clusters').value, items = listEntries();
     items.sort(function (a, b) {
       if ((a.cluster === -1) !== (b.cluster === -1)) return a.cluster === -1 ? 1 : -1;
@@ -296,7 +375,7 @@
       if (how === 'label') return String(a.label).localeCompare(String(b.label));
       return b.size - a.size || a.cluster - b.cluster;
     });
-    var colours = state.mode === 'b' ? coloursB : coloursA;
+    var colours = currentColours();
     var ol = $('cluster-list');
     ol.replaceChildren();
     items.forEach(function (c) {
@@ -313,6 +392,57 @@
     });
   }
   $('sort-clusters').addEventListener('change', renderList);
+  // ---- study: the cluster list folded into the tree ----------------------------
+  function renderTreeList() {
+    var ol = $('cluster-list');
+    ol.replaceChildren();
+    var root = TREE.nodes.filter(function (n) { return n.parent === null; })[0];
+    function entryRow(node) {
+      var n = treeNode[node], e = n.leaf ? clusterById[node] : innerEntry(node);
+      var sw = el('span', { class: 'swatch' }); sw.style.background = coloursA[node] || (n.leaf ? NOISE : '#d0d5dd');
+      var name = el('div', { class: 'cname', text: e ? e.label : n.label });
+      var li = el('li', { 'data-cluster': node, title: e ? e.label : n.label }, sw,
+        el('div', null, name, n.keywords && n.keywords.length ? el('div', { class: 'ckw', text: n.keywords.slice(0, 6).join(', ') }) : null),
+        el('span', { class: 'csize', text: fmt(n.size) }));
+      if (state.selected === node) li.classList.add('sel');
+      li.tabIndex = 0;
+      li.addEventListener('click', function (ev) { ev.stopPropagation(); selectCluster(node === state.selected ? null : node); });
+      return li;
+    }
+    function build(node, host) {
+      var kids = treeKids[node];
+      if (!kids) { host.append(entryRow(node)); return; }
+      var det = el('details', { class: 'tnode', open: treeNode[node].level < 1 ? 'open' : null, 'data-node': node });
+      var sum = el('summary', null);
+      sum.append(entryRow(node));
+      det.append(sum);
+      var ul = el('ol', { class: 'clist tsub' });
+      kids.slice().sort(function (a, b) { return treeNode[b].size - treeNode[a].size || a - b; })
+        .forEach(function (k) { build(k, ul); });
+      det.append(ul);
+      host.append(el('li', { class: 'twrap' }, det));
+    }
+    if (root) build(root.node, ol);
+    if (clusterById[-1]) {
+      var sw = el('span', { class: 'swatch' }); sw.style.background = NOISE;
+      var li = el('li', { 'data-cluster': -1 }, sw, el('div', { class: 'cname', text: 'noise' }), el('span', { class: 'csize', text: fmt(clusterById[-1].size) }));
+      li.addEventListener('click', function () { selectCluster(state.selected === -1 ? null : -1); });
+      ol.append(li);
+    }
+  }
+  if (TREE) {
+    $('level-wrap').hidden = false; $('list-mode-wrap').hidden = false;
+    var lv = $('level');
+    for (var L = 1; L <= maxLevel; L++) {
+      lv.append(el('option', { value: String(L), text: L === maxLevel ? 'level ' + L + ' (finest)' : 'level ' + L }));
+    }
+    lv.addEventListener('change', function (ev) {
+      var v = ev.target.value;
+      if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; }
+      setLevel(v === '' ? null : Number(v));
+    });
+    $('list-mode').addEventListener('change', function (ev) { state.listMode = ev.target.value; renderList(); });
+  }
 
   // ---- cluster panel ---------------------------------------------------------
   function thumbOf(i) { return D.thumbs ? D.thumbs[String(i)] : null; }
@@ -327,6 +457,12 @@
   }
   function selectCluster(c) {
     state.selected = (c === undefined) ? null : c;
+    // A tree group picked while the map shows finer clusters highlights all clusters under it.
+    state.selLeaves = null;
+    if (state.selected !== null && treeNode[state.selected] && !treeNode[state.selected].leaf && state.mode === 'a') {
+      state.selLeaves = {};
+      leavesUnder(state.selected).forEach(function (l) { state.selLeaves[l] = 1; });
+    }
     document.querySelectorAll('#cluster-list li').forEach(function (li) {
       li.classList.toggle('sel', state.selected !== null && Number(li.getAttribute('data-cluster')) === state.selected);
     });
@@ -342,14 +478,30 @@
     }
     var members = [];
     for (var i = 0; i < N; i++) if (clusterOf(i) === c) members.push(i);
-    var info = state.mode === 'a' ? clusterById[c] : null;
+    var info = state.mode === 'a' ? (clusterById[c] || (treeNode[c] ? innerEntry(c) : null)) : null;
     var gallery = info ? info.gallery : members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
     if (info) members = info.members;
+    var inPeriod = periodFilter();
+    if (inPeriod) {
+      members = members.filter(inPeriod);
+      gallery = members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
+    }
     var head = el('div', { class: 'phead' },
       el('h2', { text: labelOf(c) }),
-      el('div', { class: 'muted', text: (c === -1 ? 'noise (in no cluster)' : 'cluster ' + c) + ' · ' +
-        fmt(members.length) + ' memes · ' + (N ? (100 * members.length / N).toFixed(1) : 0) + '% of the run' }));
+      el('div', { class: 'muted', text: (c === -1 ? 'noise (in no cluster)' : (c >= 100000 ? 'group of ' + leavesUnder(c).length + ' clusters' : 'cluster ' + c)) + ' · ' +
+        fmt(members.length) + ' memes' + (inPeriod ? ' in the ' + TIME.period + ' of ' + TIME.periods[state.period] : '') +
+        ' · ' + (N ? (100 * members.length / N).toFixed(1) : 0) + '% of the run' }));
     p.append(head);
+    if (inPeriod) {
+      var clr = el('button', { type: 'button', id: 'period-clear', text: 'Show all periods' });
+      clr.addEventListener('click', function () { setPeriod(null); });
+      p.append(clr);
+    }
+    var fl = TIME && TIME.flags && state.level === null ? TIME.flags[String(c)] : null;
+    if (fl && fl.trend !== 'steady') {
+      p.append(el('div', { class: 'trend ' + fl.trend, text: fl.trend + ': share ' + (fl.delta > 0 ? '+' : '') + fl.delta.toFixed(3) +
+        ' [' + fl.ci_low.toFixed(3) + ', ' + fl.ci_high.toFixed(3) + '] late vs. early (memeatlas trends)' }));
+    }
     var kw = info ? info.keywords : ((cmpLabels[String(c)] || {}).keywords || []);
     if (kw && kw.length) {
       var chips = el('div', { class: 'chips' });
@@ -412,6 +564,10 @@
       put(b, field('text', M.snippet[i]));
     }
     put(b, field('meme id', M.id[i]));
+    var sid = S.source_id ? S.source_id[i] : null;
+    put(b, field('corpus id', sid));
+    if (TIME && TIME.meme_period[i] !== null && TIME.meme_period[i] !== undefined) put(b, field(TIME.period, TIME.periods[TIME.meme_period[i]]));
+    put(b, neighbourList(i));
     $('meme-detail').hidden = false;
   }
   $('detail-close').addEventListener('click', function () { $('meme-detail').hidden = true; state.meme = null; draw(); });
@@ -482,7 +638,11 @@
       var rect = svg('rect', { class: 'bar', x: l + k * bw + bw * 0.1, y: h - b - bh, width: Math.max(1, bw * 0.8), height: bh,
         fill: coloursA[d.cluster] || NOISE, 'data-cluster': d.cluster });
       var ti = svg('title'); ti.textContent = d.label + ': ' + d.size; rect.append(ti);
-      rect.addEventListener('click', function () { if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; computeCentroids(); renderList(); } selectCluster(d.cluster); });
+      rect.addEventListener('click', function () {
+        if (state.mode !== 'a') { $('colour-by').value = 'a'; state.mode = 'a'; computeCentroids(); renderList(); }
+        if (state.level !== null) { $('level').value = ''; setLevel(null); }  // sizes are of clusters
+        selectCluster(d.cluster);
+      });
       s.append(rect);
     });
     s.append(svg('line', { x1: l, x2: w - r, y1: h - b, y2: h - b, stroke: '#999' }));
@@ -555,19 +715,252 @@
     var g = D.generated || {};
     dl.append(el('dt', { text: 'report generated' }), el('dd', { text: (g.at || '') + ' by memeatlas ' + (g.memeatlas || '') + ' from ' + (g.db || '') }));
     host.append(dl);
+    renderEdits(host);
     ['params', 'spaces', 'software', 'timings'].forEach(function (k) {
       if (run[k] === null || run[k] === undefined) return;
       host.append(el('h3', { text: k }), el('pre', { class: 'json', text: JSON.stringify(run[k], null, 2) }));
     });
   })();
 
+  // ---- study: box and lasso selection -------------------------------------------
+  var selFlag = new Uint8Array(N);
+  function insidePoly(x, y, poly) { // ray casting
+    var inside = false;
+    for (var a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+      var xa = poly[a][0], ya = poly[a][1], xb = poly[b][0], yb = poly[b][1];
+      if (((ya > y) !== (yb > y)) && (x < (xb - xa) * (y - ya) / (yb - ya) + xa)) inside = !inside;
+    }
+    return inside;
+  }
+  function finishSelection() {
+    var d = selDrag; selDrag = null;
+    var pts = d.pts, out = [];
+    if (pts.length < 2) { draw(); return; }
+    var x0 = Math.min(pts[0][0], pts[pts.length - 1][0]), x1 = Math.max(pts[0][0], pts[pts.length - 1][0]);
+    var y0 = Math.min(pts[0][1], pts[pts.length - 1][1]), y1 = Math.max(pts[0][1], pts[pts.length - 1][1]);
+    for (var j = 0; j < has.length; j++) {
+      var i = has[j], px = sx[i], py = sy[i];
+      if (isNaN(px)) continue;  // hidden (noise switched off)
+      if (d.mode === 'box' ? (px >= x0 && px <= x1 && py >= y0 && py <= y1) : insidePoly(px, py, pts)) out.push(i);
+    }
+    setSelection(out);
+  }
+  function setSelection(indices) {
+    selFlag.fill(0);
+    state.selection = indices.slice();
+    state.selection.forEach(function (i) { selFlag[i] = 1; });
+    draw(); renderSelection();
+  }
+  function drawSelectionOverlay(r) {
+    if (state.selection.length) {
+      ctx.strokeStyle = '#111'; ctx.lineWidth = 1.2;
+      state.selection.forEach(function (i) {
+        if (isNaN(sx[i])) return;
+        ctx.beginPath(); ctx.arc(sx[i], sy[i], r + 1.5, 0, 6.2832); ctx.stroke();
+      });
+    }
+    if (selDrag && selDrag.pts.length > 1) {
+      var p = selDrag.pts;
+      ctx.strokeStyle = '#2f6fed'; ctx.lineWidth = 1.5; ctx.setLineDash([5, 4]);
+      ctx.fillStyle = 'rgba(47,111,237,0.08)';
+      ctx.beginPath();
+      if (selDrag.mode === 'box') {
+        var a = p[0], b = p[p.length - 1];
+        ctx.rect(Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.abs(b[0] - a[0]), Math.abs(b[1] - a[1]));
+      } else {
+        ctx.moveTo(p[0][0], p[0][1]);
+        for (var k = 1; k < p.length; k++) ctx.lineTo(p[k][0], p[k][1]);
+        ctx.closePath();
+      }
+      ctx.fill(); ctx.stroke(); ctx.setLineDash([]);
+    }
+  }
+  function csvField(v) {
+    v = v === null || v === undefined ? '' : String(v);
+    return /[",\r\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+  }
+  // The download: meme_id, source_id, label — what `classify import-labels` reads as class
+  // labels, and what `curate move --memes-file` reads (its meme_id column).
+  function selectionCsv() {
+    var label = $('selection-label').value.trim() || 'selected';
+    var lines = ['meme_id,source_id,label'];
+    state.selection.forEach(function (i) {
+      lines.push([M.id[i], S.source_id ? S.source_id[i] : '', label].map(csvField).join(','));
+    });
+    return lines.join('\r\n') + '\r\n';
+  }
+  function downloadSelection() {
+    var blob = new Blob([selectionCsv()], { type: 'text/csv;charset=utf-8' });
+    var a = el('a', { href: URL.createObjectURL(blob), download: 'selection-' + run.run_id + '.csv' });
+    document.body.append(a); a.click(); a.remove();
+  }
+  function renderSelection() {
+    var p = $('selection-panel'), n = state.selection.length;
+    p.hidden = n === 0;
+    $('selection-count').textContent = n + ' memes selected';
+    var by = {};
+    state.selection.forEach(function (i) { var c = clusterOf(i); by[c] = (by[c] || 0) + 1; });
+    var parts = Object.keys(by).map(Number).sort(function (a, b) { return by[b] - by[a]; })
+      .map(function (c) { return labelOf(c) + ' (' + by[c] + ')'; });
+    $('selection-clusters').textContent = parts.length ? 'In: ' + parts.slice(0, 12).join(' · ') + (parts.length > 12 ? ' …' : '') : '';
+    $('selection-hint').textContent = 'memeatlas curate move --run ' + run.run_id + ' --to CLUSTER --memes-file selection-' + run.run_id + '.csv';
+    var ul = $('selection-list');
+    ul.replaceChildren();
+    state.selection.slice(0, 300).forEach(function (i) {
+      var li = el('li', { 'data-meme': i, title: M.snippet[i] || '' }, M.name[i]);
+      li.addEventListener('click', function () { showMeme(i); });
+      ul.append(li);
+    });
+    if (n > 300) ul.append(el('li', { class: 'muted', text: '… and ' + (n - 300) + ' more (all are in the CSV)' }));
+  }
+  $('selection-csv').addEventListener('click', downloadSelection);
+  $('selection-clear').addEventListener('click', function () { setSelection([]); });
+  $('drag-mode').addEventListener('change', function (ev) { canvas.setAttribute('data-drag', ev.target.value); });
+
+  // ---- study: nearest neighbours of a meme -----------------------------------------
+  function neighbourList(i) {
+    if (!NB || !NB.k) return null;
+    var box = el('div', { class: 'field', id: 'neighbours' }, el('div', { class: 'k', text: 'nearest memes (' + (NB.space || 'run space') + ', cosine)' }));
+    var g = el('div', { class: 'nbgrid' });
+    for (var j = 0; j < NB.k; j++) {
+      var n = NB.idx[i * NB.k + j];
+      if (n === null || n === undefined) continue;
+      (function (n, simv) {
+        var t = thumbOf(n);
+        var f = el('figure', { 'data-meme': n, title: M.name[n] },
+          t ? el('img', { src: t, alt: M.name[n] }) : el('div', { class: 'noimg', text: 'no image' }),
+          el('figcaption', { text: M.name[n] }),
+          el('div', { class: 'snip', text: labelOf(M.cluster[n], 'a') + ' · ' + (simv === null ? '' : simv.toFixed(2)) }));
+        f.addEventListener('click', function () { showMeme(n); });
+        g.append(f);
+      })(n, NB.sim[i * NB.k + j]);
+    }
+    box.append(g);
+    return box;
+  }
+
+  // ---- study: shares per cluster over time ----------------------------------------
+  function periodFilter() {
+    if (state.period === null || !TIME) return null;
+    var p = state.period;
+    return function (i) { return TIME.meme_period[i] === p; };
+  }
+  function setPeriod(k) { state.period = k; draw(); renderPanel(); drawTime(); }
+  function drawTime() {
+    if (!TIME) return;
+    $('time-panel').hidden = false;
+    var host = $('plot-time');
+    host.replaceChildren();
+    var P = TIME.periods.length, counts = [], totals = new Array(P).fill(0), size = {};
+    for (var i = 0; i < N; i++) {
+      var p = TIME.meme_period[i];
+      if (p === null || p === undefined) continue;
+      var c = clusterOf(i);
+      if (c === null || c === undefined) continue;
+      size[c] = (size[c] || 0) + 1; totals[p]++;
+    }
+    // The 12 largest clusters get their own band; the rest are "other", noise stays grey.
+    var top = Object.keys(size).map(Number).filter(function (c) { return c !== -1; })
+      .sort(function (a, b) { return size[b] - size[a] || a - b; }).slice(0, 12);
+    var bands = top.concat(['other', -1]);
+    var bandOf = function (c) { return c === -1 ? -1 : (top.indexOf(c) >= 0 ? c : 'other'); };
+    for (var q = 0; q < P; q++) counts.push({});
+    for (i = 0; i < N; i++) {
+      p = TIME.meme_period[i];
+      if (p === null || p === undefined) continue;
+      c = clusterOf(i);
+      if (c === null || c === undefined) continue;
+      var bnd = bandOf(c);
+      counts[p][bnd] = (counts[p][bnd] || 0) + 1;
+    }
+    var w = 900, h = 260, l = 44, r = 10, t = 10, b = 40, bw = (w - l - r) / Math.max(1, P);
+    var sv = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': 'cluster shares per ' + TIME.period, id: 'time-svg' });
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
+      var y = h - b - (h - t - b) * v;
+      sv.append(svg('line', { x1: l, x2: w - r, y1: y, y2: y, stroke: '#eee' }));
+      sv.append(axisText(l - 6, y + 4, Math.round(v * 100) + '%', 'end'));
+    });
+    var colours = currentColours(), drawnSegs = 0;
+    for (q = 0; q < P; q++) {
+      if (!totals[q]) continue;
+      var y0 = h - b;
+      bands.forEach(function (bd) {
+        var n = counts[q][bd] || 0;
+        if (!n) return;
+        var hh = (h - t - b) * n / totals[q];
+        var isSel = state.selected === null || state.selected === bd || (state.selLeaves !== null && state.selLeaves[bd] === 1);
+        var rect = svg('rect', { class: 'bar seg', x: l + q * bw + 0.5, y: y0 - hh, width: Math.max(1, bw - 1), height: hh,
+          fill: bd === 'other' ? '#d0d5dd' : (colours[bd] || NOISE), 'fill-opacity': isSel ? (state.period === null || state.period === q ? 1 : 0.35) : 0.18,
+          'data-period': q, 'data-cluster': bd });
+        var ti = svg('title');
+        ti.textContent = TIME.periods[q] + ' · ' + (bd === 'other' ? 'other clusters' : labelOf(bd)) + ': ' + n + ' of ' + totals[q] + ' (' + (100 * n / totals[q]).toFixed(1) + '%)';
+        rect.append(ti);
+        rect.addEventListener('click', (function (qq, bb) { return function () {
+          if (bb !== 'other') selectCluster(bb);
+          setPeriod(state.period === qq ? null : qq);
+        }; })(q, bd));
+        sv.append(rect); drawnSegs++;
+        y0 -= hh;
+      });
+    }
+    var step = Math.max(1, Math.ceil(P / 8));
+    for (q = 0; q < P; q += step) sv.append(axisText(l + (q + 0.5) * bw, h - b + 14, TIME.periods[q]));
+    sv.append(axisText((l + w - r) / 2, h - 6, 'share of the memes of each ' + TIME.period + ' (click a band: that cluster in that ' + TIME.period + ')'));
+    sv.setAttribute('data-segments', String(drawnSegs));
+    host.append(sv);
+    var note = el('p', { class: 'muted' });
+    note.textContent = TIME.n_untimed ? TIME.n_untimed + ' memes have no timestamp and are not in the chart (they are in every other view).' : '';
+    host.append(note);
+    var flags = TIME.flags || {}, rising = [], fading = [];
+    Object.keys(flags).forEach(function (c) {
+      if (Number(c) === -1) return;
+      if (flags[c].trend === 'rising') rising.push(Number(c));
+      if (flags[c].trend === 'fading') fading.push(Number(c));
+    });
+    if ((rising.length || fading.length) && state.level === null) {
+      var fl = el('div', { class: 'chips', id: 'trend-flags' });
+      rising.concat(fading).forEach(function (c) {
+        var ch = el('span', { class: 'chip trend ' + flags[c].trend, 'data-cluster': c, text: (flags[c].trend === 'rising' ? '↑ ' : '↓ ') + labelOf(c) });
+        ch.addEventListener('click', function () { selectCluster(c); });
+        fl.append(ch);
+      });
+      host.append(fl);
+    }
+  }
+  $('period-reset') && $('period-reset').addEventListener('click', function () { setPeriod(null); });
+
+  // ---- study: the edit log of a curated run ---------------------------------------
+  function renderEdits(host) {
+    var edits = (D.study && D.study.edits) || [];
+    if (!edits.length) return;
+    host.append(el('h3', { text: 'Hand edits (memeatlas curate)' }));
+    var t = el('table', { class: 'grid', id: 'edit-log' });
+    t.append(el('thead', null, el('tr', null, el('th', { text: '#' }), el('th', { text: 'edit' }),
+      el('th', { text: 'memes changed' }), el('th', { text: 'editor' }), el('th', { text: 'note' }),
+      el('th', { text: 'run' }), el('th', { text: 'when' }))));
+    var tb = el('tbody');
+    edits.forEach(function (e, k) {
+      var a = Object.assign({}, e.args || {}); delete a.op; delete a.note;
+      var what = e.op + ' ' + Object.keys(a).map(function (key) {
+        var v = a[key]; return key + '=' + (typeof v === 'object' ? JSON.stringify(v) : String(v)); }).join(' ');
+      tb.append(el('tr', null, el('td', { class: 'num', text: String(k + 1) }), el('td', { text: what }),
+        el('td', { class: 'num', text: fmt(e.n_changed) }), el('td', { text: e.editor || '' }),
+        el('td', { text: e.note || '' }), el('td', { class: 'nowrap', text: e.run_id }),
+        el('td', { class: 'num', text: e.edited_at || '' })));
+    });
+    t.append(tb); host.append(t);
+    host.append(el('p', { class: 'muted', text: 'Replay them on a fresh database: memeatlas curate export --run ' + run.run_id + ' -o edits.yaml; memeatlas curate apply edits.yaml' }));
+  }
+
   // ---- start -----------------------------------------------------------------
   computeCentroids();
   renderList();
   redraw();
+  drawTime();
   // Hooks for tests and for people poking around in the console.
   window.memeatlasReport = {
-    data: D, selectCluster: selectCluster, showMeme: showMeme,
+    data: D, selectCluster: selectCluster, showMeme: showMeme, setLevel: setLevel, setPeriod: setPeriod,
+    selectIndices: setSelection, selectionCsv: selectionCsv,
     screenPoint: function (i) { return [sx[i], sy[i]]; }
   };
   document.body.setAttribute('data-ready', '1');
