@@ -30,7 +30,7 @@ EXPECTED = {
                     "intent", "template", "tone", "entities", "raw", "run_id", "tokens_in",
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
-                "n_failed", "software", "created_at"],
+                "n_failed", "software", "created_at", "n_warnings", "warnings"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",

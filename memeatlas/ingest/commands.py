@@ -48,6 +48,8 @@ def ingest(
         fields[f"  {code}"] = n
     if s.ignored:
         fields["ignored (not images)"] = s.ignored
+    for line in s.warnings.lines():
+        fields[f"warning {line.split(':', 1)[0]}"] = line.split(": ", 1)[1]
     fields["images/s"] = round(s.images_per_s, 1)
     echo_summary(f"ingest: {s.seen} files in {s.seconds:.1f} s", fields)
     if s.failed:
@@ -84,8 +86,9 @@ def import_annotations(
                        corpus=corpus, annotator=annotator, image_field=image_field,
                        images=images)
     echo_summary(f"import-annotations: {s.rows} rows from {file} as {s.annotator}", {
-        "imported": s.imported, "with image": s.with_image, "failed": s.failed,
-        **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {})})
+        "imported": s.imported, "memes": s.memes, "with image": s.with_image, "failed": s.failed,
+        **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {}),
+        **{f"warning {ln.split(':', 1)[0]}": ln.split(": ", 1)[1] for ln in s.warnings.lines()}})
     for line, why in s.bad_lines[:20]:
         echo_err(f"  {file}:{line}: {why}")
     if len(s.bad_lines) > 20:

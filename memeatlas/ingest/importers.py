@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
+from memeatlas.ingest.notices import Notices
 from memeatlas.ingest.run import record_problems
-from memeatlas.ingest.scan import read_table
+from memeatlas.ingest.scan import columns_of, read_table, require_column
 from memeatlas.ingest.validate import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageInfo,
@@ -47,6 +48,8 @@ class ImportSummary:
     failed: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     image_problems: int = 0           # rows whose named image was missing or unusable
+    memes: int = 0                    # distinct memes the imported rows annotate
+    warnings: Notices = field(default_factory=Notices)  # rows stored with a caveat
     seconds: float = 0.0
 
 
@@ -78,7 +81,14 @@ def _joined(v: Any) -> str | None:
 
 
 def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int, str]]:
-    for line, obj in read_table(file):
+    table = list(read_table(file))
+    cols = columns_of(table)
+    require_column(file, cols, "post_id", "--format memecap")
+    if not cols & {"img_captions", "meme_captions"}:
+        raise InputError(f"{file}: no row has img_captions or meme_captions, so this is not a "
+                         f"MemeCap file (columns: {', '.join(sorted(cols))}); use --format "
+                         f"jsonl/csv with --map")
+    for line, obj in table:
         post_id = _clean(obj.get("post_id"))
         if post_id is None:
             yield line, "missing post_id"
@@ -110,7 +120,15 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
                   images: Path | None) -> Iterator[_Row | tuple[int, str]]:
     base = images or file.resolve().parent
     used = set(mapping.values()) | {id_field} | ({image_field} if image_field else set())
-    for line, obj in read_table(file):
+    table = list(read_table(file))
+    cols = columns_of(table)
+    # An option naming a column no row has would fail (or ignore) every row: refuse it.
+    require_column(file, cols, id_field, "--id-field")
+    for target, col in mapping.items():
+        require_column(file, cols, col, f"--map {target}={col}")
+    if image_field:
+        require_column(file, cols, image_field, "--image-field")
+    for line, obj in table:
         sid = _clean(obj.get(id_field))
         if sid is None:
             yield line, f"missing id field {id_field!r}"
@@ -194,6 +212,8 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
     summary = ImportSummary(import_id, annotator)
 
     good: list[_Row] = []
+    first_line: dict[str, int] = {}
+    key = str(file.resolve())
     for r in rows:
         summary.rows += 1
         if isinstance(r, tuple):
@@ -203,6 +223,11 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
         if problem:
             summary.bad_lines.append((r.line, problem))
             continue
+        if r.source_id in first_line:
+            summary.warnings.add("duplicate_id", "rows repeating an earlier row's id: one meme, "
+                                 "the last row's annotation kept, metadata merged",
+                                 f"{key}:{r.line}")
+        first_line.setdefault(r.source_id, r.line)
         good.append(r)
 
     def image_info(r: _Row) -> ImageInfo | Problem | None:
@@ -299,18 +324,21 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
                     "schema_hash, description, ocr_text, intent, template, tone, entities, raw, "
                     "run_id) SELECT meme_id, ?, '', '', description, ocr_text, intent, template, "
                     "tone, entities::JSON, raw::JSON, ? FROM _imp_notes", [annotator, import_id])
-        if good:  # rows that import now clear what an earlier import said about them
-            with store.registered("_imp_ok", pa.table({"path": [f"{file}:{r.line}" for r in good]})):
-                store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _imp_ok)")
-        record_problems(store, [(f"import:{file.name}", f"{file}:{line}",
+        # The file is read whole each time, so its rows' old errors are replaced by what it
+        # says now (rows are keyed by the resolved path: every spelling names the same row).
+        key = str(file.resolve())
+        store.execute("DELETE FROM ingest_errors WHERE starts_with(path, ?)", [key + ":"])
+        record_problems(store, [(f"import:{file.name}", f"{key}:{line}",
                                  Problem("missing_field", why))
                                 for line, why in summary.bad_lines] + image_problems)
         summary.image_problems = len(image_problems)
+        summary.memes = len(notes)
         store.execute(
             "INSERT INTO imports (import_id, file, format, annotator, mapping, n_rows, n_imported, "
-            "n_failed, software) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, str(file.resolve()), fmt, annotator, json.dumps(mapping), summary.rows,
-             summary.imported, len(summary.bad_lines), json.dumps(software())])
+            "n_failed, software, n_warnings, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, key, fmt, annotator, json.dumps(mapping), summary.rows,
+             summary.imported, len(summary.bad_lines), json.dumps(software()),
+             summary.warnings.total, json.dumps(summary.warnings.items, ensure_ascii=False)])
 
 
 def _s(v: Any) -> str | None:

@@ -61,7 +61,8 @@ def inspect_file(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
             return Problem("unreadable", f"broken symbolic link to {os.readlink(path)}")
         return Problem("missing", "file not found; check the path (or the manifest row)")
     except IsADirectoryError:
-        return Problem("unreadable", "is a directory; pass --recursive to ingest folders inside folders")
+        return Problem("unreadable", "is a directory, not an image file (a folder scan reads "
+                                     "folders inside folders only with --recursive)")
     except PermissionError:
         return Problem("unreadable", "permission denied; make the file readable and ingest again")
     except OSError as exc:
@@ -144,8 +145,11 @@ def _inspect(data: bytes, max_image_pixels: int, buf) -> ImageInfo | Problem:
                                "the file was cut short, re-download it")
             return Problem("corrupt", f"cannot decode image data ({type(exc).__name__}: {msg})")
         try:
-            phash = str(imagehash.phash(to_rgb(im)))
+            rgb = to_rgb(im)
+            phash = str(imagehash.phash(rgb))
         except Exception as exc:
             return Problem("corrupt", f"cannot decode image pixels ({type(exc).__name__}: {exc})")
+        # After EXIF rotation: the size every later step sees, not the sensor's.
+        width, height = rgb.size
     return ImageInfo(sha256_bytes(data), width, height, "JPEG" if fmt == "MPO" else fmt,
                      n_frames, len(data), phash)
