@@ -69,6 +69,7 @@ class CaptionSummary:
     n_done: int = 0
     n_failed: int = 0
     n_skipped: int = 0
+    n_interrupted_runs: int = 0       # earlier runs found without an end and marked interrupted
     n_attempts: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -139,6 +140,24 @@ def _select(store, key: tuple[str, str, str], cfg: CaptionConfig) -> tuple[list[
     return [(r[0], r[1]) for r in rows], int(skipped or 0)
 
 
+def mark_interrupted(store) -> int:
+    """Mark caption runs that never ended as interrupted, with what they did get done.
+
+    Call with the store open for writing: DuckDB lets one process write a file, so a run
+    still 'running' then is one whose process died (SIGKILL, power loss) mid-run.
+    """
+    n = int(store.scalar("SELECT count(*) FROM caption_runs WHERE finished_at IS NULL AND "
+                         "coalesce(status, 'running') = 'running'"))
+    if n:
+        store.execute(
+            "UPDATE caption_runs r SET status = 'interrupted', "
+            "n_done = (SELECT count(*) FROM annotations a WHERE a.run_id = r.run_id), "
+            "n_failed = (SELECT count(DISTINCT meme_id) FROM caption_failures f "
+            "WHERE f.run_id = r.run_id AND f.final) "
+            "WHERE finished_at IS NULL AND coalesce(status, 'running') = 'running'")
+    return n
+
+
 def _record_texts(store, prompt: Prompt, schema: dict[str, Any], s_hash: str) -> None:
     store.execute("INSERT INTO prompts (prompt_hash, version, text) VALUES (?, ?, ?) "
                   "ON CONFLICT DO NOTHING", [prompt.hash, prompt.version, prompt.text])
@@ -204,14 +223,18 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
                       prompt_file=str(cfg.prompt_file) if cfg.prompt_file else None,
                       schema_file=str(cfg.schema_file) if cfg.schema_file else None)
     with store.transaction():
+        summary.n_interrupted_runs = mark_interrupted(store)
         _record_texts(store, prompt, schema, s_hash)
         store.execute(
             "INSERT INTO caption_runs (run_id, backend, model, revision, annotator, prompt_hash, "
-            "schema_hash, prompt_version, sampling, config, software, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "schema_hash, prompt_version, sampling, config, software, started_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
             [summary.run_id, info.backend, info.model, info.revision, info.annotator, prompt.hash,
              s_hash, prompt.version, json.dumps(sampling), json.dumps(run_config, default=str),
              json.dumps({**software(), **info.software}), utcnow()])
+    if summary.n_interrupted_runs:
+        progress.info(f"caption: {summary.n_interrupted_runs} earlier run(s) ended without "
+                      f"finishing (killed?); marked interrupted, their annotations are kept")
 
     todo, summary.n_skipped = _select(store, key, cfg)
     summary.n_selected = len(todo)
@@ -221,6 +244,7 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
                       f"{info.annotator} with this prompt/schema (use --force to redo)")
 
     bar = progress.bar(total=len(todo), desc=f"caption {info.annotator}", unit="img")
+    status = "interrupted"  # Ctrl-C or an error ends the run early; a SIGKILL leaves 'running'
     try:
         for b_no, start in enumerate(range(0, len(todo), cfg.batch_size), 1):
             batch = [_Item(mid, path) for mid, path in todo[start:start + cfg.batch_size]]
@@ -229,16 +253,17 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
             bar.update(len(batch))
             if cfg.on_batch:
                 cfg.on_batch(b_no, summary.n_done)
+        status = "finished"
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t_start
         summary.timings = {k: round(v, 4) for k, v in timings.items()}
         store.execute(
             "UPDATE caption_runs SET finished_at = ?, n_done = ?, n_failed = ?, n_skipped = ?, "
-            "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ? WHERE run_id = ?",
+            "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ?, status = ? WHERE run_id = ?",
             [utcnow(), summary.n_done, summary.n_failed, summary.n_skipped,
              summary.tokens_in, summary.tokens_out, summary.seconds,
-             json.dumps(summary.timings), summary.run_id])
+             json.dumps(summary.timings), status, summary.run_id])
     return summary
 
 

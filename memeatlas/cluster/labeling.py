@@ -8,7 +8,7 @@ template; `--annotator`/`--fields` override; image-only runs fall back to descri
 and ocr_text of the annotator with most annotations). Embeddings are the stored vectors of the
 run's first text space (else its first space); nothing is downloaded.
 
-Keywords: c-TF-IDF (English stop words removed), optionally re-ranked by KeyBERTInspired or
+Keywords: c-TF-IDF over Unicode words, emoji and CJK bigrams (cluster.tokenize), optionally re-ranked by KeyBERTInspired or
 MaximalMarginalRelevance with a sentence-transformers model (default: the bundled MiniLM).
 Representatives: the members with the highest membership probability (ties: closest to the
 cluster's mean embedding). Noise (−1) gets a row labelled "noise" with its size and no keywords.
@@ -106,7 +106,7 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
     from bertopic.cluster import BaseCluster
     from bertopic.dimensionality import BaseDimensionalityReduction
     from bertopic.vectorizers import ClassTfidfTransformer
-    from sklearn.feature_extraction.text import CountVectorizer
+    from memeatlas.cluster.tokenize import keyword_vectorizer
 
     rep = None
     emb_model = None
@@ -117,7 +117,7 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
         rep = (KeyBERTInspired(top_n_words=cfg.n_keywords, random_state=cfg.seed)
                if cfg.representation == "keybert"
                else MaximalMarginalRelevance(diversity=0.3, top_n_words=cfg.n_keywords))
-    vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b")
+    vec = keyword_vectorizer()  # Unicode words, emoji, CJK bigrams (memeatlas.cluster.tokenize)
     model = BERTopic(
         embedding_model=emb_model, umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(), vectorizer_model=vec,
