@@ -75,6 +75,7 @@ class CaptionSummary:
     tokens_out: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    left_out: dict[str, int] = field(default_factory=dict)  # memes not captioned, by reason
 
     @property
     def images_per_s(self) -> float:
@@ -138,6 +139,15 @@ def _select(store, key: tuple[str, str, str], cfg: CaptionConfig) -> tuple[list[
                              f"(alias m): {str(exc).splitlines()[0]}") from None
         raise
     return [(r[0], r[1]) for r in rows], int(skipped or 0)
+
+
+def _left_out(store, n_considered: int) -> dict[str, int]:
+    """Memes of the store this run does not look at: no image, or outside --where/--limit."""
+    total, no_image = store.fetchone(
+        "SELECT count(*), count(*) FILTER (WHERE NOT has_image OR path IS NULL) FROM memes")
+    out = {"no image": int(no_image),
+           "not selected (--where/--limit)": int(total) - int(no_image) - n_considered}
+    return {k: v for k, v in out.items() if v > 0}
 
 
 def mark_interrupted(store) -> int:
@@ -238,6 +248,7 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
 
     todo, summary.n_skipped = _select(store, key, cfg)
     summary.n_selected = len(todo)
+    summary.left_out = _left_out(store, len(todo) + summary.n_skipped)
     timings["setup"] = time.perf_counter() - t_start - timings["backend_init"]
     if summary.n_skipped:
         progress.info(f"caption: {summary.n_skipped} meme(s) already annotated by "

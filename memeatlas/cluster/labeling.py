@@ -119,6 +119,10 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
                else MaximalMarginalRelevance(diversity=0.3, top_n_words=cfg.n_keywords))
     vec = keyword_vectorizer()  # Unicode words, emoji, CJK bigrams (memeatlas.cluster.tokenize)
     model = BERTopic(
+        # language="english" (the default) strips every non-ASCII character before c-TF-IDF
+        # (Prüfung -> Prfung, Cyrillic -> nothing); embeddings are always given, so language
+        # picks no model here, only that preprocessing.
+        language="multilingual",
         embedding_model=emb_model, umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(), vectorizer_model=vec,
         ctfidf_model=ClassTfidfTransformer(reduce_frequent_words=True),

@@ -71,6 +71,8 @@ _STATUS = [
     ("caption", "annotated memes", "SELECT count(DISTINCT meme_id) FROM annotations"),
     ("caption", "annotators", "SELECT count(DISTINCT annotator) FROM annotations"),
     ("caption", "caption failures", "SELECT count(*) FROM caption_failures"),
+    ("caption", "interrupted caption runs",
+     "SELECT count(*) FROM caption_runs WHERE status = 'interrupted' OR finished_at IS NULL"),
     ("embed", "spaces", "SELECT count(*) FROM embedding_spaces"),
     ("embed", "embeddings", "SELECT count(*) FROM embeddings"),
     ("cluster", "cluster runs", "SELECT count(*) FROM cluster_runs"),

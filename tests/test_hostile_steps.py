@@ -1,0 +1,231 @@
+"""Hostile input to the steps after ingest (issue 16, defects 6, 7, 14, 15, 16).
+
+Rating dimensions checked against the pair set, keywords in any script, fast offline
+model-load failures, left-out memes counted in every summary, and killed caption runs
+marked interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from helpers_evaluate import add_memes, add_run
+from typer.testing import CliRunner
+
+from memeatlas.cli import app
+from memeatlas.errors import InputError
+
+# --- defect 6: unknown rating dimensions ---------------------------------------------------
+
+
+@pytest.fixture
+def pair_set(store, tmp_path):
+    from memeatlas.evaluate import sample_pairs
+
+    m = add_memes(store, 16)
+    add_run(store, "r1", {x: i % 4 for i, x in enumerate(m)})
+    sample_pairs(store, "r1", n=8, pair_set="ps", seed=1)
+    return [r[0] for r in store.fetchall("SELECT pair_id FROM rating_pairs ORDER BY position")]
+
+
+def _long(path, rows):
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["pair_id", "coder", "dimension", "rating"])
+        w.writerows(rows)
+    return path
+
+
+def test_unknown_dimensions_are_refused_with_the_sets_list(store, pair_set, tmp_path):
+    from memeatlas.evaluate import import_ratings
+
+    rows = [(p, "a", "connotative", 2) for p in pair_set] + \
+           [(pair_set[0], "b", "connotativ", 2), (pair_set[1], "b", "Connotative", 3)]
+    f = _long(tmp_path / "r.csv", rows)
+    with pytest.raises(InputError) as e:
+        import_ratings(store, f, pair_set="ps")
+    msg = str(e.value)
+    assert "'connotativ'" in msg and "'Connotative'" in msg
+    assert "(connotative, denotative)" in msg and "did you mean 'connotative'" in msg
+    assert store.scalar("SELECT count(*) FROM ratings") == 0
+    # wide layout: a misspelt column is refused before any row is read
+    w = tmp_path / "w.csv"
+    w.write_text(f"pair_id,a:connotative,a:denotatve\n{pair_set[0]},1,2\n")
+    with pytest.raises(InputError, match="a:denotatve.*did you mean 'denotative'"):
+        import_ratings(store, w, pair_set="ps")
+    # the right names import; agreement then sees the set's dimensions only
+    s = import_ratings(store, _long(tmp_path / "ok.csv", rows[:len(pair_set)]), pair_set="ps")
+    assert s.dimensions == ["connotative"]
+
+
+def test_imported_pair_set_keeps_its_first_dimensions(store, tmp_path):
+    from memeatlas.evaluate import import_ratings
+
+    m = add_memes(store, 4)
+    f = tmp_path / "ext.csv"
+    f.write_text(f"meme_a,meme_b,coder,dimension,rating\n{m[0]},{m[1]},a,funny,2\n")
+    import_ratings(store, f, pair_set="ext")
+    g = tmp_path / "ext2.csv"
+    g.write_text(f"meme_a,meme_b,coder,dimension,rating\n{m[2]},{m[3]},a,Funny,2\n")
+    with pytest.raises(InputError, match=r"'Funny'.*\(funny\)"):
+        import_ratings(store, g, pair_set="ext")
+
+
+# --- defect 7: keywords in any script ------------------------------------------------------
+
+LANGS = {
+    "de": ["Die Prüfung war schwer, die Prüfung macht müde", "Nach der Prüfung kommt die Freude",
+           "Prüfung morgen und ich lerne nicht", "Die Straße zur Prüfung ist lang"],
+    "ru": ["Мой кот смотрит на мем и смеётся", "Кот опять спит на клавиатуре",
+           "Кот против понедельника", "Когда кот видит огурец"],
+    "ar": ["القطة تنظر إلى الميم وتضحك", "القطة نائمة على لوحة المفاتيح",
+           "القطة ضد يوم الاثنين", "عندما ترى القطة خيارا"],
+    "emoji": ["when the code works 😂😂", "deploy on friday 😂🔥", "me at 3am 😂",
+              "the build passed 😂👍🏽"],
+    "zh": ["我的猫在看这个表情包", "猫咪又在键盘上睡觉了", "猫咪讨厌星期一", "当猫咪看到黄瓜"],
+    "ja": ["猫がミームを見ている", "ミームを送る猫", "月曜日のミーム", "猫とミームと月曜日"],
+}
+EXPECT = {"de": "prüfung", "ru": "кот", "ar": "القطة", "emoji": "😂", "zh": "猫咪", "ja": "ミーム"}
+
+
+@pytest.mark.parametrize("lang", list(LANGS))
+def test_keyword_tokens_in_every_script(lang):
+    from memeatlas.cluster.tokenize import keyword_tokens
+
+    toks = [t for doc in LANGS[lang] for t in keyword_tokens(doc)]
+    assert EXPECT[lang] in toks
+    assert all(t.strip() for t in toks)
+    if lang == "de":
+        assert "prfung" not in toks and "die" not in toks  # umlauts kept, function words out
+
+
+def test_ctfidf_keywords_per_language_cluster():
+    """The real c-TF-IDF path (BERTopic, pass-through clustering) gives each cluster its word."""
+    from memeatlas.cluster.config import LabelConfig
+    from memeatlas.cluster.labeling import _topic_keywords
+
+    docs, labels = [], []
+    for k, lang in enumerate(LANGS):
+        docs += LANGS[lang]
+        labels += [k] * len(LANGS[lang])
+    labels = np.array(labels)
+    emb = np.random.default_rng(0).normal(size=(len(docs), 8)).astype(np.float32)
+    kw = _topic_keywords(docs, labels, emb, LabelConfig(run_id="x", n_keywords=5))
+    for k, lang in enumerate(LANGS):
+        words = [w for w, _ in kw[k]]
+        assert words, lang
+        assert EXPECT[lang] in words, (lang, words)
+
+
+# --- defect 16: a killed caption run is marked interrupted ---------------------------------
+
+
+class _Fake:
+    """A caption backend that writes a fixed valid annotation (no model)."""
+
+    @staticmethod
+    def make():
+        from memeatlas.caption.backends.base import Backend, BackendInfo, GenerationResult
+
+        good = {"description": "a cat", "ocr_text": "", "intent": "joke", "entities": [],
+                "template": "none", "tone": "humorous"}
+
+        class Fake(Backend):
+            name = "fake"
+
+            @property
+            def info(self):
+                return BackendInfo("fake", "fake-model", "r1", "fake-model@r1")
+
+            def generate(self, requests):
+                return [GenerationResult(json.dumps(good), True, 1, 1, 1.0) for _ in requests]
+
+        return Fake()
+
+
+def _image_memes(store, tmp_path, n=3, without_image=0):
+    from helpers_ingest import write_image
+
+    from memeatlas.ingest import ingest_paths
+
+    d = tmp_path / "imgs"
+    d.mkdir(exist_ok=True)
+    ingest_paths(store, [write_image(d / f"{i}.png", color=(40 * i, 9, 9)) for i in range(n)])
+    if without_image:
+        add_memes(store, without_image, prefix="noimg")
+        store.execute("UPDATE memes SET has_image = false, path = NULL WHERE path LIKE '/data/%'")
+
+
+def test_killed_caption_run_is_marked_interrupted(store, tmp_path):
+    from memeatlas.caption import CaptionConfig, run
+
+    _image_memes(store, tmp_path)
+    # What a SIGKILL leaves behind: a run row with a start and no end (the real kill is
+    # exercised in test_caption_transformers::test_resume_after_sigkill...).
+    store.execute("INSERT INTO caption_runs (run_id, backend, model, annotator, prompt_hash, "
+                  "schema_hash, started_at, status) VALUES ('dead', 'fake', 'm', 'fake-model@r1', "
+                  "'p', 's', now(), 'running')")
+    s = run(store, CaptionConfig(model="fake-model"), backend=_Fake.make())
+    assert s.n_interrupted_runs == 1 and s.n_done == 3
+    rows = dict(store.fetchall("SELECT run_id, status FROM caption_runs"))
+    assert rows == {"dead": "interrupted", s.run_id: "finished"}
+    from memeatlas.store.query import status
+
+    st = {what: n for _, what, n in status(store)}
+    assert st["interrupted caption runs"] == 1
+
+
+def test_caption_run_stopped_by_an_error_is_interrupted(store, tmp_path):
+    from memeatlas.caption import CaptionConfig, run
+
+    _image_memes(store, tmp_path)
+    fake = _Fake.make()
+
+    def boom(requests):
+        raise KeyboardInterrupt
+
+    fake.generate = boom
+    with pytest.raises(KeyboardInterrupt):
+        run(store, CaptionConfig(model="fake-model"), backend=fake)
+    assert store.scalar("SELECT status FROM caption_runs") == "interrupted"
+
+
+# --- defect 15: every step counts what it left out -----------------------------------------
+
+
+def test_caption_summary_counts_memes_without_image(store, tmp_path):
+    from memeatlas.caption import CaptionConfig, run
+
+    _image_memes(store, tmp_path, n=2, without_image=3)
+    s = run(store, CaptionConfig(model="fake-model"), backend=_Fake.make())
+    assert s.n_done == 2
+    assert s.left_out == {"no image": 3}
+    assert s.as_dict()["left_out"] == {"no image": 3}
+
+
+def test_embed_text_counts_empty_and_unannotated(store, tmp_path):
+    from memeatlas.embed import TextEmbedConfig, embed_text
+
+    m = add_memes(store, 5)
+    for i, mid in enumerate(m[:4]):
+        store.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                      "ocr_text) VALUES (?, 'ocr:test', '', '', ?)", [mid, "" if i else "HELLO"])
+    s = embed_text(store, TextEmbedConfig(fields=("ocr_text",), annotator="ocr:test"))
+    assert s.embedded == 1
+    assert s.left_out == {"empty ocr_text": 3, "no annotation by ocr:test": 1}
+    r = CliRunner().invoke(app, ["embed", "text", "--fields", "ocr_text", "--annotator",
+                                 "ocr:test", "--db", str(store.path), "--json"])
+    assert "left out" in r.output
+
+
+def test_step_summaries_name_left_out(tmp_path):
+    from memeatlas.embed.config import EmbedSummary
+    from memeatlas.leftout import describe
+
+    s = EmbedSummary(space="text:ocr_text", kind="text", model="m", dim=3, annotator="ocr:x",
+                     skipped_empty=150, fields=("ocr_text",))
+    assert describe(s.left_out) == "150 left out (150 empty ocr_text)"
+    assert describe({}) == ""
