@@ -106,6 +106,7 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
     from bertopic.cluster import BaseCluster
     from bertopic.dimensionality import BaseDimensionalityReduction
     from bertopic.vectorizers import ClassTfidfTransformer
+
     from memeatlas.cluster.tokenize import keyword_vectorizer
 
     rep = None

@@ -29,7 +29,8 @@ _TOKEN = regex.compile(
     flags=regex.V1,
 )
 
-_STOP_OTHER = {
+# Per-language lists overlap (de/fr 'des', 'du'), hence a tuple, not a set literal.
+_STOP_OTHER = frozenset((
     # German
     "der", "die", "das", "den", "dem", "des", "ein", "eine", "einer", "eines", "einem", "einen",
     "und", "oder", "aber", "ist", "sind", "war", "nicht", "mit", "von", "zu", "zum", "zur", "im",
@@ -48,7 +49,7 @@ _STOP_OTHER = {
     # Arabic
     "في", "من", "على", "إلى", "الى", "عن", "مع", "هذا", "هذه", "ذلك", "التي", "الذي", "أن", "ان",
     "إن", "لا", "ما", "هو", "هي", "كان", "قد", "او", "أو", "ثم", "كل", "لم", "لن", "و", "يا",
-}
+))
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +57,7 @@ def stop_words() -> frozenset[str]:
     """Function words left out of keywords (sklearn's English list plus the ones above)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | frozenset(_STOP_OTHER)
+    return frozenset(ENGLISH_STOP_WORDS) | _STOP_OTHER
 
 
 def _han_tokens(run: str) -> list[str]:
