@@ -229,3 +229,43 @@ def test_step_summaries_name_left_out(tmp_path):
                      skipped_empty=150, fields=("ocr_text",))
     assert describe(s.left_out) == "150 left out (150 empty ocr_text)"
     assert describe({}) == ""
+
+
+def test_report_says_how_many_memes_it_covers(store, tmp_path):
+    import re
+
+    from helpers_report import XSS_TEXTS, fill_store
+
+    from memeatlas.report import build
+
+    fill_store(store, tmp_path / "img", sweep=False, pair_set=None)
+    in_run = store.scalar("SELECT count(*) FROM cluster_assignments WHERE run_id = 'cluster-test-a'")
+    # The run's text space: its recipe names the annotator (a hostile name, shown as text).
+    who = XSS_TEXTS[0]
+    store.execute("INSERT INTO embedding_spaces (space, kind, model, dim, params) VALUES "
+                  "('text:description+intent', 'text', 'm', 2, ?)",
+                  [json.dumps({"recipe": {"annotator": who, "fields": ["description", "intent"]}})])
+    store.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT meme_id, "
+                  "'text:description+intent', 'm', 2, [1.0, 0.0]::FLOAT[] FROM cluster_assignments "
+                  "WHERE run_id = 'cluster-test-a'")
+    store.execute("UPDATE annotations SET annotator = ?", [who])
+    extra = add_memes(store, 3, prefix="late")
+    store.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                  "description) VALUES (?, ?, '', '', '')", [extra[0], who])
+    rs = build(store, "cluster-test-a", tmp_path / "r.html")
+    cov = rs.coverage
+    assert (cov["in_store"], cov["in_run"]) == (in_run + 3, in_run)
+    assert cov["absent"] == {f"no annotation by {who}": 2, "empty description/intent": 1}
+    assert cov["note"].startswith(f"covers {in_run} of the store's {in_run + 3} memes; 3 absent")
+    assert rs.as_dict()["left out"].startswith("3 (2 no annotation")
+    html = (tmp_path / "r.html").read_text()
+    data = json.loads(re.search(r'id="memeatlas-data">(.*?)</script>', html, re.S).group(1))
+    assert data["coverage"]["note"] == cov["note"]
+    assert who not in html  # the payload is escaped inside the page's JSON block
+
+
+def test_pipeline_step_lines_name_left_out():
+    from memeatlas.pipeline import _left_out
+
+    assert _left_out({"empty ocr_text": 150}) == "; 150 left out (150 empty ocr_text)"
+    assert _left_out({}) == "" and _left_out(None) == ""
