@@ -269,3 +269,76 @@ def test_pipeline_step_lines_name_left_out():
 
     assert _left_out({"empty ocr_text": 150}) == "; 150 left out (150 empty ocr_text)"
     assert _left_out({}) == "" and _left_out(None) == ""
+
+
+# --- defect 14: offline model loading fails fast, bars honour --no-progress ----------------
+
+
+class _Refused(Exception):
+    """Stands for httpx's ConnectError: the hub cannot be reached."""
+
+
+_Refused.__name__ = "ConnectError"
+
+
+def _no_hub(monkeypatch, calls):
+    import huggingface_hub
+
+    def model_info(*a, **k):
+        calls.append(k.get("timeout"))
+        raise _Refused("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", model_info)
+    from memeatlas import hub
+
+    hub.hub_unreachable.cache_clear()
+
+
+def test_uncached_model_with_hub_unreachable_fails_at_once(monkeypatch, tmp_path):
+    from memeatlas import hub
+    from memeatlas.embed.text import TextEncoder
+    from memeatlas.errors import ModelNotFoundError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    calls: list = []
+    _no_hub(monkeypatch, calls)
+    with pytest.raises(ModelNotFoundError, match="cannot be reached.*Connection refused"):
+        TextEncoder("someone/not-cached-model")
+    assert calls == [hub.HUB_TIMEOUT_S]  # the hub asked once, with a short timeout
+
+
+def test_offline_env_never_asks_the_hub(monkeypatch):
+    from memeatlas.caption.backends.transformers import TransformersBackend
+    from memeatlas.embed.image import ImageEncoder
+    from memeatlas.errors import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls: list = []
+    _no_hub(monkeypatch, calls)
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set"):
+        ImageEncoder("someone/not-cached-clip", backend="transformers", device="cpu")
+    with pytest.raises(ModelNotFoundError, match="could not be loaded.*HF_HUB_OFFLINE"):
+        TransformersBackend(model="someone/not-cached-vlm", device="cpu")
+    assert calls == []
+
+
+def test_local_directory_is_not_checked(monkeypatch, tmp_path):
+    from memeatlas.hub import plan_load
+
+    calls: list = []
+    _no_hub(monkeypatch, calls)
+    assert plan_load(str(tmp_path)) == (False, None) and calls == []
+
+
+def test_library_bars_follow_no_progress(monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    from memeatlas import progress
+    from memeatlas.hub import plan_load
+
+    hf_logging.enable_progress_bar()
+    monkeypatch.setattr(progress, "_ENABLED", False)
+    plan_load("/")
+    assert not hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
