@@ -261,3 +261,17 @@ def test_image_less_json_payload_bytes(store, tmp_path):
     assert _counts(store) == (0, 0)
 
 
+
+
+def test_memecap_fields_of_the_wrong_type_are_bad_rows(store, tmp_path):
+    """Found by the property tests: a non-list `metaphors` crashed the import."""
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps([
+        {"post_id": "1", "img_captions": ["a cat"], "metaphors": True},
+        {"post_id": [], "img_captions": ["a dog"]},
+        {"post_id": "3", "img_captions": {"x": 1}},
+        {"post_id": "4", "img_captions": ["ok"], "meme_captions": ["fine"]},
+    ]))
+    s = import_annotations(store, f, "memecap")
+    assert (s.imported, s.failed) == (1, 3)
+    assert [why.split()[0] for _, why in s.bad_lines] == ["metaphors", "post_id", "img_captions"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 from helpers_evaluate import add_memes, add_run
@@ -20,7 +21,9 @@ from memeatlas.evaluate import import_ratings, sample_pairs
 from memeatlas.ingest import import_annotations, ingest_paths
 from memeatlas.store import Store
 
-SETTINGS = settings(max_examples=30, deadline=None, database=None,
+# 30 examples per test keep CI fast; MEMEATLAS_HYPOTHESIS_EXAMPLES=500 for a deeper hunt.
+SETTINGS = settings(max_examples=int(os.environ.get("MEMEATLAS_HYPOTHESIS_EXAMPLES", "30")),
+                    deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 TABLES = ("memes", "meme_sources", "annotations", "imports", "ingest_errors", "ratings",

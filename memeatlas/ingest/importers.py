@@ -70,6 +70,17 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _is_id(v: Any) -> bool:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+
+
+def _is_text(v: Any) -> bool:
+    """None, a string, a number, or a list of those: what a caption field may hold."""
+    if v is None or _is_id(v):
+        return True
+    return isinstance(v, list) and all(x is None or _is_id(x) for x in v)
+
+
 def _joined(v: Any) -> str | None:
     v = _clean(v)
     if v is None:
@@ -92,6 +103,16 @@ def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int,
         post_id = _clean(obj.get("post_id"))
         if post_id is None:
             yield line, "missing post_id"
+            continue
+        if not _is_id(post_id):
+            yield line, f"post_id must be a string or a number, not {type(post_id).__name__}"
+            continue
+        bad = next((k for k in ("img_captions", "meme_captions") if not _is_text(obj.get(k))), None)
+        if bad:
+            yield line, f"{bad} must be a string or a list of strings"
+            continue
+        if not isinstance(obj.get("metaphors") or [], list):
+            yield line, "metaphors must be a list of {metaphor, meaning} objects"
             continue
         description = _joined(obj.get("img_captions"))
         intent = _joined(obj.get("meme_captions"))
@@ -132,6 +153,9 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
         sid = _clean(obj.get(id_field))
         if sid is None:
             yield line, f"missing id field {id_field!r}"
+            continue
+        if not _is_id(sid):
+            yield line, f"id field {id_field!r} must be a string or a number, not {type(sid).__name__}"
             continue
         fields: dict[str, Any] = {}
         for target, col in mapping.items():
