@@ -342,3 +342,59 @@ def test_library_bars_follow_no_progress(monkeypatch):
     plan_load("/")
     assert not hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
+
+
+_EMBED_CHILD = """
+import sys, time
+from memeatlas.embed import TextEmbedConfig, embed_text
+import importlib
+R = importlib.import_module("memeatlas.embed.run")
+from memeatlas.store import Store
+real = R.write_vectors
+calls = []
+def write(*a, **k):
+    real(*a, **k)
+    calls.append(1)
+    print("COMMIT", len(calls), flush=True)
+    if len(calls) == 2:
+        time.sleep(600)  # killed here, after two committed chunks
+R.write_vectors = write
+embed_text(Store.open(sys.argv[1]), TextEmbedConfig(fields=("description",), batch_size=2,
+                                                    commit_every=2))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_embed_keeps_committed_chunks(db_path, tmp_path):
+    """A real SIGKILL mid-embed: committed chunks survive, the re-run does the rest once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from memeatlas.embed import TextEmbedConfig, embed_text
+    from memeatlas.store import Store
+
+    with Store.open(db_path) as st:
+        ids = add_memes(st, 7)
+        for i, mid in enumerate(ids):
+            st.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                       "description) VALUES (?, 'human:t', '', '', ?)", [mid, f"meme text {i}"])
+    env = dict(os.environ, MEMEATLAS_NO_PROGRESS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _EMBED_CHILD, str(db_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("COMMIT 2"):
+                break
+        else:
+            pytest.fail(f"child ended early: {proc.stderr.read()[-2000:]}")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    with Store.open(db_path) as st:
+        assert st.scalar("SELECT count(*) FROM embeddings") == 4
+        s = embed_text(st, TextEmbedConfig(fields=("description",), batch_size=2))
+        assert (s.skipped_existing, s.embedded) == (4, 3)
+        assert st.scalar("SELECT count(DISTINCT meme_id) FROM embeddings") == 7
