@@ -275,3 +275,14 @@ def test_memecap_fields_of_the_wrong_type_are_bad_rows(store, tmp_path):
     s = import_annotations(store, f, "memecap")
     assert (s.imported, s.failed) == (1, 3)
     assert [why.split()[0] for _, why in s.bad_lines] == ["metaphors", "post_id", "img_captions"]
+
+
+def test_import_image_with_non_utf8_name(store, tmp_path):
+    target = write_image(_bad_name(tmp_path, b"img"))
+    (tmp_path / "link.png").symlink_to(target)
+    f = tmp_path / "c.csv"
+    f.write_text("id,cap,file\n1,a cat,link.png\n")
+    s = import_annotations(store, f, "csv", mapping={"description": "cap"}, id_field="id",
+                           image_field="file")
+    assert (s.imported, s.with_image, s.image_problems) == (1, 0, 1)
+    assert store.scalar("SELECT error FROM ingest_errors") == "bad_filename"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
+from memeatlas.ingest.names import is_storable
 from memeatlas.ingest.notices import Notices
 from memeatlas.ingest.run import record_problems
 from memeatlas.ingest.scan import columns_of, read_table, require_column
@@ -287,6 +288,11 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
             # reported, not dropped in silence.
             image_problems.append((f"import:{file.name}", str(r.image), Problem(
                 info.code, f"named by {file}:{r.line}; imported without its image: {info.detail}")))
+            info = None
+        if info is not None and not is_storable(str(r.image.resolve())):
+            image_problems.append((f"import:{file.name}", str(r.image), Problem(
+                "bad_filename", f"named by {file}:{r.line}; imported without its image: the "
+                "file name is not valid UTF-8; rename it and import again")))
             info = None
         meta = json.dumps(r.extra, default=str) if r.extra else None
         if info is not None:
