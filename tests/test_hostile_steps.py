@@ -398,3 +398,16 @@ def test_sigkill_during_embed_keeps_committed_chunks(db_path, tmp_path):
         s = embed_text(st, TextEmbedConfig(fields=("description",), batch_size=2))
         assert (s.skipped_existing, s.embedded) == (4, 3)
         assert st.scalar("SELECT count(DISTINCT meme_id) FROM embeddings") == 7
+
+
+def test_migration_marks_old_unfinished_caption_runs(db_path):
+    from memeatlas.store import Store
+
+    with Store.open(db_path, migrate_to=5) as old:
+        for rid, end in (("old-done", "now()"), ("old-dead", "NULL")):
+            old.execute("INSERT INTO caption_runs (run_id, backend, model, annotator, prompt_hash, "
+                        f"schema_hash, started_at, finished_at) VALUES (?, 'b', 'm', 'a', 'p', 's', "
+                        f"now(), {end})", [rid])
+    with Store.open(db_path) as new:
+        assert dict(new.fetchall("SELECT run_id, status FROM caption_runs")) == {
+            "old-done": "finished", "old-dead": "interrupted"}

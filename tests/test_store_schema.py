@@ -53,6 +53,7 @@ def test_final_schema(store):
     assert EXPECTED_RELATIONS <= rels
     for table, cols in EXPECTED.items():
         assert columns(store, table) == cols, table
+    assert columns(store, "caption_runs")[-1] == "status"  # 0006: running|finished|interrupted
     # every later table keeps its provenance columns
     for table in ("caption_runs", "embeddings", "cluster_runs", "cluster_labels", "evaluations"):
         assert "created_at" in columns(store, table) or "started_at" in columns(store, table)
