@@ -411,3 +411,15 @@ def test_migration_marks_old_unfinished_caption_runs(db_path):
     with Store.open(db_path) as new:
         assert dict(new.fetchall("SELECT run_id, status FROM caption_runs")) == {
             "old-done": "finished", "old-dead": "interrupted"}
+
+
+def test_cluster_summary_counts_memes_not_in_the_run(store, db_path):
+    from helpers_cluster import synthetic_store
+
+    synthetic_store(store, n_per=10, n_clusters=2, dim=8)
+    add_memes(store, 4, prefix="unembedded")
+    store.close()
+    r = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--algorithm", "kmeans",
+                                 "--k", "2", "--no-layout", "--db", str(db_path)])
+    assert r.exit_code == 0, r.output
+    assert "left out" in r.output and "4 (4 not embedded in text:synthetic)" in r.output

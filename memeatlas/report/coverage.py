@@ -1,8 +1,8 @@
 """How many of the store's memes a report's run covers, and why the rest are absent.
 
 A run clusters the memes its space(s) embedded; memes the embed step left out (no
-annotation by the space's annotator, empty text, no image, unreadable image) or embedded
-after the run are not in it. The report says so instead of showing a smaller corpus
+annotation by the space's annotator, empty text, no image, unreadable image), memes the
+run's --where excluded, and memes embedded after the run are not in it. The report says so instead of showing a smaller corpus
 without a word.
 """
 
@@ -16,6 +16,11 @@ from memeatlas.leftout import counted
 
 def _space_names(run: dict[str, Any]) -> list[str]:
     spaces = run.get("spaces")
+    if isinstance(spaces, str):
+        try:
+            spaces = json.loads(spaces)
+        except ValueError:
+            spaces = None
     if isinstance(spaces, list) and spaces:
         return [s["space"] if isinstance(s, dict) else str(s) for s in spaces]
     return [run["space"]] if run.get("space") else []
@@ -48,7 +53,8 @@ def coverage(store, run: dict[str, Any], n_in_run: int) -> dict[str, Any]:
                 reasons.append((f"empty {fields}", not_in, [space]))
             else:
                 reasons.append((f"not embedded in {space}", not_in, [space]))
-        reasons.append(("embedded after this run", "true", []))
+        reasons.append(("embedded but not in this run (--where, or embedded after it)", "true",
+                        []))
         case = " ".join(f"WHEN {cond} THEN {i}" for i, (_, cond, _) in enumerate(reasons))
         binds = [v for _, _, ps in reasons for v in ps] + [run["run_id"]]
         for i, n in store.fetchall(
