@@ -153,6 +153,8 @@ def test_directory_named_like_an_image(store, tmp_path):
     s = ingest_paths(store, [d])
     assert (s.added, s.failed) == (1, 1)
     assert "is a directory" in store.scalar("SELECT detail FROM ingest_errors")
+    s = ingest_paths(store, [str(d / "*.jpg")])  # a glob matching it says the same
+    assert (s.failed, s.errors) == (1, {"unreadable": 1})
     m = tmp_path / "m.csv"
     m.write_text("path\nimgs/folder.jpg\n")
     s = ingest_paths(store, manifest=m)

@@ -63,8 +63,10 @@ def scan_paths(paths: list[str | Path], recursive: bool = False) -> ScanResult:
                 missing.append(Candidate(Path(s), "folder", s))
             for m in matches:
                 p = Path(m)
-                # Broken links are kept so they are reported, as in folders below.
-                if p.is_file() or (p.is_symlink() and not p.exists()):
+                # Broken links and folders named like images are kept so they are reported,
+                # as in folders below.
+                if (p.is_file() or (p.is_symlink() and not p.exists())
+                        or (p.is_dir() and p.suffix.lower() in IMAGE_EXTENSIONS)):
                     found.append(_file(p))
             continue
         p = Path(s)
