@@ -176,6 +176,7 @@ def test_killed_caption_run_is_marked_interrupted(store, tmp_path):
 
     st = {what: n for _, what, n in status(store)}
     assert st["interrupted caption runs"] == 1
+    assert st["memes in no space (see each embed summary's left out)"] == 3
 
 
 def test_caption_run_stopped_by_an_error_is_interrupted(store, tmp_path):
