@@ -424,3 +424,14 @@ def test_cluster_summary_counts_memes_not_in_the_run(store, db_path):
                                  "--k", "2", "--no-layout", "--db", str(db_path)])
     assert r.exit_code == 0, r.output
     assert "left out" in r.output and "4 (4 not embedded in text:synthetic)" in r.output
+
+
+@pytest.mark.parametrize("body", ['"unterminated,x,connotative,2\n', "p,c,connotative," + "9" * 200_000 + "\n"])
+def test_ratings_csv_that_cannot_be_parsed_is_one_error(store, pair_set, tmp_path, body):
+    from memeatlas.evaluate import import_ratings
+
+    f = tmp_path / "bad.csv"
+    f.write_text("pair_id,coder,dimension,rating\n" + body)
+    with pytest.raises(InputError, match="cannot parse as CSV"):
+        import_ratings(store, f, pair_set="ps")
+    assert store.scalar("SELECT count(*) FROM ratings") == 0

@@ -133,11 +133,15 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
             fh.seek(0)
             # The delimiter from the header line (spreadsheets export ',' or, in some locales, ';').
             delim = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
-            reader = csv.reader(fh, delimiter=delim)
+            # strict: an unterminated quote is an error, not a cell that swallows later rows
+            reader = csv.reader(fh, delimiter=delim, strict=True)
             header = next(reader, None)
             body = list(reader)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot parse as CSV near line {reader.line_num} ({exc}); "
+                         f"check its quotes") from None
     if not header:
         raise InputError(f"{path} is empty; expected a header row")
     header = [h.strip() for h in header]
