@@ -435,3 +435,30 @@ def test_ratings_csv_that_cannot_be_parsed_is_one_error(store, pair_set, tmp_pat
     with pytest.raises(InputError, match="cannot parse as CSV"):
         import_ratings(store, f, pair_set="ps")
     assert store.scalar("SELECT count(*) FROM ratings") == 0
+
+
+@pytest.mark.slow
+def test_real_template_images_left_out_is_counted(store, tmp_path):
+    """Issue 16's case on real data: OCR of template images (most carry no text), then embed
+    ocr_text: every meme is either embedded or counted as left out with its reason."""
+    import shutil
+
+    from memeatlas.caption import CaptionConfig, run
+    from memeatlas.embed import TextEmbedConfig, embed_text
+    from memeatlas.ingest import ingest_paths
+    from memeatlas.testing.shared_data import require_shared
+
+    src = require_shared("template-images", "imgflip")
+    d = tmp_path / "t"
+    d.mkdir()
+    for f in sorted(src.iterdir())[:8]:
+        shutil.copy(f, d / f.name)
+    ingest_paths(store, [d])
+    add_memes(store, 2, prefix="textless")  # image-less memes: caption leaves them out
+    store.execute("UPDATE memes SET has_image = false, path = NULL WHERE path LIKE '/data/%'")
+    cs = run(store, CaptionConfig(backend="ocr"))
+    assert cs.n_done + cs.n_failed == 8 and cs.left_out == {"no image": 2}
+    es = embed_text(store, TextEmbedConfig(fields=("ocr_text",), annotator=cs.annotator))
+    assert es.embedded + sum(es.left_out.values()) == 10
+    assert es.left_out.get("no annotation by ocr:rapidocr") == 2
+    assert es.left_out.get("empty ocr_text", 0) == 8 - es.embedded
