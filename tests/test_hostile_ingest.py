@@ -288,3 +288,27 @@ def test_import_image_with_non_utf8_name(store, tmp_path):
                            image_field="file")
     assert (s.imported, s.with_image, s.image_problems) == (1, 0, 1)
     assert store.scalar("SELECT error FROM ingest_errors") == "bad_filename"
+
+
+def test_nul_in_a_path_is_a_bad_row(store, tmp_path):
+    m = tmp_path / "m.json"
+    m.write_text(json.dumps([{"path": "a\u0000b.png", "id": "1", "caption": "x",
+                              "img_captions": ["x"], "post_id": "1", "img_fname": "a\u0000b"}]))
+    s = ingest_paths(store, manifest=m)
+    assert s.errors == {"missing_field": 1}
+    for fmt, kw in (("jsonl", {"mapping": {"description": "caption"}, "id_field": "id",
+                               "image_field": "path"}), ("memecap", {"images": tmp_path})):
+        r = import_annotations(store, m, fmt, **kw)
+        assert r.failed == 1 and "NUL" in r.bad_lines[0][1]
+
+
+def test_devices_and_fifos_are_refused_not_read(store, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    m = tmp_path / "m.csv"
+    m.write_text("path\n/dev/zero\npipe.png\n")
+    s = ingest_paths(store, manifest=m)          # would block on the FIFO or read forever
+    assert s.errors == {"unreadable": 2}
+    s = ingest_paths(store, ["/dev/zero", str(fifo)])
+    assert s.errors == {"unreadable": 2}
+    assert "not a regular file" in store.scalar("SELECT detail FROM ingest_errors LIMIT 1")

@@ -33,7 +33,8 @@ TABLES = ("memes", "meme_sources", "annotations", "imports", "ingest_errors", "r
 # delimiters, newlines, BOMs and non-Latin scripts are not.
 cell = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | \
     st.sampled_from(["", "\"", "\"\"", ",", ";", "\n", "\r\n", "\ufeff", "path", "id", "a.png",
-                     "null", "[]", "{}", "1", "Прüfung", "😂"])
+                     "null", "[]", "{}", "1", "Прüfung", "😂", "a\x00b.png", "../../etc/passwd",
+                     "/dev/zero", "~", "."])
 columns = st.lists(st.sampled_from(["path", "id", "post_id", "img_captions", "meme_captions",
                                     "caption", "file", "pair_id", "coder", "dimension", "rating",
                                     "meme_a", "meme_b", "connotative", "a:denotative", ""]),

@@ -130,6 +130,9 @@ def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int,
                  and _clean(v) is not None}
         image = None
         fname = _clean(obj.get("img_fname"))
+        if images is not None and fname and "\x00" in str(fname):
+            yield line, "img_fname contains a NUL character, not a file name"
+            continue
         if images is not None and fname:
             image = images / str(fname).strip()
         yield _Row(line, str(post_id),
@@ -173,6 +176,9 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
             continue
         extra = {k: v for k, v in obj.items() if k not in used and _clean(v) is not None}
         image = None
+        if image_field and "\x00" in str(obj.get(image_field) or ""):
+            yield line, f"column {image_field!r} contains a NUL character, not a file name"
+            continue
         if image_field and _clean(obj.get(image_field)) is not None:
             image = Path(str(obj[image_field])).expanduser()
             if not image.is_absolute():

@@ -210,6 +210,9 @@ def scan_manifest(manifest: Path, path_column: str = "path", id_column: str | No
             bad.append((origin, f"row has no {path_column!r} value (columns: {cols}); "
                                 f"fill it in or name the path column with --path-column"))
             continue
+        if "\x00" in str(raw):  # no OS accepts it; pathlib would raise on it
+            bad.append((origin, f"the {path_column!r} value contains a NUL character; fix the row"))
+            continue
         p = Path(str(raw)).expanduser()
         if not p.is_absolute():
             p = base / p
@@ -230,6 +233,6 @@ def scan_manifest(manifest: Path, path_column: str = "path", id_column: str | No
         if sid is not None:
             by_id.setdefault(sid, (line, cand.path))
         by_path.setdefault(cand.path, (line, sid))
-        # A directory is found (inspecting it says "is a directory"), not "does not exist".
-        (found if p.is_file() or p.is_dir() else missing).append(cand)
+        # Whatever exists is inspected, which names a directory or a device as such.
+        (found if p.exists() else missing).append(cand)
     return ScanResult(found, missing, 0, bad, warnings, resolved)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,11 @@ def inspect_file(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
                  ) -> ImageInfo | Problem:
     """Read and check one file; return its ImageInfo or the Problem that stops it."""
     try:
+        # A device, FIFO or socket would block or never end (/dev/zero): refuse, don't read.
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return Problem("unreadable", "not a regular file (a device, FIFO or socket); "
+                                         "name an image file")
         data = path.read_bytes()
     except FileNotFoundError:
         if path.is_symlink():
