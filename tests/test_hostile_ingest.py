@@ -312,3 +312,78 @@ def test_devices_and_fifos_are_refused_not_read(store, tmp_path):
     s = ingest_paths(store, ["/dev/zero", str(fifo)])
     assert s.errors == {"unreadable": 2}
     assert "not a regular file" in store.scalar("SELECT detail FROM ingest_errors LIMIT 1")
+
+
+def _save(img, fmt, **kw) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _bad_image_table() -> dict[str, tuple[bytes, str]]:
+    """file name -> (bytes, expected: 'ok' or the ingest_errors code)."""
+    rgb = Image.new("RGB", (120, 80), (200, 40, 40))
+    png = _save(rgb, "PNG")
+    jpg = _save(rgb, "JPEG", quality=90)
+    noise = (np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8)
+    corrupt_png = bytearray(_save(Image.fromarray(noise), "PNG"))
+    mid = len(corrupt_png) // 2
+    corrupt_png[mid:mid + 16] = b"\x00" * 16  # inside IDAT: a broken zlib stream
+    exif = rgb.getexif()
+    exif[0x0112] = 99  # an orientation value that does not exist
+    frames = [Image.new("P", (40, 40), i) for i in range(3)]
+    gif = _save(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    pal = Image.new("P", (30, 30), 0)
+    pal.info["transparency"] = 0
+    wide16 = np.tile(np.arange(0, 65536, 256, dtype=np.uint16), (4, 1))
+    header_only = png[:33]  # signature + IHDR, no data
+    return {
+        "ok.png": (png, "ok"),
+        "ok.jpg": (jpg, "ok"),
+        "png_named.jpg": (png, "ok"),
+        "cmyk.jpg": (_save(Image.new("CMYK", (50, 50), (0, 50, 100, 0)), "JPEG"), "ok"),
+        "bad_exif.jpg": (_save(rgb, "JPEG", exif=exif), "ok"),
+        "animated.gif": (gif, "ok"),
+        "palette_alpha.png": (_save(pal, "PNG", transparency=0), "ok"),
+        "la.png": (_save(Image.new("LA", (20, 20), (100, 50)), "PNG"), "ok"),
+        "gray16.png": (_save(Image.fromarray(wide16), "PNG"), "ok"),
+        "one_pixel.png": (_save(Image.new("RGB", (1, 1)), "PNG"), "ok"),
+        "very_wide.png": (_save(Image.new("L", (20000, 1)), "PNG"), "ok"),
+        "ok.webp": (_save(rgb, "WEBP"), "ok"),
+        "ok.tiff": (_save(rgb, "TIFF"), "ok"),
+        "ok.bmp": (_save(rgb, "BMP"), "ok"),
+        "empty.png": (b"", "empty_file"),
+        "truncated.jpg": (jpg[: len(jpg) // 2], "truncated"),
+        "truncated.png": (png[: len(png) - 30], "truncated"),
+        "header_only.png": (header_only, "truncated"),
+        "corrupt.png": (bytes(corrupt_png), "corrupt"),
+        "html.jpg": (b"<html><body>a saved web page</body></html>", "not_an_image"),
+        "pdf.png": (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", "not_an_image"),
+        "zip.png": (b"PK\x03\x04" + b"\x00" * 40, "not_an_image"),
+        "svg.png": (b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>', "not_an_image"),
+        "random.png": (bytes(range(256)) * 4, "not_an_image"),
+        "icon.png": (_save(Image.new("RGB", (32, 32)), "ICO"), "unsupported_format"),
+        "bomb.png": (_save(Image.new("1", (12000, 12000)), "PNG"), "too_many_pixels"),
+    }
+
+
+def test_many_kinds_of_bad_image_each_named(store, tmp_path):
+    """Regression for the kinds already handled: each bad one gets its code, each good one
+    is stored and decodes the way every later step sees it."""
+    d = tmp_path / "zoo"
+    d.mkdir()
+    table = _bad_image_table()
+    for name, (data, _) in table.items():
+        (d / name).write_bytes(data)
+    (d / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    s = ingest_paths(store, [d])
+    errors = dict(store.fetchall("SELECT regexp_extract(path, '[^/]+$'), error FROM ingest_errors"))
+    want = {n: code for n, (_, code) in table.items() if code != "ok"}
+    want["dangling.png"] = "unreadable"
+    assert errors == want
+    good = [n for n, (_, code) in table.items() if code == "ok"]
+    assert s.added + s.present == len(good) and s.failed == len(want)  # png_named.jpg = ok.png
+    for (path,) in store.fetchall("SELECT path FROM memes"):
+        assert load_image(path).mode == "RGB"

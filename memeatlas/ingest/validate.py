@@ -52,6 +52,17 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature(data: bytes) -> str | None:
+    """The image format whose magic bytes `data` starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
+
+
 def inspect_file(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
                  ) -> ImageInfo | Problem:
     """Read and check one file; return its ImageInfo or the Problem that stops it."""
@@ -121,6 +132,10 @@ def _inspect(data: bytes, max_image_pixels: int, buf) -> ImageInfo | Problem:
     try:
         im = Image.open(buf)
     except UnidentifiedImageError:
+        kind = _signature(data)
+        if kind:  # an image cut short inside its header, not some other kind of file
+            return Problem("truncated", f"starts like a {kind} file but its header is cut short "
+                                        "or damaged; re-download it")
         return Problem("not_an_image",
                        "not a recognised image (JPEG, PNG, WebP, GIF, BMP, TIFF); "
                        "the extension may be wrong or the file may be something else")
