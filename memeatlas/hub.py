@@ -25,8 +25,20 @@ def offline_env() -> bool:
 
 
 def is_hub_id(model: str) -> bool:
-    """A hub id (`org/name` or `name`), not a directory on disk."""
-    return not Path(model).expanduser().exists()
+    """A valid hub id (`org/name` or `name`) that is not a directory on disk.
+
+    A missing local path (`./models/x`, `/data/m`) is not a hub id: the loaders' own error
+    for it comes at once, without any network.
+    """
+    if Path(model).expanduser().exists():
+        return False
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(model)
+    except Exception:  # HFValidationError: not something the hub could hold
+        return False
+    return not model.startswith((".", "/", "~"))
 
 
 def is_cached(model: str, revision: str | None = None) -> bool:

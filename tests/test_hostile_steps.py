@@ -462,3 +462,14 @@ def test_real_template_images_left_out_is_counted(store, tmp_path):
     assert es.embedded + sum(es.left_out.values()) == 10
     assert es.left_out.get("no annotation by ocr:rapidocr") == 2
     assert es.left_out.get("empty ocr_text", 0) == 8 - es.embedded
+
+
+def test_missing_local_path_is_not_looked_up_on_the_hub(monkeypatch, tmp_path):
+    from memeatlas.hub import is_hub_id, plan_load
+
+    calls: list = []
+    _no_hub(monkeypatch, calls)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for path in (str(tmp_path / "no" / "model"), "./models/x", "../m"):
+        assert not is_hub_id(path) and plan_load(path) == (False, None)
+    assert is_hub_id("Qwen/Qwen2.5-VL-3B-Instruct") and calls == []
