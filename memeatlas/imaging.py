@@ -20,14 +20,44 @@ DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # ~803k px: Qwen2.5-VL's common budget (102
 DEFAULT_PIL_PIXEL_LIMIT = 89_478_485  # PIL's own decompression-bomb threshold
 
 
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit greyscale scaled to 8 bits ("L"); PIL's own convert clips at 255.
+
+    16-bit modes are divided by 257 (65535 -> 255). Mode I (how PIL may hold a 16-bit PNG)
+    and F carry no bit depth, so their range decides: up to 255 as is, up to 65535 as
+    16-bit, beyond that scaled to the maximum; floats up to 1.0 are taken as 0..1.
+    """
+    if img.mode not in _WIDE_MODES:
+        return img
+    import numpy as np
+
+    a = np.asarray(img).astype(np.float64)
+    hi = float(a.max()) if a.size else 0.0
+    if img.mode.startswith("I;16"):
+        scale = 255.0 / 65535.0
+    elif img.mode == "F" and hi <= 1.0:
+        scale = 255.0
+    elif hi <= 255:
+        scale = 1.0
+    elif hi <= 65535:
+        scale = 255.0 / 65535.0
+    else:
+        scale = 255.0 / hi
+    return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8))
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """First frame, EXIF-upright, RGB (alpha flattened onto white)."""
+    """First frame, EXIF-upright, 8 bits per channel, RGB (alpha flattened onto white)."""
     if getattr(img, "is_animated", False):
         img.seek(0)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # broken EXIF should not lose the image
         pass
+    img = to_8bit(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGB", rgba.size, (255, 255, 255))

@@ -113,6 +113,14 @@ def _make(cls, **kwargs):
     return cls(**{k: v for k, v in kwargs.items() if k in names and v is not None})
 
 
+def _left_out(left_out: dict[str, int] | None, what: str = "left out") -> str:
+    """`; 150 left out (150 empty ocr_text)` for a step's detail line, or ""."""
+    from memeatlas.leftout import counted
+
+    text = counted(left_out or {})
+    return f"; {text.replace(' (', f' {what} (', 1)}" if text else ""
+
+
 def _get(obj: Any, *names: str, default: Any = 0) -> Any:
     for n in names:
         v = getattr(obj, n, None)
@@ -216,6 +224,7 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
         annotator = _get(cs, "annotator", default=None)
         st.work = done
         st.detail = f"{done} annotated, {skipped} already annotated, {failed} failed by {annotator}"
+        st.detail += _left_out(getattr(cs, "left_out", None))
         st.info = {"annotator": annotator, "done": done, "skipped": skipped, "failed": failed}
     backend_name = str(ccfg.backend or "").lower()
 
@@ -230,6 +239,7 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
         text_space = es.space
         st.work = es.embedded
         st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
+        st.detail += _left_out(es.left_out)
         st.info = es.as_dict()
     image_space = None
     img_model = _image_model(cfg)
@@ -243,6 +253,7 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
             image_space = es.space
             st.work = es.embedded
             st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
+            st.detail += _left_out(es.left_out)
             st.info = es.as_dict()
 
     # ---- cluster + label ------------------------------------------------------------------------
@@ -316,6 +327,7 @@ def _report_step(store: Store, summary: PipelineSummary, out: str | Path, force:
         st.work = 0 if rs.skipped else 1
         st.detail = (f"{rs.path} unchanged" if rs.skipped else
                      f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
+        st.detail += _left_out((rs.coverage or {}).get("absent"), "of the store's memes not in it")
         summary.report = str(rs.path)
 
 

@@ -47,3 +47,23 @@ def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
 def info(message: str) -> None:
     """A line of progress or context for humans, on stderr."""
     print(message, file=sys.stderr, flush=True)
+
+
+def sync_library_bars() -> None:
+    """Turn transformers' and huggingface_hub's own bars ("Loading weights", downloads) off
+    when memeatlas's are off (`--no-progress`, MEMEATLAS_NO_PROGRESS); call before a model load.
+    """
+    if enabled():
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # transformers absent or changed: its bar is cosmetic
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except Exception:
+        pass

@@ -185,3 +185,23 @@ def test_rate_page_keyboard_csv_imports(page, store, tmp_path):
         "SELECT pair_id, dimension, rating FROM ratings WHERE pair_set = ?", [ids["pair_set"]])}
     assert got == {k: float(v) for k, v in expected.items()}
     assert page.watch.errors == [] and page.watch.dialogs == []
+
+
+def test_coverage_note_stays_text(page, store, tmp_path):
+    """The 'covers N of M memes' note names user-derived annotators and spaces: text only."""
+    import json as _json
+
+    ids = fill_store(store, tmp_path / "img", sweep=False, pair_set=None)
+    store.execute("INSERT INTO embedding_spaces (space, kind, model, dim, params) VALUES "
+                  "('text:description+intent', 'text', 'm', 2, ?)",
+                  [_json.dumps({"recipe": {"annotator": XSS_TEXTS[1], "fields": [XSS_TEXTS[3]]}})])
+    store.execute("INSERT INTO memes (meme_id, source, has_image) VALUES ('late', 'csv', false)")
+    store.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash) "
+                  "VALUES ('late', ?, '', '')", [XSS_TEXTS[1]])
+    out = tmp_path / "cov.html"
+    build(store, ids["run_a"], out)
+    _open(page, out)
+    note = page.inner_text("#coverage")
+    assert "of the store's" in note and "1 absent" in note and XSS_TEXTS[3].split()[0] in note
+    assert page.watch.dialogs == [] and page.evaluate("() => window.__xss") is None
+    assert page.locator("img[src='x']").count() == 0

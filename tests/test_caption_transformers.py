@@ -138,6 +138,10 @@ def test_resume_after_sigkill_annotates_each_meme_once(db_path, tmp_path, tiny_q
         assert st.scalar("SELECT count(*) FROM annotations") == 5
         assert st.scalar("SELECT count(DISTINCT meme_id) FROM annotations") == 5
         assert st.scalar("SELECT count(*) FROM caption_runs") == 2
+        # the killed run is marked interrupted (with what it got done) when the next one starts
+        assert s.n_interrupted_runs == 1
+        assert st.fetchall("SELECT status, n_done FROM caption_runs ORDER BY started_at") == [
+            ("interrupted", 2), ("finished", 3)]
 
 
 def test_text_only_requests_for_the_label_step(tiny_backend):

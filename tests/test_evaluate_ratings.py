@@ -103,9 +103,9 @@ def test_error_list_is_capped(store, sampled, tmp_path):
 def test_reimport_needs_force(store, sampled, tmp_path):
     _, sheet = sampled
     pids = [p for p, _, _ in sheet_pairs(sheet)]
-    f1 = _write(tmp_path / "1.csv", ["pair_id", "coder", "dimension", "rating"], [(pids[0], "a", "x", 1)])
+    f1 = _write(tmp_path / "1.csv", ["pair_id", "coder", "dimension", "rating"], [(pids[0], "a", "connotative", 1)])
     f2 = _write(tmp_path / "2.csv", ["pair_id", "coder", "dimension", "rating"],
-                [(pids[1], "a", "x", 2), (pids[0], "a", "x", 3)])
+                [(pids[1], "a", "connotative", 2), (pids[0], "a", "connotative", 3)])
     import_ratings(store, f1, pair_set="ps")
     with pytest.raises(InputError, match="already rated"):
         import_ratings(store, f2, pair_set="ps")
@@ -119,7 +119,7 @@ def test_scale_mapping(store, sampled, tmp_path):
     _, sheet = sampled
     pids = [p for p, _, _ in sheet_pairs(sheet)]
     f = _write(tmp_path / "s.csv", ["pair_id", "coder", "dimension", "rating"],
-               [(pids[0], "a", "x", 0), (pids[1], "a", "x", 5), (pids[2], "a", "x", 2.5)])
+               [(pids[0], "a", "connotative", 0), (pids[1], "a", "connotative", 5), (pids[2], "a", "connotative", 2.5)])
     s = import_ratings(store, f, pair_set="ps", scale="0..5")
     assert "mapped linearly onto 1..3" in s.scale_note
     got = dict(store.fetchall("SELECT raw_rating, rating FROM ratings"))
@@ -127,7 +127,7 @@ def test_scale_mapping(store, sampled, tmp_path):
     assert parse_scale("1-7") == (1.0, 7.0) and map_to_scale(4, 1, 7) == 2.0
     with pytest.raises(InputError):
         parse_scale("5..1")
-    g = _write(tmp_path / "g.csv", ["pair_id", "coder", "dimension", "rating"], [(pids[3], "a", "x", 6)])
+    g = _write(tmp_path / "g.csv", ["pair_id", "coder", "dimension", "rating"], [(pids[3], "a", "connotative", 6)])
     with pytest.raises(InputError, match="outside the scale 0..5"):
         import_ratings(store, g, pair_set="ps", scale="0..5")
 
@@ -157,7 +157,7 @@ def test_sampled_set_rejects_foreign_meme_pairs(store, sampled, tmp_path):
     pairs = {frozenset(r) for r in store.fetchall("SELECT meme_a, meme_b FROM rating_pairs WHERE pair_set='ps'")}
     foreign = next((a, b) for a in m for b in m if a != b and frozenset((a, b)) not in pairs)
     f = _write(tmp_path / "f.csv", ["meme_a", "meme_b", "coder", "dimension", "rating"],
-               [(known[0], known[1], "x", "d", 2), (foreign[0], foreign[1], "x", "d", 2)])
+               [(known[0], known[1], "x", "connotative", 2), (foreign[0], foreign[1], "x", "connotative", 2)])
     with pytest.raises(InputError, match="line 3: this pair of memes is not in pair set"):
         import_ratings(store, f, pair_set="ps")
     assert _count(store) == 0
@@ -179,7 +179,7 @@ def test_semicolon_delimited_file(store, sampled, tmp_path):
     _, sheet = sampled
     pids = [p for p, _, _ in sheet_pairs(sheet)]
     f = tmp_path / "semi.csv"
-    f.write_text("pair_id;coder;dimension;rating\n" + "".join(f"{p};a;d;2\n" for p in pids[:3]))
+    f.write_text("pair_id;coder;dimension;rating\n" + "".join(f"{p};a;connotative;2\n" for p in pids[:3]))
     assert import_ratings(store, f, pair_set="ps").n_ratings == 3
 
 

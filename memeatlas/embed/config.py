@@ -113,6 +113,17 @@ class EmbedSummary:
     encode_seconds: float = 0.0
     write_seconds: float = 0.0
     items_per_s: float = 0.0     # embedded / (seconds - load_seconds)
+    fields: tuple[str, ...] | None = None  # text spaces: the annotation fields embedded
+
+    @property
+    def left_out(self) -> dict[str, int]:
+        """Memes this call did not embed, by reason (already-embedded ones are not left out)."""
+        what = "/".join(self.fields) if self.fields else "text"
+        out = {f"empty {what}": self.skipped_empty,
+               f"no annotation by {self.annotator}": self.skipped_no_annotation,
+               "no image": self.skipped_no_image,
+               "unreadable image": self.failed}
+        return {k: v for k, v in out.items() if v}
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "left_out": self.left_out}

@@ -60,6 +60,16 @@ def _device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _plan(model: str, load_path: str) -> bool:
+    """local_files_only for the load; fails at once when the model cannot be had (memeatlas.hub)."""
+    from memeatlas.hub import plan_load
+
+    local_only, problem = plan_load(load_path)
+    if problem:
+        raise model_load_error("image", model, OSError(problem))
+    return local_only
+
+
 class ImageEncoder:
     """A loaded image model that turns RGB PIL images into L2-normalised float32 rows."""
 
@@ -80,8 +90,10 @@ class ImageEncoder:
     def _load_st(self, model: str) -> None:
         from sentence_transformers import SentenceTransformer
 
+        local_only = _plan(model, self.load_path)
         try:
-            self.st = SentenceTransformer(self.load_path, device=self.device)
+            self.st = SentenceTransformer(self.load_path, device=self.device,
+                                          local_files_only=local_only)
         except (OSError, ValueError) as exc:
             raise model_load_error("image", model, exc) from None
 
@@ -89,9 +101,12 @@ class ImageEncoder:
         import torch
         from transformers import AutoImageProcessor, AutoModel
 
+        local_only = _plan(model, self.load_path)
         try:
-            self.processor = AutoImageProcessor.from_pretrained(self.load_path)
-            self.model = AutoModel.from_pretrained(self.load_path, dtype=torch.float32)
+            self.processor = AutoImageProcessor.from_pretrained(self.load_path,
+                                                                local_files_only=local_only)
+            self.model = AutoModel.from_pretrained(self.load_path, dtype=torch.float32,
+                                                   local_files_only=local_only)
         except (OSError, ValueError) as exc:
             raise model_load_error("image", model, exc) from None
         if not hasattr(self.model, "get_image_features"):

@@ -92,7 +92,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
     summary = EmbedSummary(space=space, kind="text", model=model_name, dim=0,
                            annotator=annotator, candidates=len(rows),
-                           skipped_no_annotation=missing)
+                           skipped_no_annotation=missing, fields=tuple(names))
     text_of: dict[str, str] = {}
     items: list[tuple[str, str]] = []
     for meme_id, text in rows:

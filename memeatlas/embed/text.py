@@ -68,8 +68,14 @@ class TextEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:  # pragma: no cover - a core dependency
             raise ModelNotFoundError(f"sentence-transformers is not installed ({exc})") from None
+        from memeatlas.hub import plan_load
+
+        local_only, problem = plan_load(self.load_path)
+        if problem:
+            raise model_load_error("text", model or self.name, OSError(problem))
         try:
-            self.model = SentenceTransformer(self.load_path, device=device)
+            self.model = SentenceTransformer(self.load_path, device=device,
+                                             local_files_only=local_only)
         except (OSError, ValueError) as exc:
             raise model_load_error("text", model or self.name, exc) from None
         self.dim = int(self._dimension())

@@ -133,11 +133,15 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
             fh.seek(0)
             # The delimiter from the header line (spreadsheets export ',' or, in some locales, ';').
             delim = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
-            reader = csv.reader(fh, delimiter=delim)
+            # strict: an unterminated quote is an error, not a cell that swallows later rows
+            reader = csv.reader(fh, delimiter=delim, strict=True)
             header = next(reader, None)
             body = list(reader)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise InputError(f"{path}: cannot parse as CSV near line {reader.line_num} ({exc}); "
+                         f"check its quotes") from None
     if not header:
         raise InputError(f"{path} is empty; expected a header row")
     header = [h.strip() for h in header]
@@ -187,6 +191,11 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
         raise InputError(f"pair set {pair_set!r} does not exist; sample it with `memeatlas evaluate pairs` "
                          f"or import a file that names the memes (meme_a, meme_b columns)")
     can_add_pairs = (not existing_set) or (set_row or {}).get("strategy") == "imported"
+    allowed = set_dimensions(store, pair_set, set_row) if existing_set else None
+    if allowed is not None and not long_layout:
+        for i, _c, d in value_cols:
+            if d not in allowed:
+                raise InputError(f"{path}: column {header[i]!r}: {_unknown_dimension(d, pair_set, allowed)}")
     resolve = _meme_resolver(store) if has_memes else None
 
     new_pairs: dict[str, tuple[str, str]] = {}
@@ -257,6 +266,9 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
             if not d:
                 errors.add(line, "empty dimension")
                 continue
+            if allowed is not None and d not in allowed:
+                errors.add(line, _unknown_dimension(d, pair_set, allowed))
+                continue
             cells = [(c, d, get("rating"), "rating")]
         else:
             cells = [(c, d, row[i].strip(), header[i]) for i, c, d in value_cols]
@@ -305,7 +317,8 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
             store.execute("INSERT INTO pair_sets (pair_set, strategy, runs, seed, params, created_at)"
                           " VALUES (?,?,?,?,?,?)",
                           [pair_set, "imported", "[]", None,
-                           stable_json({"source": str(path)}), now])
+                           stable_json({"source": str(path),
+                                       "dimensions": sorted({d for _, _, d in records})}), now])
             created = True
         if new_pairs:
             start = int(store.scalar("SELECT coalesce(max(position), 0) FROM rating_pairs WHERE pair_set = ?",
@@ -333,6 +346,34 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
                          n_ratings=len(records), n_pairs=len({p for p, _, _ in records}), coders=coders,
                          dimensions=dims, scale=(lo, hi), scale_note=note, n_blank=n_blank,
                          created_pair_set=created, n_new_pairs=len(new_pairs), n_replaced=len(clash))
+
+
+def set_dimensions(store, pair_set: str, set_row: dict[str, Any] | None = None) -> list[str] | None:
+    """The dimensions a pair set is rated on: those it was sampled (or first imported) with;
+    for older sets without that record, the ones already rated; None when nothing says."""
+    row = set_row or store.fetch_dict("SELECT params FROM pair_sets WHERE pair_set = ?", [pair_set]) or {}
+    params = row.get("params")
+    if isinstance(params, str):
+        import json
+
+        params = json.loads(params)
+    dims = (params or {}).get("dimensions")
+    if dims:
+        return [str(d) for d in dims]
+    rated = [r[0] for r in store.fetchall(
+        "SELECT DISTINCT dimension FROM ratings WHERE pair_set = ? ORDER BY 1", [pair_set])]
+    return rated or None
+
+
+def _unknown_dimension(d: str, pair_set: str, allowed: list[str]) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(d.lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
+    hint = ""
+    if near:
+        hint = f"; did you mean {next(a for a in allowed if a.lower() == near[0])!r}?"
+    return (f"dimension {d!r} is not one of pair set {pair_set!r}'s dimensions "
+            f"({', '.join(allowed)}){hint}")
 
 
 def _fmt(x: float) -> str:

@@ -58,6 +58,8 @@ def ingest(
         fields[f"  {code}"] = n
     if s.ignored:
         fields["ignored (not images)"] = s.ignored
+    for line in s.warnings.lines():
+        fields[f"warning {line.split(':', 1)[0]}"] = line.split(": ", 1)[1]
     fields["images/s"] = round(s.images_per_s, 1)
     echo_summary(f"ingest: {s.seen} files in {s.seconds:.1f} s", fields)
     if s.failed:
@@ -128,8 +130,9 @@ def import_annotations(
                        images=images)
         times = _timestamps(store, timestamp_field, time_format)
     echo_summary(f"import-annotations: {s.rows} rows from {file} as {s.annotator}", {
-        "imported": s.imported, "with image": s.with_image, "failed": s.failed,
-        **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {})})
+        "imported": s.imported, "memes": s.memes, "with image": s.with_image, "failed": s.failed,
+        **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {}),
+        **{f"warning {ln.split(':', 1)[0]}": ln.split(": ", 1)[1] for ln in s.warnings.lines()}})
     for line, why in s.bad_lines[:20]:
         echo_err(f"  {file}:{line}: {why}")
     if len(s.bad_lines) > 20:

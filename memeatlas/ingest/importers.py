@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
+from memeatlas.ingest.names import is_storable
+from memeatlas.ingest.notices import Notices
 from memeatlas.ingest.run import record_problems
-from memeatlas.ingest.scan import read_table
+from memeatlas.ingest.scan import columns_of, read_table, require_column
 from memeatlas.ingest.validate import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageInfo,
@@ -47,6 +49,8 @@ class ImportSummary:
     failed: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     image_problems: int = 0           # rows whose named image was missing or unusable
+    memes: int = 0                    # distinct memes the imported rows annotate
+    warnings: Notices = field(default_factory=Notices)  # rows stored with a caveat
     seconds: float = 0.0
 
 
@@ -67,6 +71,17 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def _is_id(v: Any) -> bool:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+
+
+def _is_text(v: Any) -> bool:
+    """None, a string, a number, or a list of those: what a caption field may hold."""
+    if v is None or _is_id(v):
+        return True
+    return isinstance(v, list) and all(x is None or _is_id(x) for x in v)
+
+
 def _joined(v: Any) -> str | None:
     v = _clean(v)
     if v is None:
@@ -78,10 +93,27 @@ def _joined(v: Any) -> str | None:
 
 
 def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int, str]]:
-    for line, obj in read_table(file):
+    table = list(read_table(file))
+    cols = columns_of(table)
+    require_column(file, cols, "post_id", "--format memecap")
+    if not cols & {"img_captions", "meme_captions"}:
+        raise InputError(f"{file}: no row has img_captions or meme_captions, so this is not a "
+                         f"MemeCap file (columns: {', '.join(sorted(cols))}); use --format "
+                         f"jsonl/csv with --map")
+    for line, obj in table:
         post_id = _clean(obj.get("post_id"))
         if post_id is None:
             yield line, "missing post_id"
+            continue
+        if not _is_id(post_id):
+            yield line, f"post_id must be a string or a number, not {type(post_id).__name__}"
+            continue
+        bad = next((k for k in ("img_captions", "meme_captions") if not _is_text(obj.get(k))), None)
+        if bad:
+            yield line, f"{bad} must be a string or a list of strings"
+            continue
+        if not isinstance(obj.get("metaphors") or [], list):
+            yield line, "metaphors must be a list of {metaphor, meaning} objects"
             continue
         description = _joined(obj.get("img_captions"))
         intent = _joined(obj.get("meme_captions"))
@@ -98,6 +130,9 @@ def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int,
                  and _clean(v) is not None}
         image = None
         fname = _clean(obj.get("img_fname"))
+        if images is not None and fname and "\x00" in str(fname):
+            yield line, "img_fname contains a NUL character, not a file name"
+            continue
         if images is not None and fname:
             image = images / str(fname).strip()
         yield _Row(line, str(post_id),
@@ -110,10 +145,21 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
                   images: Path | None) -> Iterator[_Row | tuple[int, str]]:
     base = images or file.resolve().parent
     used = set(mapping.values()) | {id_field} | ({image_field} if image_field else set())
-    for line, obj in read_table(file):
+    table = list(read_table(file))
+    cols = columns_of(table)
+    # An option naming a column no row has would fail (or ignore) every row: refuse it.
+    require_column(file, cols, id_field, "--id-field")
+    for target, col in mapping.items():
+        require_column(file, cols, col, f"--map {target}={col}")
+    if image_field:
+        require_column(file, cols, image_field, "--image-field")
+    for line, obj in table:
         sid = _clean(obj.get(id_field))
         if sid is None:
             yield line, f"missing id field {id_field!r}"
+            continue
+        if not _is_id(sid):
+            yield line, f"id field {id_field!r} must be a string or a number, not {type(sid).__name__}"
             continue
         fields: dict[str, Any] = {}
         for target, col in mapping.items():
@@ -130,6 +176,9 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
             continue
         extra = {k: v for k, v in obj.items() if k not in used and _clean(v) is not None}
         image = None
+        if image_field and "\x00" in str(obj.get(image_field) or ""):
+            yield line, f"column {image_field!r} contains a NUL character, not a file name"
+            continue
         if image_field and _clean(obj.get(image_field)) is not None:
             image = Path(str(obj[image_field])).expanduser()
             if not image.is_absolute():
@@ -194,6 +243,8 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
     summary = ImportSummary(import_id, annotator)
 
     good: list[_Row] = []
+    first_line: dict[str, int] = {}
+    key = str(file.resolve())
     for r in rows:
         summary.rows += 1
         if isinstance(r, tuple):
@@ -203,6 +254,11 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
         if problem:
             summary.bad_lines.append((r.line, problem))
             continue
+        if r.source_id in first_line:
+            summary.warnings.add("duplicate_id", "rows repeating an earlier row's id: one meme, "
+                                 "the last row's annotation kept, metadata merged",
+                                 f"{key}:{r.line}")
+        first_line.setdefault(r.source_id, r.line)
         good.append(r)
 
     def image_info(r: _Row) -> ImageInfo | Problem | None:
@@ -238,6 +294,11 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
             # reported, not dropped in silence.
             image_problems.append((f"import:{file.name}", str(r.image), Problem(
                 info.code, f"named by {file}:{r.line}; imported without its image: {info.detail}")))
+            info = None
+        if info is not None and not is_storable(str(r.image.resolve())):
+            image_problems.append((f"import:{file.name}", str(r.image), Problem(
+                "bad_filename", f"named by {file}:{r.line}; imported without its image: the "
+                "file name is not valid UTF-8; rename it and import again")))
             info = None
         meta = json.dumps(r.extra, default=str) if r.extra else None
         if info is not None:
@@ -299,18 +360,21 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
                     "schema_hash, description, ocr_text, intent, template, tone, entities, raw, "
                     "run_id) SELECT meme_id, ?, '', '', description, ocr_text, intent, template, "
                     "tone, entities::JSON, raw::JSON, ? FROM _imp_notes", [annotator, import_id])
-        if good:  # rows that import now clear what an earlier import said about them
-            with store.registered("_imp_ok", pa.table({"path": [f"{file}:{r.line}" for r in good]})):
-                store.execute("DELETE FROM ingest_errors WHERE path IN (SELECT path FROM _imp_ok)")
-        record_problems(store, [(f"import:{file.name}", f"{file}:{line}",
+        # The file is read whole each time, so its rows' old errors are replaced by what it
+        # says now (rows are keyed by the resolved path: every spelling names the same row).
+        key = str(file.resolve())
+        store.execute("DELETE FROM ingest_errors WHERE starts_with(path, ?)", [key + ":"])
+        record_problems(store, [(f"import:{file.name}", f"{key}:{line}",
                                  Problem("missing_field", why))
                                 for line, why in summary.bad_lines] + image_problems)
         summary.image_problems = len(image_problems)
+        summary.memes = len(notes)
         store.execute(
             "INSERT INTO imports (import_id, file, format, annotator, mapping, n_rows, n_imported, "
-            "n_failed, software) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, str(file.resolve()), fmt, annotator, json.dumps(mapping), summary.rows,
-             summary.imported, len(summary.bad_lines), json.dumps(software())])
+            "n_failed, software, n_warnings, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, key, fmt, annotator, json.dumps(mapping), summary.rows,
+             summary.imported, len(summary.bad_lines), json.dumps(software()),
+             summary.warnings.total, json.dumps(summary.warnings.items, ensure_ascii=False)])
 
 
 def _s(v: Any) -> str | None:

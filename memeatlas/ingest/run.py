@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from memeatlas import progress
+from memeatlas.ingest.names import is_storable, readable
+from memeatlas.ingest.notices import Notices
 from memeatlas.ingest.scan import Candidate, ScanResult, scan_manifest, scan_paths
 from memeatlas.ingest.validate import DEFAULT_MAX_IMAGE_PIXELS, ImageInfo, Problem, inspect_file
 from memeatlas.store import Store
@@ -30,6 +32,14 @@ class IngestSummary:
     ignored: int = 0
     seconds: float = 0.0
     errors: Counter = field(default_factory=Counter)
+    warnings: Notices = field(default_factory=Notices)
+
+    def merge(self, other: IngestSummary) -> None:
+        """Add a batch's counts."""
+        self.added += other.added
+        self.present += other.present
+        self.failed += other.failed
+        self.errors.update(other.errors)
 
     @property
     def seen(self) -> int:
@@ -59,11 +69,20 @@ def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursi
         scans.append(scan_paths(list(paths), recursive=recursive))
     if manifest is not None:
         scans.append(scan_manifest(Path(manifest), path_column=path_column, id_column=id_column))
-    candidates = [c for s in scans for c in s.candidates]
     summary.ignored = sum(s.ignored for s in scans)
+    for s in scans:
+        summary.warnings.merge(s.warnings)
 
     # Problems known before reading any file.
     early: list[tuple[str, str, Problem]] = []
+    candidates: list[Candidate] = []
+    for c in (c for s in scans for c in s.candidates):
+        if is_storable(str(c.path)):
+            candidates.append(c)
+        else:  # the store holds UTF-8 text only: named readably, never sinking its batch
+            early.append((c.source, c.origin, Problem(
+                "bad_filename", f"file name is not valid UTF-8 ({readable(str(c.path))}); "
+                "rename it (e.g. with convmv or mv) and ingest again")))
     for s in scans:
         for c in s.missing:
             early.append((c.source, c.origin, Problem(
@@ -71,8 +90,14 @@ def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursi
                 else f"manifest row points at {c.path}, which does not exist")))
         for origin, detail in s.bad_rows:
             early.append(("manifest", origin, Problem("missing_field", detail)))
-    if early:
+    stale = [str(s.manifest) + ":" for s in scans if s.manifest is not None]
+    if early or stale:
         with store.transaction():
+            # The manifest is read whole each time, so what it said before is replaced by
+            # what it says now: fixed or removed rows leave no error behind.
+            for prefix in stale:
+                store.execute("DELETE FROM ingest_errors WHERE source = 'manifest' AND "
+                              "starts_with(path, ?)", [prefix])
             record_problems(store, early)
         summary.failed += len(early)
         summary.errors.update(p.code for _, _, p in early)
@@ -83,7 +108,7 @@ def ingest_paths(store: Store, paths: list[str | Path] | None = None, *, recursi
         for start in range(0, len(candidates), BATCH):
             chunk = candidates[start:start + BATCH]
             results = list(pool.map(lambda c: inspect_file(c.path, max_image_pixels), chunk))
-            _write_batch(store, chunk, results, summary)
+            _write_isolated(store, chunk, results, summary)
             bar.update(len(chunk))
     bar.close()
     summary.seconds = time.perf_counter() - t0
@@ -96,7 +121,8 @@ def record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> N
     One current error per file or row: a re-run replaces, never piles up duplicates
     (the last problem named for an origin wins). Written in bulk, not row by row.
     """
-    latest = {origin: (source, origin, p.code, p.detail) for source, origin, p in problems}
+    latest = {readable(origin): (readable(source), readable(origin), p.code, readable(p.detail))
+              for source, origin, p in problems}
     if not latest:
         return
     with store.registered("_err_paths", pa.table({"path": list(latest)})):
@@ -104,8 +130,30 @@ def record_problems(store: Store, problems: list[tuple[str, str, Problem]]) -> N
     store.insert_rows("ingest_errors", ("source", "path", "error", "detail"), list(latest.values()))
 
 
-def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem],
-                 summary: IngestSummary) -> None:
+def _write_isolated(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem],
+                    summary: IngestSummary) -> None:
+    """Write a batch in one transaction; if it fails, write item by item, so no item can
+    lose the others: one that still cannot be stored is recorded as `write_failed`."""
+    try:
+        summary.merge(_write_batch(store, chunk, results))
+        return
+    except Exception:
+        if len(chunk) == 1:
+            raise
+    for c, r in zip(chunk, results, strict=True):
+        try:
+            summary.merge(_write_batch(store, [c], [r]))
+        except Exception as exc:
+            problem = Problem("write_failed", f"could not be stored ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); please report "
+                              "this with the file")
+            summary.merge(_write_batch(store, [c], [problem]))
+
+
+def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo | Problem]
+                 ) -> IngestSummary:
+    """One transaction for the batch; returns its counts (nothing counted if it fails)."""
+    summary = IngestSummary()
     good = [(c, r) for c, r in zip(chunk, results, strict=False) if isinstance(r, ImageInfo)]
     bad = [(c, r) for c, r in zip(chunk, results, strict=False) if isinstance(r, Problem)]
     ids = list({r.meme_id for _, r in good})
@@ -167,3 +215,4 @@ def _write_batch(store: Store, chunk: list[Candidate], results: list[ImageInfo |
         record_problems(store, [(c.source, c.origin, p) for c, p in bad])
     summary.failed += len(bad)
     summary.errors.update(p.code for _, p in bad)
+    return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,17 +52,34 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
+
+
+def _signature(data: bytes) -> str | None:
+    """The image format whose magic bytes `data` starts with, if any."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
+
+
 def inspect_file(path: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
                  ) -> ImageInfo | Problem:
     """Read and check one file; return its ImageInfo or the Problem that stops it."""
     try:
+        # A device, FIFO or socket would block or never end (/dev/zero): refuse, don't read.
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return Problem("unreadable", "not a regular file (a device, FIFO or socket); "
+                                         "name an image file")
         data = path.read_bytes()
     except FileNotFoundError:
         if path.is_symlink():
             return Problem("unreadable", f"broken symbolic link to {os.readlink(path)}")
         return Problem("missing", "file not found; check the path (or the manifest row)")
     except IsADirectoryError:
-        return Problem("unreadable", "is a directory; pass --recursive to ingest folders inside folders")
+        return Problem("unreadable", "is a directory, not an image file (a folder scan reads "
+                                     "folders inside folders only with --recursive)")
     except PermissionError:
         return Problem("unreadable", "permission denied; make the file readable and ingest again")
     except OSError as exc:
@@ -114,6 +132,10 @@ def _inspect(data: bytes, max_image_pixels: int, buf) -> ImageInfo | Problem:
     try:
         im = Image.open(buf)
     except UnidentifiedImageError:
+        kind = _signature(data)
+        if kind:  # an image cut short inside its header, not some other kind of file
+            return Problem("truncated", f"starts like a {kind} file but its header is cut short "
+                                        "or damaged; re-download it")
         return Problem("not_an_image",
                        "not a recognised image (JPEG, PNG, WebP, GIF, BMP, TIFF); "
                        "the extension may be wrong or the file may be something else")
@@ -144,8 +166,11 @@ def _inspect(data: bytes, max_image_pixels: int, buf) -> ImageInfo | Problem:
                                "the file was cut short, re-download it")
             return Problem("corrupt", f"cannot decode image data ({type(exc).__name__}: {msg})")
         try:
-            phash = str(imagehash.phash(to_rgb(im)))
+            rgb = to_rgb(im)
+            phash = str(imagehash.phash(rgb))
         except Exception as exc:
             return Problem("corrupt", f"cannot decode image pixels ({type(exc).__name__}: {exc})")
+        # After EXIF rotation: the size every later step sees, not the sensor's.
+        width, height = rgb.size
     return ImageInfo(sha256_bytes(data), width, height, "JPEG" if fmt == "MPO" else fmt,
                      n_frames, len(data), phash)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memeatlas import __version__, progress
+from memeatlas.leftout import counted
 from memeatlas.provenance import short_hash, utcnow
 from memeatlas.report.collect import collect
 from memeatlas.report.html import asset, render_page
@@ -36,9 +37,13 @@ class ReportSummary:
     bytes: int
     seconds: float
     skipped: bool = False  # the file already held this exact report
+    coverage: dict | None = None  # memes of the store in the run, and why the rest are absent
 
     def as_dict(self) -> dict:
+        absent = (self.coverage or {}).get("absent") or {}
         return {"report": str(self.path), "run": self.run_id, "memes": self.n_memes,
+                **({"memes in store": self.coverage["in_store"],
+                    "left out": counted(absent)} if absent else {}),
                 "clusters": self.n_clusters, "thumbnails": self.n_thumbnails,
                 "evaluations": self.n_evaluations, "size": f"{self.bytes / 1e6:.2f} MB",
                 "seconds": round(self.seconds, 2), "skipped": self.skipped}
@@ -81,7 +86,8 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     if not force and out.exists() and existing_fingerprint(out) == fingerprint:
         return ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
                              len(data.thumb_paths), len(payload["evaluations"]),
-                             out.stat().st_size, time.perf_counter() - t0, skipped=True)
+                             out.stat().st_size, time.perf_counter() - t0, skipped=True,
+                             coverage=payload.get("coverage"))
 
     thumbs = data_uris(((str(i), p) for i, p in data.thumb_paths.items()), thumb_px,
                        quality=quality, desc="report thumbnails")
@@ -100,6 +106,7 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     tmp.replace(out)  # never leave a half-written report behind
     summary = ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
                             len(payload["thumbs"]), len(payload["evaluations"]),
-                            out.stat().st_size, time.perf_counter() - t0)
+                            out.stat().st_size, time.perf_counter() - t0,
+                            coverage=payload.get("coverage"))
     progress.info(f"report: wrote {out} ({summary.bytes / 1e6:.2f} MB)")
     return summary

@@ -15,6 +15,7 @@ from typing import Any
 
 from memeatlas.errors import NotFoundError
 from memeatlas.evaluate.sweep import find_param
+from memeatlas.report.coverage import coverage
 from memeatlas.store import Store
 
 # Per-meme strings are capped so a 5,000-meme report stays a few MB.
@@ -337,6 +338,7 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
         "sizes": sizes,
         "annotators": sorted({a["annotator"] for a in anns.values()}),
         "compare": None,
+        "coverage": coverage(store, run, len(meme_ids)),
     }
     if compare:
         payload["compare"] = _compare(store, compare, meme_ids, clusters)

@@ -147,8 +147,13 @@ _STATUS = [
     ("caption", "annotated memes", "SELECT count(DISTINCT meme_id) FROM annotations"),
     ("caption", "annotators", "SELECT count(DISTINCT annotator) FROM annotations"),
     ("caption", "caption failures", "SELECT count(*) FROM caption_failures"),
+    ("caption", "interrupted caption runs",
+     "SELECT count(*) FROM caption_runs WHERE status = 'interrupted' OR finished_at IS NULL"),
     ("embed", "spaces", "SELECT count(*) FROM embedding_spaces"),
     ("embed", "embeddings", "SELECT count(*) FROM embeddings"),
+    ("embed", "memes in no space (see each embed summary's left out)",
+     "SELECT count(*) FROM memes m WHERE NOT EXISTS "
+     "(SELECT 1 FROM embeddings e WHERE e.meme_id = m.meme_id)"),
     ("cluster", "cluster runs", "SELECT count(*) FROM cluster_runs"),
     ("label", "labelled runs", "SELECT count(DISTINCT run_id) FROM cluster_labels"),
     ("evaluate", "pair sets", "SELECT count(*) FROM pair_sets"),

@@ -103,8 +103,15 @@ class TransformersBackend(Backend):
         weights) and to fail early on a model that does not exist."""
         from transformers import AutoConfig
 
+        from memeatlas.hub import plan_load
+
+        # Cache and hub checked once, so an offline machine fails in seconds, not minutes.
+        self.local_only, problem = plan_load(self.model_id, self.requested_revision)
+        if problem:
+            raise ModelNotFoundError(not_found_message(self.model_id, problem))
         kw: dict[str, Any] = {"revision": self.requested_revision,
-                              "trust_remote_code": self.trust_remote_code}
+                              "trust_remote_code": self.trust_remote_code,
+                              "local_files_only": self.local_only}
         try:
             config = AutoConfig.from_pretrained(self.model_id, **kw)
         except Exception as exc:  # OSError, hub errors, offline errors, bad JSON
@@ -131,7 +138,8 @@ class TransformersBackend(Backend):
         )
 
         kw: dict[str, Any] = {"revision": self.requested_revision,
-                              "trust_remote_code": self.trust_remote_code}
+                              "trust_remote_code": self.trust_remote_code,
+                              "local_files_only": getattr(self, "local_only", False)}
         mkw = dict(kw, dtype=self.torch_dtype)
         if self.attn_implementation:
             mkw["attn_implementation"] = self.attn_implementation

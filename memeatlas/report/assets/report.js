@@ -162,6 +162,8 @@
   [[N, 'memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters'],
    [N ? (100 * nNoise / N).toFixed(1) + '%' : '–', 'noise'], [D.evaluations.length, 'evaluations']]
     .forEach(function (s) { $('stats').append(el('div', { class: 'stat' }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
+  // How many of the store's memes this run covers, and why the rest are absent (text only).
+  if (D.coverage && D.coverage.note) $('stats').after(el('p', { class: 'coverage', id: 'coverage', text: 'This report ' + D.coverage.note + '.' }));
 
   // ---- map -------------------------------------------------------------------
   var canvas = $('map'), box = $('map-box'), tip = $('tooltip');
