@@ -1,0 +1,107 @@
+"""Stability across seeds: how much a clustering changes when only the random seed changes.
+
+`cluster --stability N` fits the run's whole procedure (UMAP reduction, automatic size choice,
+HDBSCAN) with seeds seed, seed+1, …, seed+N−1 on the same inputs. Stored:
+
+- run level (`cluster_runs.stability`): the mean adjusted Rand index over all N·(N−1)/2 pairs
+  of seeds, computed on the hard labels with every noise point its own singleton (noise that
+  moves between seeds counts as disagreement, noise that stays noise does not inflate it);
+  `params.stability` also keeps every pairwise ARI and the ARI of the assigned (soft) labels;
+- cluster level (`cluster_stability`), for each cluster of the run's own seed:
+  `jaccard` — the mean over the other seeds of its best Jaccard match (Hennig 2007's clusterwise
+  stability: ≥ 0.75 stable, ≤ 0.5 dissolved), and `together` — the mean share of its member
+  pairs that the other seed also puts in one (non-noise) cluster.
+
+ARI ≈ 1 means the seed does not matter; a structureless blob gives clearly lower values.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def _singletons(labels: np.ndarray) -> np.ndarray:
+    lab = np.asarray(labels, dtype=np.int64).copy()
+    noise = lab < 0
+    lab[noise] = (lab.max() + 1 if lab.size else 0) + np.arange(int(noise.sum()))
+    return lab
+
+
+def pairwise_ari(labelings: list[np.ndarray]) -> list[float]:
+    """ARI of every pair of labelings (noise as singletons), in itertools.combinations order."""
+    from sklearn.metrics import adjusted_rand_score
+
+    labs = [_singletons(lab) for lab in labelings]
+    return [float(adjusted_rand_score(a, b)) for a, b in itertools.combinations(labs, 2)]
+
+
+def cluster_stability(ref: np.ndarray, others: list[np.ndarray]) -> list[dict[str, Any]]:
+    """Per cluster of `ref` (noise −1 excluded): size, mean best Jaccard, mean pair togetherness."""
+    ref = np.asarray(ref, dtype=np.int64)
+    out = []
+    clusters = sorted(set(ref.tolist()) - {-1})
+    others = [np.asarray(o, dtype=np.int64) for o in others]
+    o_sizes = [np.bincount(o[o >= 0]) if (o >= 0).any() else np.zeros(0, int) for o in others]
+    for c in clusters:
+        members = ref == c
+        size = int(members.sum())
+        jac, tog = [], []
+        for o, o_size in zip(others, o_sizes, strict=True):
+            inside = o[members]
+            lab, cnt = np.unique(inside[inside >= 0], return_counts=True)
+            if lab.size == 0:
+                jac.append(0.0)
+                tog.append(0.0)
+                continue
+            sizes = o_size[lab]
+            jac.append(float(np.max(cnt / (size + sizes - cnt))))
+            pairs = size * (size - 1) / 2
+            tog.append(float((cnt * (cnt - 1) / 2).sum() / pairs) if pairs else 1.0)
+        out.append({"cluster": int(c), "size": size,
+                    "jaccard": float(np.mean(jac)) if jac else None,
+                    "together": float(np.mean(tog)) if tog else None})
+    return out
+
+
+@dataclass
+class Stability:
+    """What `measure` found."""
+
+    seeds: list[int]
+    ari: list[float]
+    ari_assigned: list[float]
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    n_clusters: list[int] = field(default_factory=list)
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def mean_ari(self) -> float:
+        return float(np.mean(self.ari)) if self.ari else 1.0
+
+    def params(self) -> dict[str, Any]:
+        """What the run's params record (rounded; the per-cluster rows go to a table)."""
+        return {"seeds": self.seeds, "mean_ari": round(self.mean_ari, 6),
+                "min_ari": round(float(min(self.ari)), 6) if self.ari else None,
+                "pairwise_ari": [round(v, 6) for v in self.ari],
+                "mean_ari_assigned": round(float(np.mean(self.ari_assigned)), 6)
+                if self.ari_assigned else None,
+                "n_clusters": self.n_clusters,
+                "mean_cluster_jaccard": round(float(np.mean(
+                    [c["jaccard"] for c in self.clusters])), 6) if self.clusters else None}
+
+
+def measure(fits: list[tuple[np.ndarray, np.ndarray]], seeds: list[int]) -> Stability:
+    """Stability of (hard, soft) labelings, the first being the run's own seed."""
+    hard = [np.asarray(h) for h, _ in fits]
+    soft = [np.asarray(s) for _, s in fits]
+    return Stability(seeds=list(seeds), ari=pairwise_ari(hard),
+                     ari_assigned=pairwise_ari(soft),
+                     clusters=cluster_stability(hard[0], hard[1:]),
+                     n_clusters=[int(len(set(h.tolist()) - {-1})) for h in hard])
