@@ -35,11 +35,13 @@ def cluster_cmd(
                             "(Ward), spectral.")] = "hdbscan",
     k: Annotated[int | None, typer.Option(
         "--k", help="Number of clusters for kmeans/agglomerative/spectral.")] = None,
-    min_cluster_size: Annotated[int | None, typer.Option(
-        "--min-cluster-size", help="HDBSCAN min_cluster_size [default: max(5, min(50, "
-                                   "n/100))].")] = None,
+    min_cluster_size: Annotated[str, typer.Option(
+        "--min-cluster-size", help="HDBSCAN min_cluster_size: auto (chosen per run by "
+                                   "HDBSCAN's relative validity over sizes 5 … n/20) or a "
+                                   "number.")] = "auto",
     min_samples: Annotated[int | None, typer.Option(
-        "--min-samples", help="HDBSCAN min_samples [default: = min_cluster_size].")] = None,
+        "--min-samples", help="HDBSCAN min_samples [default: min(5, size) with auto, else "
+                              "= min_cluster_size].")] = None,
     selection: Annotated[str, typer.Option(
         "--cluster-selection", help="HDBSCAN cluster_selection_method: eom or leaf.")] = "eom",
     umap_dims: Annotated[int, typer.Option(
@@ -66,6 +68,12 @@ def cluster_cmd(
     reassign_noise: Annotated[bool, typer.Option(
         "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
                                  "most likely cluster (the original run is kept).")] = False,
+    stability: Annotated[int, typer.Option(
+        "--stability", min=0, help="Re-run with N seeds (2–50) and store the mean pairwise "
+                                   "ARI and per-cluster stability (0: off).")] = 0,
+    consensus: Annotated[bool, typer.Option(
+        "--consensus", help="With --stability: also store a consensus run (memes kept "
+                            "together by most seeds).")] = False,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -78,7 +86,8 @@ def cluster_cmd(
         algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
-        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force)
+        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise,
+        stability=stability, consensus=consensus, force=force)
     with open_store(db) as store:
         run_ids = run(store, cfg)
         for rid in run_ids:
@@ -87,6 +96,11 @@ def cluster_cmd(
                 "kind": s["kind"], "space": s["space"], "algorithm": s["algorithm"],
                 "memes": s["n_items"], "clusters": s["n_clusters"],
                 "noise share": s["noise_fraction"],
+                **({"min_cluster_size": s["min_cluster_size"]} if s.get("min_cluster_size")
+                   else {}),
+                **({"chosen by": s["granularity"]} if s.get("granularity") else {}),
+                **({"stability (mean ARI)": s["stability"]} if s.get("stability") is not None
+                   else {}),
                 **{f"{k} s": v for k, v in s["timings"].items()}})
     for rid in run_ids:
         typer.echo(rid)

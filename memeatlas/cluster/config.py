@@ -39,7 +39,7 @@ class ClusterConfig:
     fusion_k: int = 15
     algorithm: str = "hdbscan"
     min_cluster_size: int | str | None = None  # None or "auto": chosen from the data
-    granularity_criterion: str = "relative_validity"
+    granularity_criterion: str = "persistence"
     min_samples: int | None = None
     cluster_selection_method: str = "eom"
     k: int | None = None

@@ -462,4 +462,11 @@ def run_summary(store, run_id: str) -> dict[str, Any]:
     d = {k: info.get(k) for k in ("run_id", "kind", "space", "algorithm", "n_items", "n_clusters",
                                   "noise_fraction", "timings")}
     d["timings"] = d["timings"] or {}
+    params = info.get("params") or {}
+    d["min_cluster_size"] = params.get("min_cluster_size")
+    g = params.get("granularity")
+    if g:
+        d["granularity"] = (f"{g['criterion']} over {len(g['candidates'])} sizes "
+                            f"{g['candidates'][0]}–{g['candidates'][-1]}")
+    d["stability"] = info.get("stability")
     return d
