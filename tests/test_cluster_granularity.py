@@ -1,0 +1,203 @@
+"""Automatic granularity, soft noise membership and stability across seeds (issue 10)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers_cluster import add_memes, add_space, meme_id, synthetic_store
+from sklearn.metrics import adjusted_rand_score
+from typer.testing import CliRunner
+
+from memeatlas.cli import app
+from memeatlas.cluster import ClusterConfig, get_run_info, run
+from memeatlas.cluster.granularity import candidate_sizes, choose
+from memeatlas.cluster.soft import soft_membership
+from memeatlas.cluster.stability import cluster_stability, pairwise_ari
+from memeatlas.errors import InputError
+
+
+def planted(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D: unequal clusters (300, 150, 60, 30), the first two nested in one group, and a
+    uniform background of 80 noise points (label −1). The right answer is 4 clusters."""
+    rng = np.random.default_rng(seed)
+    sizes = [300, 150, 60, 30]
+    centres = np.array([[0, 0], [4.5, 0], [0, 14], [14, 14]], float)
+    xs, ys = [], []
+    for c, (s, m) in enumerate(zip(sizes, centres, strict=True)):
+        xs.append(m + 0.7 * rng.normal(size=(s, 2)))
+        ys += [c] * s
+    xs.append(rng.uniform(-6, 20, size=(80, 2)))
+    ys += [-1] * 80
+    return np.vstack(xs), np.array(ys)
+
+
+def haloed(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three dense 2-D cores, each with a sparse halo of its own members around it (the halos
+    join only after the cores have split, so HDBSCAN calls them noise)."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [7, 0], [3.5, 6.3]], float)
+    xs, ys = [], []
+    for c, m in enumerate(centres):
+        xs.append(m + 0.5 * rng.normal(size=(120, 2)))
+        ang = rng.uniform(0, 2 * np.pi, 15)
+        xs.append(m + rng.uniform(2.5, 3.3, 15)[:, None] * np.c_[np.cos(ang), np.sin(ang)])
+        ys += [c] * 135
+    return np.vstack(xs), np.array(ys)
+
+
+def test_candidate_sizes_are_a_documented_geometric_grid():
+    assert candidate_sizes(4000) == [5, 8, 14, 24, 41, 70, 118, 200]
+    assert candidate_sizes(100_000)[-1] == 500  # capped
+    assert candidate_sizes(60) == [5]
+    assert candidate_sizes(8) == [4]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_finds_the_planted_number_of_clusters(seed):
+    x, y = planted(seed)
+    ch = choose(x)
+    keep = y >= 0
+    assert ch.chosen.n_clusters == 4
+    assert adjusted_rand_score(y[keep], ch.chosen.labels[keep]) >= 0.95
+    # The curve is over every candidate and the choice is its maximum.
+    values = [c.value for c in ch.candidates if c.value is not None]
+    assert ch.chosen.value == max(values)
+    # A fixed size above the smallest cluster loses it: the size matters on this data.
+    too_big = choose(x, candidates=[60])
+    assert too_big.chosen.n_clusters < 4
+
+
+def test_soft_assignment_puts_noise_points_in_their_true_cluster():
+    x, y = haloed()
+    ch = choose(x, candidates=[20])
+    c = ch.chosen
+    noise = c.labels < 0
+    assert noise.sum() >= 15  # the halos are noise to HDBSCAN …
+    soft, sp = soft_membership(c.model, c.labels, c.probabilities)
+    # … and the soft cluster puts them back where they belong (clusters matched to truth).
+    mapping = {k: np.bincount(y[c.labels == k]).argmax() for k in set(c.labels.tolist()) - {-1}}
+    landed = np.array([mapping[k] for k in soft[noise]])
+    assert (landed == y[noise]).mean() >= 0.9
+    assert (soft[~noise] == c.labels[~noise]).all()
+    assert ((sp >= 0) & (sp <= 1)).all() and soft.min() >= 0
+
+
+def test_stability_helpers():
+    a = np.array([0, 0, 0, 1, 1, 1, -1])
+    assert pairwise_ari([a, a.copy()]) == [1.0]
+    rows = cluster_stability(a, [np.array([5, 5, 5, 7, 7, -1, -1])])
+    assert rows[0] == {"cluster": 0, "size": 3, "jaccard": 1.0, "together": 1.0}
+    assert rows[1]["jaccard"] == pytest.approx(2 / 3) and rows[1]["together"] == pytest.approx(1 / 3)
+
+
+def test_auto_run_stores_choice_soft_columns_and_stability_in_sql(store):
+    ids, _, y = synthetic_store(store, n_per=60, n_clusters=4)
+    [rid] = run(store, ClusterConfig(spaces=["text:synthetic"], stability=3, layout=False))
+    info = get_run_info(store, rid)
+    g = info["params"]["granularity"]
+    assert g["criterion"] == "persistence" and g["chosen"] == info["params"]["min_cluster_size"]
+    assert g["candidates"] == candidate_sizes(len(ids))
+    # The curve, readable from SQL, one row per candidate, exactly one chosen.
+    rows = store.fetchall("SELECT min_cluster_size, criterion, value, n_clusters, chosen FROM "
+                          "cluster_granularity WHERE run_id = ? ORDER BY min_cluster_size", [rid])
+    assert [r[0] for r in rows] == g["candidates"] and sum(r[4] for r in rows) == 1
+    assert store.scalar("SELECT params->>'$.granularity.criterion' FROM cluster_runs "
+                        "WHERE run_id = ?", [rid]) == "persistence"
+    # Every meme has a soft cluster; clustered memes keep their hard cluster there.
+    assert store.scalar("SELECT count(*) FROM cluster_assignments WHERE run_id = ? AND "
+                        "(soft_cluster IS NULL OR soft_cluster < 0)", [rid]) == 0
+    assert store.scalar("SELECT count(*) FROM cluster_assignments WHERE run_id = ? AND "
+                        "cluster >= 0 AND soft_cluster <> cluster", [rid]) == 0
+    assert store.scalar("SELECT count(*) FROM cluster_members_assigned WHERE run_id = ? AND "
+                        "cluster < 0", [rid]) == 0
+    # Separated data: the seed does not matter.
+    assert info["stability"] >= 0.95
+    assert info["params"]["stability"]["seeds"] == [42, 43, 44]
+    per = store.fetchall("SELECT cluster, size, jaccard, together, n_seeds FROM "
+                         "cluster_stability WHERE run_id = ?", [rid])
+    assert len(per) == info["n_clusters"] and all(r[4] == 3 for r in per)
+    assert np.median([r[2] for r in per]) >= 0.9 and all(0 <= r[3] <= 1 for r in per)
+
+
+def test_stability_is_clearly_lower_for_a_structureless_blob(store):
+    rng = np.random.default_rng(0)
+    ids = [meme_id(i) for i in range(240)]
+    add_memes(store, ids)
+    add_space(store, "text:blob", ids, rng.normal(size=(240, 64)))
+    [rid] = run(store, ClusterConfig(spaces=["text:blob"], stability=3, layout=False))
+    assert get_run_info(store, rid)["stability"] < 0.6
+
+
+def test_auto_on_planted_data_through_the_store(store):
+    """The whole run (umap_dims 0: HDBSCAN on the vectors) finds the planted 4 clusters."""
+    x, y = planted(0)
+    x3 = np.c_[x, np.full(len(x), 40.0)]  # lift the plane onto the unit sphere, nearly flat
+    ids = [meme_id(i) for i in range(len(y))]
+    add_memes(store, ids)
+    add_space(store, "text:planted", ids, x3)
+    [rid] = run(store, ClusterConfig(spaces=["text:planted"], umap_dims=0, layout=False))
+    assert get_run_info(store, rid)["n_clusters"] == 4
+    got = dict(store.fetchall("SELECT meme_id, soft_cluster FROM cluster_assignments "
+                              "WHERE run_id = ?", [rid]))
+    keep = y >= 0
+    soft = np.array([got[m] for m in ids])
+    assert adjusted_rand_score(y[keep], soft[keep]) >= 0.95
+
+
+def test_same_inputs_and_seed_give_identical_auto_runs(store):
+    synthetic_store(store, n_per=40, n_clusters=3)
+    cfg = ClusterConfig(spaces=["text:synthetic"], stability=2, layout=False, seed=3)
+    [a] = run(store, cfg)
+    assert run(store, cfg) == [a]  # same fingerprint: skipped
+    cfg.force = True
+    [b] = run(store, cfg)
+    q = ("SELECT meme_id, cluster, probability, soft_cluster, soft_probability FROM "
+         "cluster_assignments WHERE run_id = ? ORDER BY meme_id")
+    assert store.fetchall(q, [a]) == store.fetchall(q, [b])
+    ia, ib = get_run_info(store, a), get_run_info(store, b)
+    assert ia["params"] == ib["params"] and ia["stability"] == ib["stability"]
+
+
+def test_fixed_size_and_sweep_keep_working(store):
+    synthetic_store(store, n_per=40, n_clusters=3)
+    [rid] = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10,
+                                     layout=False))
+    info = get_run_info(store, rid)
+    assert info["params"]["min_cluster_size"] == 10 and "granularity" not in info["params"]
+    assert not store.scalar("SELECT count(*) FROM cluster_granularity WHERE run_id = ?", [rid])
+    runs = run(store, ClusterConfig(spaces=["text:synthetic"], layout=False,
+                                    sweep={"min_cluster_size": [8, 12]}))
+    assert [get_run_info(store, r)["params"]["min_cluster_size"] for r in runs] == [8, 12]
+
+
+def test_fewer_memes_than_min_cluster_size_says_so_and_suggests_a_value(store, db_path):
+    """Issue 16, defect 13."""
+    synthetic_store(store, n_per=6, n_clusters=2)  # 12 memes
+    with pytest.raises(InputError, match=r"only 12 memes.*--min-cluster-size 50.*auto"):
+        run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=50))
+    assert store.scalar("SELECT count(*) FROM cluster_runs") == 0
+    store.close()
+    res = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--db",
+                                   str(db_path), "--min-cluster-size", "50"])
+    assert res.exit_code == 1
+    assert "only 12 memes" in res.output and "--min-cluster-size 4" in res.output
+    res = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--db",
+                                   str(db_path), "--min-cluster-size", "big"])
+    assert res.exit_code == 1 and "'auto' or a whole number" in res.output
+
+
+def test_cli_auto_and_stability(db_path):
+    from memeatlas.store import Store
+
+    with Store.open(db_path) as s:
+        synthetic_store(s, n_per=40, n_clusters=3)
+    res = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--db", str(db_path),
+                                   "--no-layout", "--stability", "2"])
+    assert res.exit_code == 0, res.output
+    assert "persistence over" in res.output and "stability (mean ARI)" in res.output
+    rid = res.stdout.strip().splitlines()[-1]
+    with Store.open(db_path) as s:
+        p = json.loads(s.scalar("SELECT params FROM cluster_runs WHERE run_id = ?", [rid]))
+    assert p["granularity"]["chosen"] == p["min_cluster_size"]
