@@ -31,12 +31,18 @@ EXPECTED = {
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
                 "n_failed", "software", "created_at"],
+    "cluster_assignments": ["run_id", "meme_id", "cluster", "probability", "x", "y", "assigned_by",
+                            "assigned_at", "soft_cluster", "soft_probability"],
+    "cluster_granularity": ["run_id", "min_cluster_size", "min_samples", "criterion", "value",
+                            "n_clusters", "noise_fraction", "chosen"],
+    "cluster_stability": ["run_id", "cluster", "size", "jaccard", "together", "n_seeds"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
-    "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
+    "cluster_models", "cluster_members", "cluster_members_assigned", "cluster_granularity",
+    "cluster_stability", "pair_sets", "rating_pairs", "ratings", "evaluations",
     "schema_migrations",
 }
 

@@ -126,6 +126,9 @@ def label_cmd(
                               "(e.g. transformers, vllm, openai).")] = None,
     llm_model: Annotated[str | None, typer.Option(
         "--llm-model", help="Model for --llm-backend.")] = None,
+    noise: Annotated[str, typer.Option(
+        "--noise", help="assigned: noise memes' text counts toward their most likely "
+                        "cluster's keywords; apart: clustered memes only.")] = "assigned",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -136,7 +139,7 @@ def label_cmd(
                       annotator=annotator,
                       fields=[f.strip() for f in fields.split(",")] if fields else None,
                       embedding_model=embedding_model, llm_backend=llm_backend,
-                      llm_model=llm_model, force=force)
+                      llm_model=llm_model, noise=noise, force=force)
     with open_store(db) as store:
         s = label(store, cfg)
     echo_summary(f"labels for {s.run_id}", {

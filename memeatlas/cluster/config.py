@@ -9,6 +9,9 @@ ALGORITHMS = ("hdbscan", "kmeans", "agglomerative", "spectral")
 FUSIONS = ("concat", "dynamic")
 REPRESENTATIONS = ("ctfidf", "keybert", "mmr")
 KNN_METHODS = ("auto", "exact", "nndescent")
+#: How noise memes (cluster −1) are treated by label/evaluate/report: 'assigned' (their most
+#: likely cluster, the stored soft cluster; the default) or 'apart' (in no cluster).
+NOISE_MODES = ("assigned", "apart")
 
 
 @dataclass
@@ -70,6 +73,8 @@ class LabelConfig:
     annotator / fields: the annotation text labelled; default: what the run's text space
       embedded, else description, intent and ocr_text of the newest annotator.
     llm_backend / llm_model: optionally a caption backend that writes a short name per cluster.
+    noise: 'assigned' (default): noise memes' text counts toward the keywords of their most
+      likely cluster; 'apart': keywords from clustered memes only.
     """
 
     run_id: str | None = None
@@ -83,6 +88,7 @@ class LabelConfig:
     llm_model: str | None = None
     llm_options: dict[str, Any] = field(default_factory=dict)
     llm_max_new_tokens: int = 16
+    noise: str = "assigned"
     seed: int = 42
     force: bool = False
 

@@ -422,6 +422,10 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
                       [stable_json({k: round(val, 4) for k, val in timings.items()}), run_id])
         out.append(run_id)
+        if labels.size and labels.max() < 0:
+            progress.info(f"run {run_id}: no cluster among {n} memes (all noise at "
+                          f"min_cluster_size {params.get('min_cluster_size')}); try "
+                          f"--min-cluster-size {max(2, min(5, n // 3))} or more memes")
         if cfg.reassign_noise:
             rid = _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob,
                                     spaces_json, run_id, fp)
