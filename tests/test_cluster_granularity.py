@@ -201,3 +201,69 @@ def test_cli_auto_and_stability(db_path):
     with Store.open(db_path) as s:
         p = json.loads(s.scalar("SELECT params FROM cluster_runs WHERE run_id = ?", [rid]))
     assert p["granularity"]["chosen"] == p["min_cluster_size"]
+
+
+@pytest.fixture
+def auto_run_with_scores(store):
+    """An auto run with stability, plus known-label evaluations of it and of a fixed-size run."""
+    from memeatlas.evaluate.common import new_eval_id, store_evaluations
+
+    ids, _, y = synthetic_store(store, n_per=40, n_clusters=3)
+    [rid] = run(store, ClusterConfig(spaces=["text:synthetic"], stability=2))
+    [fixed] = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=30,
+                                       layout=False))
+    rows = [{"run_id": r, "metric": "nmi", "value": v, "dimension": "truth",
+             "details": {"scope": "all", "noise": "assigned"}} for r, v in ((rid, 0.9),
+                                                                            (fixed, 0.7))]
+    store_evaluations(store, new_eval_id("labels"), "labels", rows)
+    return store, rid
+
+
+def test_report_shows_the_criterion_curve_stability_and_scores_by_cluster_count(
+        auto_run_with_scores):
+    from memeatlas.report.collect import collect
+
+    store, rid = auto_run_with_scores
+    g = collect(store, rid).payload["granularity"]
+    assert [p["min_cluster_size"] for p in g["curve"]] == candidate_sizes(120)
+    assert sum(p["chosen"] for p in g["curve"]) == 1
+    assert g["stability"]["mean_ari"] == pytest.approx(get_run_info(store, rid)["stability"],
+                                                       abs=1e-6)
+    assert len(g["clusters"]) == get_run_info(store, rid)["n_clusters"]
+    assert {(p["series"], p["current"]) for p in g["scores"]} == {
+        ("nmi · truth · noise assigned", True), ("nmi · truth · noise assigned", False)}
+    assert g["noise"]["mode"] == "assigned"
+    apart = collect(store, rid, noise="apart").payload
+    assigned = collect(store, rid).payload
+    assert assigned["memes"]["cluster"].count(-1) == 0
+    assert apart["memes"]["cluster"].count(-1) == g["noise"]["hdbscan_noise"]
+    with pytest.raises(InputError, match="--noise"):
+        collect(store, rid, noise="drop")
+
+
+@pytest.mark.browser
+def test_report_granularity_panel_renders_in_chromium(auto_run_with_scores, tmp_path):
+    from helpers_report import chromium_available, launch_browser
+
+    if not chromium_available():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    from memeatlas.report import build
+
+    store, rid = auto_run_with_scores
+    out = tmp_path / "r.html"
+    build(store, rid, out)
+    with sync_playwright() as p:
+        b = launch_browser(p)
+        page = b.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.locator("#granularity-panel").is_visible()
+        assert page.locator("#granularity-svg circle").count() == len(candidate_sizes(120))
+        assert page.locator("#scores-svg circle").count() == 2
+        assert "mean pairwise ARI" in page.locator("#stability-box").inner_text()
+        b.close()
+    assert not errors

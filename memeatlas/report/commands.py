@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         max_thumbs: Annotated[int, typer.Option(
             "--max-thumbs", min=0, help="Cap on thumbnails in the whole report (keeps its size "
                                         "reasonable for large corpora).")] = 2500,
+        noise: Annotated[str, typer.Option(
+            "--noise", help="assigned: HDBSCAN noise memes shown in their most likely cluster; "
+                            "apart: shown as noise.")] = "assigned",
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
@@ -39,5 +42,5 @@ def register(app: typer.Typer) -> None:
 
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
-                            thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs)
+                            thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs, noise=noise)
         echo_summary("report", summary.as_dict())
