@@ -267,3 +267,22 @@ def test_report_granularity_panel_renders_in_chromium(auto_run_with_scores, tmp_
         assert "mean pairwise ARI" in page.locator("#stability-box").inner_text()
         b.close()
     assert not errors
+
+
+def test_consensus_run_over_the_stability_seeds(store):
+    ids, _, y = synthetic_store(store, n_per=40, n_clusters=3)
+    main, cons = run(store, ClusterConfig(spaces=["text:synthetic"], stability=3,
+                                          consensus=True, layout=False))
+    ci = get_run_info(store, cons)
+    assert ci["kind"] == "consensus" and ci["parent_run"] == main
+    assert ci["params"]["consensus"]["seeds"] == 3
+    got = dict(store.fetchall("SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ?",
+                              [cons]))
+    pos = {m: i for i, m in enumerate(ids)}
+    lab = np.array([got[m] for m in ids])
+    keep = lab >= 0
+    assert keep.mean() > 0.8 and adjusted_rand_score(y[[pos[m] for m in ids]][keep],
+                                                     lab[keep]) >= 0.9
+    # A re-run finds both.
+    assert run(store, ClusterConfig(spaces=["text:synthetic"], stability=3, consensus=True,
+                                    layout=False)) == [main, cons]

@@ -308,7 +308,6 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     Same inputs + parameters + seed → same fingerprint → same assignments; an existing run with
     that fingerprint is returned without recomputing unless `cfg.force`.
     """
-    from memeatlas.cluster import algorithms
     from memeatlas.cluster.fuse import fuse, validate_weights
     from memeatlas.cluster.inputs import load_aligned
 
@@ -343,6 +342,13 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             progress.info(f"run {found} has these inputs and parameters; skipping "
                           f"(--force to run again)")
             out.append(found)
+            if v.stability and v.consensus:
+                child = store.scalar("SELECT run_id FROM cluster_runs WHERE parent_run = ? "
+                                     "AND kind = 'consensus' LIMIT 1", [found])
+                if child:
+                    out.append(child)
+                else:
+                    progress.info(f"run {found} has no consensus run; --force to make one")
             if cfg.reassign_noise:
                 child = store.scalar("SELECT run_id FROM cluster_runs WHERE parent_run = ? "
                                      "AND kind = 'reassign_noise' LIMIT 1", [found])
@@ -391,6 +397,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             cache.timings["stability"] = cache.timings.get("stability", 0.0) + \
                 time.perf_counter() - t0
             params = {**params, "stability": {**params["stability"], **stab.params()}}
+            seed_labels = [labels] + [o[0] for o in others]
         xy = None
         if params["layout"]:
             lay = params["layout"]
@@ -431,6 +438,9 @@ def run(store, cfg: ClusterConfig) -> list[str]:
                                     spaces_json, run_id, fp)
             if rid:
                 out.append(rid)
+        if v.stability and v.consensus:
+            out.append(_write_consensus(store, v, params, ids, seed_labels, knn_idx, xy,
+                                        spaces_json, run_id, fp))
     progress.info(f"clustered {n} memes in {time.perf_counter() - t_all:.1f}s")
     return out
 
@@ -457,6 +467,25 @@ def _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob, spa
         store.execute("UPDATE cluster_assignments SET assigned_by = 'reassign' "
                       "WHERE run_id = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
                       [rid, noise_ids])
+    return rid
+
+
+def _write_consensus(store, v, params, ids, seed_labels, knn_idx, xy, spaces_json,
+                     parent: str, parent_fp: str) -> str:
+    """Store the co-association consensus of the stability seeds as a derived run."""
+    from memeatlas.cluster.stability import consensus
+
+    size = int(params.get("min_cluster_size") or 5) if v.algorithm == "hdbscan" else 2
+    labels, probs, soft = consensus(seed_labels, knn_idx, size)
+    rid = new_run_id("cluster")
+    cparams = {**params, "consensus": {"method": "knn co-association", "threshold": 0.5,
+                                       "min_size": size, "seeds": len(seed_labels),
+                                       "knn_k": int(knn_idx.shape[1])}}
+    _write_run(store, run_id=rid, cfg=v, params=cparams, seed=v.seed, ids=ids, labels=labels,
+               probs=probs, xy=xy, fingerprint=short_hash({"parent": parent_fp,
+                                                           "consensus": True}, 32),
+               spaces_json=spaces_json, kind="consensus", parent=parent, timings={},
+               model_blob=None, assigned_by="consensus", soft=(soft, probs))
     return rid
 
 

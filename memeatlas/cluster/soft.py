@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def soft_membership(model, labels: np.ndarray, probs: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(soft_cluster, soft_probability) per point; see the module docstring."""

@@ -105,3 +105,43 @@ def measure(fits: list[tuple[np.ndarray, np.ndarray]], seeds: list[int]) -> Stab
                      ari_assigned=pairwise_ari(soft),
                      clusters=cluster_stability(hard[0], hard[1:]),
                      n_clusters=[int(len(set(h.tolist()) - {-1})) for h in hard])
+
+
+def consensus(labelings: list[np.ndarray], knn_idx: np.ndarray, min_size: int,
+              threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Consensus of several labelings over the k-NN graph (co-association, kept sparse).
+
+    An edge i–j of the k-NN graph is kept when i and j share a (non-noise) cluster in at least
+    `threshold` of the labelings; the connected components of at least `min_size` memes are the
+    consensus clusters (numbered by size), the rest is noise (−1). Returns (labels, probability
+    = mean co-association of a meme with its kept neighbours, soft cluster = for noise, the
+    consensus cluster most of its neighbours are in; −1 when none is).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    labs = np.stack([np.asarray(lab, dtype=np.int64) for lab in labelings])  # [s, n]
+    n = labs.shape[1]
+    nb = knn_idx[:, 1:] if knn_idx.shape[1] > 1 else knn_idx
+    rows = np.repeat(np.arange(n), nb.shape[1])
+    cols = nb.reshape(-1)
+    same = (labs[:, rows] == labs[:, cols]) & (labs[:, rows] >= 0)
+    co = same.mean(axis=0)
+    keep = co >= threshold
+    g = sp.csr_matrix((co[keep], (rows[keep], cols[keep])), shape=(n, n))
+    g = g.maximum(g.T)
+    _, comp = connected_components(g, directed=False)
+    sizes = np.bincount(comp)
+    big = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] >= max(2, min_size)]
+    remap = np.full(sizes.size, -1, dtype=np.int64)
+    remap[big] = np.arange(len(big))
+    labels = remap[comp]
+    strength = np.asarray(g.sum(axis=1)).ravel() / np.maximum(1, np.diff(g.indptr))
+    probs = np.where(labels >= 0, strength, 0.0)
+    soft = labels.copy()
+    for i in np.nonzero(labels < 0)[0]:
+        votes = labels[nb[i]]
+        votes = votes[votes >= 0]
+        if votes.size:
+            soft[i] = np.bincount(votes).argmax()
+    return labels, probs.astype(np.float64), soft
