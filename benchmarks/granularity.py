@@ -14,11 +14,13 @@ Scores, each with the number of clusters k and the noise share beside it:
   and with noise assigned (each meme's soft cluster);
 - STS-B / SICK (human pair ratings on 1–3): Grimmer & King CQ = mean rating of pairs put
   together − mean rating of pairs kept apart (`memeatlas.evaluate.quality.cq_point`), with noise
-  apart (a pair with a noise sentence is "apart") and assigned;
+  apart (a pair with a noise sentence is "apart") and assigned, and as a reference the CQ of
+  k-means (MiniLM vectors) with the same number of clusters (CQ depends strongly on k);
 - MemeCap (no labels): the criterion's curve and stability across seeds (`--stability`).
 `--tfidf` also fits the TF-IDF + LSA space on the ImgFlip texts (auto, and k-means with the
 true k). `--cost N` times a full default run (k-NN, UMAP, clustering, 2-D layout) with auto vs a
-fixed size on N synthetic 384-d points.
+fixed size on N synthetic 384-d points (benchmarks/cluster.py's generator, 50 clusters), after
+one warm-up run; wall time and CPU time (the ratio that a busy shared machine leaves intact).
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def bench_set(name: str, cache: Path, tmp: Path, stability: int) -> dict:
         r.update(seconds=round(time.perf_counter() - t0, 1),
                  min_cluster_size=info["params"]["min_cluster_size"],
                  stability=info.get("stability"))
+        if "pairs" in d and r["k"] >= 2:  # reference: CQ of k-means with the same k
+            from sklearn.cluster import KMeans
+
+            km = KMeans(n_clusters=r["k"], random_state=0, n_init=3).fit_predict(x)
+            r["cq_kmeans_same_k"] = _cq(km.astype(np.int64), d["pairs"])
         g = info["params"].get("granularity")
         if g:
             r["curve"] = list(zip(g["candidates"], g["values"], g["n_clusters"],
@@ -162,6 +169,13 @@ def bench_tfidf(name: str, cache: Path, tmp: Path) -> dict:
     return out
 
 
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _cost(n: int, tmp: Path, repeats: int = 1) -> dict:
     import importlib.util
 
@@ -180,17 +194,21 @@ def _cost(n: int, tmp: Path, repeats: int = 1) -> dict:
         # Warm-up: numba compilation must not be charged to whichever run comes first.
         run(s, ClusterConfig(spaces=["text:bench"], min_cluster_size=50, force=True))
         for tag, mcs in (("fixed", legacy_min_cluster_size(n)), ("auto", "auto")):
-            walls = []
+            walls, cpus = [], []
             for _ in range(repeats):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu()
                 [rid] = run(s, ClusterConfig(spaces=["text:bench"], min_cluster_size=mcs,
                                              force=True))
                 walls.append(time.perf_counter() - t0)
+                cpus.append(_cpu() - c0)
             info = get_run_info(s, rid)
-            out[tag] = {"wall_s": round(min(walls), 2), "timings": info["timings"],
+            out[tag] = {"wall_s": round(min(walls), 2), "cpu_s": round(min(cpus), 2),
+                        "timings": info["timings"],
                         "k": info["n_clusters"], "noise": info["noise_fraction"],
                         "min_cluster_size": info["params"]["min_cluster_size"]}
     out["ratio"] = round(out["auto"]["wall_s"] / out["fixed"]["wall_s"], 3)
+    # CPU time (user + system of this process) is what a shared machine does not distort.
+    out["cpu_ratio"] = round(out["auto"]["cpu_s"] / out["fixed"]["cpu_s"], 3)
     print(json.dumps(out, default=str), flush=True)
     return out
 

@@ -36,9 +36,9 @@ def cluster_cmd(
     k: Annotated[int | None, typer.Option(
         "--k", help="Number of clusters for kmeans/agglomerative/spectral.")] = None,
     min_cluster_size: Annotated[str, typer.Option(
-        "--min-cluster-size", help="HDBSCAN min_cluster_size: auto (chosen per run by "
-                                   "HDBSCAN's relative validity over sizes 5 … n/20) or a "
-                                   "number.")] = "auto",
+        "--min-cluster-size", help="HDBSCAN min_cluster_size: auto (chosen per run: the "
+                                   "size from 5 … n/20 whose clusters have the highest total "
+                                   "persistence) or a number.")] = "auto",
     min_samples: Annotated[int | None, typer.Option(
         "--min-samples", help="HDBSCAN min_samples [default: min(5, size) with auto, else "
                               "= min_cluster_size].")] = None,

@@ -127,9 +127,12 @@ def choose(x: np.ndarray, *, candidates: list[int] | None = None,
         memory = Memory(tmp, verbose=0)  # shares the MST between candidates with equal min_samples
         for size in sizes:
             ms = int(min_samples) if min_samples is not None else min(AUTO_MIN_SAMPLES, size)
+            # Prediction data (for soft membership and `assign`) is made for the chosen
+            # model only; the MST is only needed by relative_validity.
             model = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=ms,
                                     cluster_selection_method=selection, metric="euclidean",
-                                    prediction_data=True, gen_min_span_tree=True,
+                                    prediction_data=False,
+                                    gen_min_span_tree=criterion == "relative_validity",
                                     core_dist_n_jobs=1, memory=memory)
             labels = model.fit_predict(x).astype(np.int64)
             out.append(Candidate(size, ms, _score(model, labels, criterion),
@@ -145,4 +148,6 @@ def choose(x: np.ndarray, *, candidates: list[int] | None = None,
         if c is not chosen:
             c.model = None
     chosen.model.memory = None  # the cache folder is gone; the stored model must not point to it
+    chosen.model.prediction_data = True
+    chosen.model.generate_prediction_data()
     return Choice(criterion, chosen, out)
