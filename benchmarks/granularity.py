@@ -105,7 +105,8 @@ def score(d: dict, hard: np.ndarray, soft: np.ndarray) -> dict:
     return out
 
 
-def bench_set(name: str, cache: Path, tmp: Path, stability: int) -> dict:
+def bench_set(name: str, cache: Path, tmp: Path, stability: int,
+              criterion: str = "persistence", before: bool = True) -> dict:
     """Before (old fixed default) and after (auto) on one cached set."""
     from memeatlas.cluster import ClusterConfig, get_run_info, run
     from memeatlas.cluster.granularity import legacy_min_cluster_size
@@ -115,11 +116,13 @@ def bench_set(name: str, cache: Path, tmp: Path, stability: int) -> dict:
     store, ids = _store_with(tmp / f"{name}.duckdb", x)
     n = len(ids)
     res: dict = {"set": name, "n": n}
-    for tag, mcs in (("before", legacy_min_cluster_size(n)), ("after", "auto")):
+    tags = (("before", legacy_min_cluster_size(n)),) if before else ()
+    for tag, mcs in (*tags, ("after", "auto")):
         t0 = time.perf_counter()
         stab = stability if name == "memecap" else 0
         [rid] = run(store, ClusterConfig(spaces=["text:bench"], min_cluster_size=mcs,
-                                         layout=False, stability=stab))
+                                         layout=False, stability=stab,
+                                         granularity_criterion=criterion))
         info = get_run_info(store, rid)
         hard, soft = _labels(store, rid, ids)
         r = score(d, hard, soft)
@@ -218,6 +221,10 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--stability", type=int, default=5)
+    ap.add_argument("--criterion", default="persistence",
+                    help="granularity criterion of the 'after' runs (persistence, "
+                         "relative_validity)")
+    ap.add_argument("--no-before", action="store_true", help="skip the old-default runs")
     ap.add_argument("--tfidf", action="store_true")
     ap.add_argument("--cost", type=int, nargs="*", default=[])
     ap.add_argument("--out", type=Path, default=None, help="write all results as JSON")
@@ -225,7 +232,8 @@ def main() -> None:
     results: dict = {"sets": [], "tfidf": [], "cost": []}
     with tempfile.TemporaryDirectory(prefix="memeatlas-gran-") as tmp:
         for name in [s for s in a.sets.split(",") if s]:
-            results["sets"].append(bench_set(name, a.cache, Path(tmp), a.stability))
+            results["sets"].append(bench_set(name, a.cache, Path(tmp), a.stability,
+                                             a.criterion, not a.no_before))
         if a.tfidf:
             for name in ("imgflip-box", "imgflip-title-box"):
                 results["tfidf"].append(bench_tfidf(name, a.cache, Path(tmp)))
