@@ -286,3 +286,35 @@ def test_consensus_run_over_the_stability_seeds(store):
     # A re-run finds both.
     assert run(store, ClusterConfig(spaces=["text:synthetic"], stability=3, consensus=True,
                                     layout=False)) == [main, cons]
+
+
+def test_evaluate_noise_assigned_uses_the_soft_cluster(store):
+    """CQ and ARI/NMI with --noise assigned read soft_cluster; apart keeps noise in no cluster."""
+    from helpers_evaluate import add_memes as add_eval_memes
+    from helpers_evaluate import add_pairs, add_ratings, add_run
+
+    from memeatlas.evaluate import quality
+    from memeatlas.evaluate.external import labels
+
+    m = add_eval_memes(store, 6)
+    add_run(store, "A", {m[0]: 0, m[1]: 0, m[2]: 0, m[3]: 1, m[4]: 1, m[5]: -1})
+    store.execute("UPDATE cluster_assignments SET soft_cluster = coalesce(nullif(cluster, -1), 0)"
+                  " WHERE run_id = 'A'")
+    pids = add_pairs(store, "hand", [(m[0], m[1]), (m[0], m[2]), (m[3], m[4]), (m[0], m[3]),
+                                     (m[1], m[4]), (m[2], m[5])])
+    add_ratings(store, "hand", dict(zip(pids, [[3, 3], [3, 2], [2, 2], [1, 1], [1, 2], [2, 1]],
+                                        strict=True)))
+    # apart: together p1 p2 p3 (2.5), apart p4 p5 p6 (4/3) → 7/6; assigned: m5 joins cluster 0,
+    # so p6 is together: together (3 + 2.5 + 2 + 1.5) / 4 = 2.25, apart (1 + 1.5) / 2 → 1.0.
+    apart = quality(store, "A", "hand", bootstrap=0, noise="apart")
+    assigned = quality(store, "A", "hand", bootstrap=0)  # the default
+    assert apart.cq("A", "connotative")["value"] == pytest.approx(7 / 6)
+    assert assigned.cq("A", "connotative")["value"] == pytest.approx(1.0)
+    assert assigned.noise == "assigned"
+    store.execute("UPDATE memes SET meta = json_object('t', CASE WHEN meme_id IN (?, ?, ?, ?) "
+                  "THEN 'x' ELSE 'y' END)", [m[0], m[1], m[2], m[5]])
+    res = labels(store, "A", "meta.t", save=False)
+    row = next(r for r in res.rows if r["scope"] == "all")
+    assert row["ari"] == pytest.approx(1.0)  # m5 assigned to cluster 0 = its true group
+    res = labels(store, "A", "meta.t", noise="singletons", save=False)
+    assert next(r for r in res.rows if r["scope"] == "all")["ari"] < 1.0
