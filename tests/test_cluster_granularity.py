@@ -318,3 +318,22 @@ def test_evaluate_noise_assigned_uses_the_soft_cluster(store):
     assert row["ari"] == pytest.approx(1.0)  # m5 assigned to cluster 0 = its true group
     res = labels(store, "A", "meta.t", noise="singletons", save=False)
     assert next(r for r in res.rows if r["scope"] == "all")["ari"] < 1.0
+
+
+def test_soft_membership_falls_back_to_a_knn_vote_for_huge_matrices(monkeypatch):
+    from sklearn.neighbors import NearestNeighbors
+
+    from memeatlas.cluster import soft as soft_mod
+
+    x, y = haloed()
+    c = choose(x, candidates=[20]).chosen
+    idx = NearestNeighbors(n_neighbors=16).fit(x).kneighbors(x, return_distance=False)
+    monkeypatch.setattr(soft_mod, "MAX_CELLS", 10)
+    assert soft_mod.method_for(len(x), c.n_clusters) == soft_mod.SOFT_KNN
+    soft, sp = soft_mod.soft_membership(c.model, c.labels, c.probabilities, idx)
+    noise = c.labels < 0
+    mapping = {k: np.bincount(y[c.labels == k]).argmax() for k in set(c.labels.tolist()) - {-1}}
+    placed = soft[noise] >= 0
+    assert placed.mean() >= 0.9
+    assert (np.array([mapping[k] for k in soft[noise][placed]]) == y[noise][placed]).mean() >= 0.9
+    assert (soft[~noise] == c.labels[~noise]).all() and ((sp >= 0) & (sp <= 1)).all()

@@ -294,12 +294,13 @@ def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int
     return labels, probs, model, xr, None
 
 
-def _soft(model, labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _soft(model, labels: np.ndarray, probs: np.ndarray, knn_idx: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
     if model is None:
         return labels.copy(), probs.copy()
     from memeatlas.cluster.soft import soft_membership
 
-    return soft_membership(model, labels, probs)
+    return soft_membership(model, labels, probs, knn_idx)
 
 
 def run(store, cfg: ClusterConfig) -> list[str]:
@@ -383,8 +384,12 @@ def run(store, cfg: ClusterConfig) -> list[str]:
                       "min_samples": choice.chosen.min_samples,
                       "granularity": choice.params()}
         t0 = time.perf_counter()
-        soft, soft_p = _soft(model, labels, probs)
+        soft, soft_p = _soft(model, labels, probs, knn_idx)
         timings_soft = time.perf_counter() - t0
+        if model is not None and labels.size and labels.max() >= 0:
+            from memeatlas.cluster.soft import method_for
+
+            params = {**params, "soft": method_for(labels.size, int(labels.max()) + 1)}
         stab = None
         if v.stability:
             from memeatlas.cluster.stability import measure
@@ -392,7 +397,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             t0 = time.perf_counter()
             others = [_fit_seed(cache, v, params_auto(params, v), v.seed + i)
                       for i in range(1, v.stability)]
-            stab = measure([(labels, soft)] + [(o[0], _soft(o[2], o[0], o[1])[0])
+            stab = measure([(labels, soft)] + [(o[0], _soft(o[2], o[0], o[1], knn_idx)[0])
                                                for o in others],
                            seeds=[v.seed + i for i in range(v.stability)])
             cache.timings["stability"] = cache.timings.get("stability", 0.0) + \
