@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 MAX_CELLS = 20_000_000
 SOFT_HDBSCAN = "hdbscan.all_points_membership_vectors"
 SOFT_KNN = "knn_vote"
