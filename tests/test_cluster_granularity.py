@@ -186,6 +186,9 @@ def test_fewer_memes_than_min_cluster_size_says_so_and_suggests_a_value(store, d
     res = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--db",
                                    str(db_path), "--min-cluster-size", "big"])
     assert res.exit_code == 1 and "'auto' or a whole number" in res.output
+    res = CliRunner().invoke(app, ["cluster", "--space", "text:synthetic", "--db",
+                                   str(db_path), "--granularity-criterion", "dbcv"])
+    assert res.exit_code == 1 and "persistence, relative_validity" in res.output
 
 
 def test_cli_auto_and_stability(db_path):

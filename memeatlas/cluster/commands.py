@@ -39,6 +39,10 @@ def cluster_cmd(
         "--min-cluster-size", help="HDBSCAN min_cluster_size: auto (chosen per run: the "
                                    "size from 5 … n/20 whose clusters have the highest total "
                                    "persistence) or a number.")] = "auto",
+    granularity_criterion: Annotated[str, typer.Option(
+        "--granularity-criterion", help="What --min-cluster-size auto maximises: persistence "
+                                        "(total cluster persistence) or relative_validity "
+                                        "(HDBSCAN's DBCV).")] = "persistence",
     min_samples: Annotated[int | None, typer.Option(
         "--min-samples", help="HDBSCAN min_samples [default: min(5, size) with auto, else "
                               "= min_cluster_size].")] = None,
@@ -84,6 +88,7 @@ def cluster_cmd(
     cfg = ClusterConfig(
         spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
         algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
+        granularity_criterion=granularity_criterion,
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
         where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise,

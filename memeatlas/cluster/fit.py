@@ -85,6 +85,11 @@ def _validate(cfg: ClusterConfig) -> None:
     if cfg.umap_dims < 0 or cfg.umap_neighbors < 2:
         raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
     cfg.min_cluster_size = parse_min_cluster_size(cfg.min_cluster_size)
+    from memeatlas.cluster.granularity import CRITERIA
+
+    if cfg.granularity_criterion not in CRITERIA:
+        raise InputError(f"unknown --granularity-criterion {cfg.granularity_criterion!r}; "
+                         f"choose one of {', '.join(CRITERIA)}")
     if cfg.stability and not 2 <= cfg.stability <= 50:
         raise InputError("--stability must be between 2 and 50 seeds (0: not measured)")
 

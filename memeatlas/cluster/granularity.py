@@ -13,8 +13,8 @@ appears and vanishes at once) — the number of clusters, each weighted by how p
 It rewards finding many clusters only when each of them is real: spurious clumps of a noise
 background persist for a moment and add little; merging real clusters (too large a size)
 removes their persistence. The alternative `relative_validity` (HDBSCAN's DBCV approximation,
-Moulavi et al. 2014) was measured too and rejected as the default: on STS-B and SICK it picks
-two to four clusters for thousands of sentences (DBCV favours the coarsest clean split).
+Moulavi et al. 2014) was measured too and rejected as the default: on STS-B and MemeCap it
+picks two or three clusters for 2,000–3,000 texts (DBCV favours the coarsest clean split).
 Candidates with fewer than two clusters score nothing; ties (within `TIE`) go to the smaller
 size. benchmarks/granularity.py measures the choice on real data
 (benchmarks/results/cluster_granularity.md).
