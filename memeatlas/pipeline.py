@@ -36,7 +36,7 @@ class PipelineConfig:
       backend (it fills nothing else), else the embed step's default (description, intent).
     image_model: CLIP-like model for an image space; "auto" uses the default model only when it
       is already on disk (no download), None/"none" skips image embedding.
-    min_cluster_size: HDBSCAN's; None = the cluster step's default for the corpus size.
+    min_cluster_size: HDBSCAN's; None = auto (chosen per run from the data, memeatlas.cluster.granularity).
     truth: a known-label column (e.g. "meta.theme") to score the clusterings against.
     rate_pairs: when > 0, sample that many pairs (stratified over the runs) as pair set
       `rate_pair_set` and write the rating page `rate_out`.

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
                                   "only when it is already downloaded, 'pixels' is the model-free "
                                   "tiny-image baseline, 'none' skips.")] = "auto",
         min_cluster_size: Annotated[int | None, typer.Option(
-            "--min-cluster-size", min=2, help="HDBSCAN min_cluster_size [default: scaled to the corpus].")] = None,
+            "--min-cluster-size", min=2, help="HDBSCAN min_cluster_size [default: auto, chosen per run from the data].")] = None,
         truth: Annotated[str | None, typer.Option(
             "--truth", help="Known-label column to score the clusters against, e.g. meta.theme.")] = None,
         rate_pairs: Annotated[int, typer.Option(

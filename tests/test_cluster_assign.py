@@ -42,6 +42,11 @@ def test_assign_held_out(store, algorithm):
     assert new["probability"].between(0, 1).all() and new["x"].notna().all()
     hits = [c == major[y[pos[m]]] for m, c in zip(new["meme_id"], new["cluster"], strict=True)]
     assert np.mean(hits) >= 0.9
+    # new memes get a soft cluster too (noise included), clustered ones their own cluster
+    soft = dict(store.fetchall("SELECT meme_id, soft_cluster FROM cluster_assignments WHERE "
+                               "run_id = ? AND assigned_by LIKE 'assign:%'", [rid]))
+    assert all(soft[m] >= 0 for m in new["meme_id"])
+    assert all(soft[m] == c for m, c in zip(new["meme_id"], new["cluster"], strict=True) if c >= 0)
     # nothing left to assign; fitted rows untouched
     assert assign(store, rid).n_assigned == 0
     assert (df[df["assigned_by"] == "fit"]["cluster"].to_numpy() == fit["cluster"].to_numpy()).all()

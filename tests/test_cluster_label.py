@@ -154,3 +154,28 @@ def test_label_cli(corpus, db_path):
     bad = CliRunner().invoke(app, ["label", "--db", str(db_path), "--run", rid,
                                    "--representation", "lda"])
     assert bad.exit_code == 1 and "representation" in bad.output
+
+
+def test_label_noise_assigned_counts_noise_text_toward_its_soft_cluster(corpus):
+    """label --noise assigned (default): noise memes' text joins their soft cluster's keywords;
+    --noise apart: only clustered memes' text. Sizes and the noise row follow the hard labels."""
+    store, rid, truth = corpus
+    cat = _cat_cluster(store, rid, truth)
+    cats = [m for m in sorted(truth) if truth[m] == "cats"][:6]
+    # Six cat memes become noise (soft cluster: still the cat cluster) and all speak of "zebra".
+    store.execute("UPDATE cluster_assignments SET cluster = -1, soft_cluster = ? WHERE run_id = ? "
+                  "AND meme_id IN (SELECT unnest(?::VARCHAR[]))", [cat, rid, cats])
+    store.execute("UPDATE annotations SET description = 'zebra zebra stripes zebra' WHERE "
+                  "meme_id IN (SELECT unnest(?::VARCHAR[]))", [cats])
+
+    def keywords(noise: str) -> list[str]:
+        label(store, LabelConfig(run_id=rid, noise=noise, force=True))
+        return store.scalar("SELECT keywords FROM cluster_labels WHERE run_id = ? AND cluster = ?",
+                            [rid, cat])
+
+    assert "zebra" in keywords("assigned")
+    assert store.scalar("SELECT params->>'$.noise' FROM cluster_labels WHERE run_id = ? LIMIT 1",
+                        [rid]) == "assigned"
+    assert store.scalar("SELECT size FROM cluster_labels WHERE run_id = ? AND cluster = -1",
+                        [rid]) == 6
+    assert "zebra" not in keywords("apart")

@@ -69,7 +69,7 @@ def test_results_stored_with_details(store, hand):
                           " WHERE eval_id = ? ORDER BY metric, run_id", [r.eval_id])
     assert [(x[0], x[1]) for x in rows] == [("A", "cq"), ("B", "cq"), ("A", "delta_cq")]
     d = json.loads(rows[0][4])
-    assert d["n_within"] == 3 and d["n_between"] == 3 and d["noise"] == "apart"
+    assert d["n_within"] == 3 and d["n_between"] == 3 and d["noise"] == "assigned"
     assert d["bootstrap"] == 100 and d["seed"] == 3 and d["dimension"] == "connotative"
     assert json.loads(rows[2][4])["run_b"] == "B"
     assert rows[0][5:] == ("hand", "connotative", "quality")

@@ -46,6 +46,11 @@ EXPECTED = {
                        "editor", "note", "edited_at"],
     "cluster_tree": ["run_id", "node", "parent", "level", "is_leaf", "cluster", "size",
                      "height", "keywords", "label", "method", "params", "created_at"],
+    "cluster_assignments": ["run_id", "meme_id", "cluster", "probability", "x", "y", "assigned_by",
+                            "assigned_at", "soft_cluster", "soft_probability"],
+    "cluster_granularity": ["run_id", "min_cluster_size", "min_samples", "criterion", "value",
+                            "n_clusters", "noise_fraction", "chosen"],
+    "cluster_stability": ["run_id", "cluster", "size", "jaccard", "together", "n_seeds"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
@@ -54,6 +59,7 @@ EXPECTED_RELATIONS = {
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
     "schema_migrations", "store_format", "meme_times", "trend_runs", "cluster_trends", "cluster_trend_flags",
     "curation_edits", "cluster_tree", "meme_timeline", "latest_cluster_trends",
+    "cluster_members_assigned", "cluster_granularity", "cluster_stability",
 }
 
 

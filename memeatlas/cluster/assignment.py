@@ -99,8 +99,18 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         lab, prob = hdbscan.approximate_predict(model["clusterer"],
                                                 np.asarray(red, dtype=np.float64))
         lab = np.asarray(lab, dtype=np.int64)
+        soft, soft_p = lab.copy(), np.asarray(prob, dtype=np.float64).copy()
+        noise = lab < 0
+        if noise.any() and np.asarray(model["labels"]).max() >= 0:
+            # Soft clusters for new noise memes too, as `cluster` stores them for the fit.
+            memb = np.asarray(hdbscan.membership_vector(
+                model["clusterer"], np.asarray(red, dtype=np.float64)[noise]), dtype=np.float64)
+            memb = memb.reshape(int(noise.sum()), -1)
+            soft[noise] = memb.argmax(axis=1)
+            soft_p[noise] = memb.max(axis=1)
     else:
         lab, prob = knn_vote(labels_tr, idx, d)
+        soft, soft_p = lab, np.asarray(prob, dtype=np.float64)
     n = len(new_ids)
     tbl = pa.table({
         "meme_id": pa.array(new_ids, pa.string()),
@@ -108,10 +118,13 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         "probability": pa.array(np.asarray(prob, dtype=np.float64)),
         "x": pa.array(xy[:, 0] if xy is not None else [None] * n, pa.float64()),
         "y": pa.array(xy[:, 1] if xy is not None else [None] * n, pa.float64()),
+        "soft_cluster": pa.array(np.asarray(soft).astype(np.int32)),
+        "soft_probability": pa.array(np.asarray(soft_p, dtype=np.float64)),
     })
     with store.registered("_assign_batch", tbl), store.transaction():
         store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, "
-                      "x, y, assigned_by, assigned_at) SELECT ?, meme_id, cluster, "
-                      "probability, x, y, ?, ? FROM _assign_batch",
+                      "x, y, assigned_by, assigned_at, soft_cluster, soft_probability) "
+                      "SELECT ?, meme_id, cluster, probability, x, y, ?, ?, soft_cluster, "
+                      "soft_probability FROM _assign_batch",
                       [run_id, f"assign:{method}", utcnow()])
     return AssignSummary(run_id, n, int((lab < 0).sum()), method, time.perf_counter() - t0)

@@ -35,11 +35,17 @@ def cluster_cmd(
                             "(Ward), spectral.")] = "hdbscan",
     k: Annotated[int | None, typer.Option(
         "--k", help="Number of clusters for kmeans/agglomerative/spectral.")] = None,
-    min_cluster_size: Annotated[int | None, typer.Option(
-        "--min-cluster-size", help="HDBSCAN min_cluster_size [default: max(5, min(50, "
-                                   "n/100))].")] = None,
+    min_cluster_size: Annotated[str, typer.Option(
+        "--min-cluster-size", help="HDBSCAN min_cluster_size: auto (chosen per run: the "
+                                   "size from 5 … n/20 whose clusters have the highest total "
+                                   "persistence) or a number.")] = "auto",
+    granularity_criterion: Annotated[str, typer.Option(
+        "--granularity-criterion", help="What --min-cluster-size auto maximises: persistence "
+                                        "(total cluster persistence) or relative_validity "
+                                        "(HDBSCAN's DBCV).")] = "persistence",
     min_samples: Annotated[int | None, typer.Option(
-        "--min-samples", help="HDBSCAN min_samples [default: = min_cluster_size].")] = None,
+        "--min-samples", help="HDBSCAN min_samples [default: min(5, size) with auto, else "
+                              "= min_cluster_size].")] = None,
     selection: Annotated[str, typer.Option(
         "--cluster-selection", help="HDBSCAN cluster_selection_method: eom or leaf.")] = "eom",
     umap_dims: Annotated[int, typer.Option(
@@ -66,6 +72,12 @@ def cluster_cmd(
     reassign_noise: Annotated[bool, typer.Option(
         "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
                                  "most likely cluster (the original run is kept).")] = False,
+    stability: Annotated[int, typer.Option(
+        "--stability", min=0, help="Re-run with N seeds (2–50) and store the mean pairwise "
+                                   "ARI and per-cluster stability (0: off).")] = 0,
+    consensus: Annotated[bool, typer.Option(
+        "--consensus", help="With --stability: also store a consensus run (memes kept "
+                            "together by most seeds).")] = False,
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -76,9 +88,11 @@ def cluster_cmd(
     cfg = ClusterConfig(
         spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
         algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
+        granularity_criterion=granularity_criterion,
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
-        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force)
+        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise,
+        stability=stability, consensus=consensus, force=force)
     with open_store(db) as store:
         run_ids = run(store, cfg)
         for rid in run_ids:
@@ -87,6 +101,11 @@ def cluster_cmd(
                 "kind": s["kind"], "space": s["space"], "algorithm": s["algorithm"],
                 "memes": s["n_items"], "clusters": s["n_clusters"],
                 "noise share": s["noise_fraction"],
+                **({"min_cluster_size": s["min_cluster_size"]} if s.get("min_cluster_size")
+                   else {}),
+                **({"chosen by": s["granularity"]} if s.get("granularity") else {}),
+                **({"stability (mean ARI)": s["stability"]} if s.get("stability") is not None
+                   else {}),
                 **{f"{k} s": v for k, v in s["timings"].items()}})
             _echo_left_out(store, rid, s["n_items"])
     for rid in run_ids:
@@ -123,6 +142,9 @@ def label_cmd(
     check_server: Annotated[bool, typer.Option(
         "--check-server", help="Probe the --base-url server (models, response formats, "
                                "latency), print what it supports and exit.")] = False,
+    noise: Annotated[str, typer.Option(
+        "--noise", help="assigned: noise memes' text counts toward their most likely "
+                        "cluster's keywords; apart: clustered memes only.")] = "assigned",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -155,7 +177,8 @@ def label_cmd(
                       annotator=annotator,
                       fields=[f.strip() for f in fields.split(",")] if fields else None,
                       embedding_model=embedding_model, llm_backend=llm_backend,
-                      llm_model=llm_model, llm_options=llm_options, force=force)
+                      llm_model=llm_model, llm_options=llm_options, noise=noise,
+                      force=force)
     with open_store(db) as store:
         s = label(store, cfg)
     named = (f"{s.n_named} of {s.n_named + s.n_name_failed}" if cfg.llm_backend and not s.skipped

@@ -9,6 +9,9 @@ ALGORITHMS = ("hdbscan", "kmeans", "agglomerative", "spectral")
 FUSIONS = ("concat", "dynamic")
 REPRESENTATIONS = ("ctfidf", "keybert", "mmr")
 KNN_METHODS = ("auto", "exact", "nndescent")
+#: How noise memes (cluster −1) are treated by label/evaluate/report: 'assigned' (their most
+#: likely cluster, the stored soft cluster; the default) or 'apart' (in no cluster).
+NOISE_MODES = ("assigned", "apart")
 
 
 @dataclass
@@ -21,6 +24,12 @@ class ClusterConfig:
     sweep: {param: [values]} writes one run per value (e.g. {"min_cluster_size": [25, 50]}).
     reassign_noise: also write a second run (kind 'reassign_noise', parent = the first) in which
       HDBSCAN noise points are moved to their most likely cluster; the original is kept.
+    min_cluster_size: HDBSCAN's; "auto" (or None, the default) chooses it per run from the data
+      (memeatlas.cluster.granularity): candidates, criterion values and the choice go into the
+      run's params and `cluster_granularity`.
+    stability: N ≥ 2 re-runs the whole clustering with seeds seed+1 … seed+N−1 and stores the
+      mean pairwise ARI (`cluster_runs.stability`) and per-cluster stability
+      (`cluster_stability`); `consensus` also writes a co-association consensus run.
     umap_dims: dimensions of the reduction that is clustered (0 clusters the vectors directly).
     knn: how UMAP's neighbour graph is built: 'exact' (blocked cosine top-k with numpy),
       'nndescent' (pynndescent, approximate) or 'auto' (exact up to `exact_knn_max` points,
@@ -32,7 +41,8 @@ class ClusterConfig:
     fusion: str = "concat"
     fusion_k: int = 15
     algorithm: str = "hdbscan"
-    min_cluster_size: int | None = None  # None: max(5, min(50, n // 100))
+    min_cluster_size: int | str | None = None  # None or "auto": chosen from the data
+    granularity_criterion: str = "persistence"
     min_samples: int | None = None
     cluster_selection_method: str = "eom"
     k: int | None = None
@@ -48,6 +58,8 @@ class ClusterConfig:
     where: str | None = None
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     reassign_noise: bool = False
+    stability: int = 0
+    consensus: bool = False
     force: bool = False
 
 
@@ -61,6 +73,8 @@ class LabelConfig:
     annotator / fields: the annotation text labelled; default: what the run's text space
       embedded, else description, intent and ocr_text of the newest annotator.
     llm_backend / llm_model: optionally a caption backend that writes a short name per cluster.
+    noise: 'assigned' (default): noise memes' text counts toward the keywords of their most
+      likely cluster; 'apart': keywords from clustered memes only.
     """
 
     run_id: str | None = None
@@ -74,6 +88,7 @@ class LabelConfig:
     llm_model: str | None = None
     llm_options: dict[str, Any] = field(default_factory=dict)
     llm_max_new_tokens: int = 16
+    noise: str = "assigned"
     seed: int = 42
     force: bool = False
 

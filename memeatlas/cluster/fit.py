@@ -27,9 +27,46 @@ SWEEPABLE = {"min_cluster_size": int, "min_samples": int, "k": int, "umap_dims":
              "cluster_selection_method": str}
 
 
+AUTO = "auto"
+
+
 def auto_min_cluster_size(n: int) -> int:
-    """Default HDBSCAN min_cluster_size: max(5, min(50, n // 100))."""
-    return max(5, min(50, n // 100))
+    """The fixed default before automatic granularity: max(5, min(50, n // 100)).
+
+    Kept for comparisons (benchmarks/granularity.py); the default is now `auto`
+    (memeatlas.cluster.granularity).
+    """
+    from memeatlas.cluster.granularity import legacy_min_cluster_size
+
+    return legacy_min_cluster_size(n)
+
+
+def parse_min_cluster_size(value: str | int | None) -> int | str:
+    """`auto` (or None) → "auto"; a number ≥ 2 → int; anything else → InputError."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
+        return AUTO
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"--min-cluster-size must be 'auto' or a whole number ≥ 2, "
+                         f"got {value!r}") from None
+    if v < 2:
+        raise InputError("--min-cluster-size must be at least 2 (or 'auto')")
+    return v
+
+
+def _check_size_fits(cfg: ClusterConfig, n: int) -> None:
+    """A fixed min_cluster_size above the number of memes can form no cluster: say so first."""
+    if cfg.algorithm != "hdbscan":
+        return
+    sizes = [cfg.min_cluster_size, *cfg.sweep.get("min_cluster_size", [])]
+    too_big = sorted({int(s) for s in sizes if s not in (None, AUTO) and int(s) > n})
+    if too_big:
+        suggest = max(2, min(5, n // 3))
+        raise InputError(
+            f"only {n} memes to cluster, fewer than --min-cluster-size {too_big[0]}: HDBSCAN "
+            f"cannot form a cluster; use --min-cluster-size auto or a value ≤ {n // 2 or 2} "
+            f"(e.g. --min-cluster-size {suggest})")
 
 
 def _validate(cfg: ClusterConfig) -> None:
@@ -47,8 +84,14 @@ def _validate(cfg: ClusterConfig) -> None:
             raise InputError(f"--sweep cannot vary {key!r}; choose from {', '.join(SWEEPABLE)}")
     if cfg.umap_dims < 0 or cfg.umap_neighbors < 2:
         raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
-    if cfg.min_cluster_size is not None and cfg.min_cluster_size < 2:
-        raise InputError("--min-cluster-size must be at least 2")
+    cfg.min_cluster_size = parse_min_cluster_size(cfg.min_cluster_size)
+    from memeatlas.cluster.granularity import CRITERIA
+
+    if cfg.granularity_criterion not in CRITERIA:
+        raise InputError(f"unknown --granularity-criterion {cfg.granularity_criterion!r}; "
+                         f"choose one of {', '.join(CRITERIA)}")
+    if cfg.stability and not 2 <= cfg.stability <= 50:
+        raise InputError("--stability must be between 2 and 50 seeds (0: not measured)")
 
 
 def parse_sweep(items: list[str] | None) -> dict[str, list[Any]]:
@@ -89,11 +132,15 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
                     "min_dist": cfg.umap_min_dist, "epochs": cfg.umap_epochs, "metric": "cosine"}
                    if reduce_dims else {"method": "none"})
     if cfg.algorithm == "hdbscan":
-        p.update(min_cluster_size=cfg.min_cluster_size or auto_min_cluster_size(n),
+        p.update(min_cluster_size=cfg.min_cluster_size or AUTO,
                  min_samples=cfg.min_samples,
                  cluster_selection_method=cfg.cluster_selection_method)
+        if p["min_cluster_size"] == AUTO:
+            p["granularity_criterion"] = cfg.granularity_criterion
     else:
         p["k"] = cfg.k
+    if cfg.stability:
+        p["stability"] = {"seeds": cfg.stability, "consensus": cfg.consensus}
     p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
                     "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
     return p
@@ -165,7 +212,9 @@ def _existing(store, fingerprint: str, kind: str) -> str | None:
 def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any], seed: int,
                ids: list[str], labels: np.ndarray, probs: np.ndarray, xy: np.ndarray | None,
                fingerprint: str, spaces_json: list[dict], kind: str, parent: str | None,
-               timings: dict[str, float], model_blob: bytes | None, assigned_by: str) -> None:
+               timings: dict[str, float], model_blob: bytes | None, assigned_by: str,
+               soft: tuple[np.ndarray, np.ndarray] | None = None, choice=None,
+               stability=None) -> None:
     import pyarrow as pa
 
     n = len(ids)
@@ -180,26 +229,83 @@ def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any]
                       pa.float64()),
         "y": pa.array(xy[:, 1].astype(np.float64) if xy is not None else [None] * n,
                       pa.float64()),
+        "soft_cluster": pa.array((soft[0] if soft else labels).astype(np.int32)),
+        "soft_probability": pa.array((soft[1] if soft else probs).astype(np.float64)),
     })
     now = utcnow()
     with store.registered("_cluster_batch", tbl), store.transaction():
         store.execute(
             "INSERT INTO cluster_runs (run_id, name, space, spaces, algorithm, params, seed, "
             "n_items, n_clusters, noise_fraction, fingerprint, parent_run, kind, software, "
-            "timings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "timings, created_at, stability) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?)",
             [run_id, name, _space_label(cfg), stable_json(spaces_json), cfg.algorithm,
              stable_json(params), seed, n, n_clusters, noise, fingerprint, parent, kind,
              stable_json(software("numpy", "umap-learn", "hdbscan", "scikit-learn",
                                   "pynndescent", "numba")),
-             stable_json({k: round(v, 4) for k, v in timings.items()}), now])
+             stable_json({k: round(v, 4) for k, v in timings.items()}), now,
+             None if stability is None else stability.mean_ari])
         store.execute(
             "INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y, "
-            "assigned_by, assigned_at) SELECT ?, meme_id, cluster, probability, x, y, ?, ? "
+            "assigned_by, assigned_at, soft_cluster, soft_probability) SELECT ?, meme_id, "
+            "cluster, probability, x, y, ?, ?, soft_cluster, soft_probability "
             "FROM _cluster_batch", [run_id, assigned_by, now])
+        if choice is not None:
+            store.insert_rows(
+                "cluster_granularity", ("run_id", "min_cluster_size", "min_samples", "criterion",
+                                        "value", "n_clusters", "noise_fraction", "chosen"),
+                [(run_id, c.min_cluster_size, c.min_samples, choice.criterion, c.row()["value"],
+                  c.n_clusters, c.noise_fraction, c is choice.chosen)
+                 for c in choice.candidates])
+        if stability is not None:
+            store.insert_rows(
+                "cluster_stability", ("run_id", "cluster", "size", "jaccard", "together",
+                                      "n_seeds"),
+                [(run_id, r["cluster"], r["size"], r["jaccard"], r["together"],
+                  stability.n_seeds) for r in stability.clusters])
         if model_blob is not None:
             store.execute("INSERT INTO cluster_models (run_id, format, model, created_at) "
                           "VALUES (?, ?, ?, ?)",
                           [run_id, "pickle:memeatlas-cluster-v1", model_blob, now])
+
+
+def params_auto(params: dict[str, Any], v: ClusterConfig) -> dict[str, Any]:
+    """The parameters a further seed is fitted with: the same procedure (auto stays auto)."""
+    if v.algorithm == "hdbscan" and parse_min_cluster_size(v.min_cluster_size) == AUTO:
+        return {**params, "min_cluster_size": AUTO, "min_samples": v.min_samples}
+    return params
+
+
+def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int):
+    """(labels, probs, model, reduced x, granularity choice or None) for one seed."""
+    from memeatlas.cluster import algorithms
+
+    knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
+    red = params["reduce"]
+    if red["method"] == "umap":
+        xr = cache.reduce(red["dims"], red["neighbors"], red["min_dist"], seed,
+                          red["epochs"], "umap" if seed == v.seed else "_seed_umap")
+    else:
+        xr = cache.x
+    if v.algorithm == "hdbscan" and params.get("min_cluster_size") == AUTO:
+        from memeatlas.cluster.granularity import choose
+
+        choice = choose(xr, min_samples=v.min_samples,
+                        selection=v.cluster_selection_method,
+                        criterion=v.granularity_criterion)
+        c = choice.chosen
+        return c.labels, c.probabilities, c.model, xr, choice
+    labels, probs, model = algorithms.get(v.algorithm)(xr, params, knn_idx, seed)
+    return labels, probs, model, xr, None
+
+
+def _soft(model, labels: np.ndarray, probs: np.ndarray, knn_idx: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    if model is None:
+        return labels.copy(), probs.copy()
+    from memeatlas.cluster.soft import soft_membership
+
+    return soft_membership(model, labels, probs, knn_idx)
 
 
 def run(store, cfg: ClusterConfig) -> list[str]:
@@ -208,7 +314,6 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     Same inputs + parameters + seed → same fingerprint → same assignments; an existing run with
     that fingerprint is returned without recomputing unless `cfg.force`.
     """
-    from memeatlas.cluster import algorithms
     from memeatlas.cluster.fuse import fuse, validate_weights
     from memeatlas.cluster.inputs import load_aligned
 
@@ -220,6 +325,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     n = len(ids)
     if n < 3:
         raise InputError(f"only {n} meme(s) to cluster; need at least 3")
+    _check_size_fits(cfg, n)
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     x, finfo = fuse(mats, cfg.weights, method=cfg.fusion, k=cfg.fusion_k)
@@ -242,6 +348,13 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             progress.info(f"run {found} has these inputs and parameters; skipping "
                           f"(--force to run again)")
             out.append(found)
+            if v.stability and v.consensus:
+                child = store.scalar("SELECT run_id FROM cluster_runs WHERE parent_run = ? "
+                                     "AND kind = 'consensus' LIMIT 1", [found])
+                if child:
+                    out.append(child)
+                else:
+                    progress.info(f"run {found} has no consensus run; --force to make one")
             if cfg.reassign_noise:
                 child = store.scalar("SELECT run_id FROM cluster_runs WHERE parent_run = ? "
                                      "AND kind = 'reassign_noise' LIMIT 1", [found])
@@ -265,25 +378,50 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         t_run = time.perf_counter()
         knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
         red = params["reduce"]
-        if red["method"] == "umap":
-            xr = cache.reduce(red["dims"], red["neighbors"], red["min_dist"], v.seed,
-                              red["epochs"], "umap")
-        else:
-            xr = x
         t0 = time.perf_counter()
-        algo = algorithms.get(v.algorithm)
-        labels, probs, model = algo(xr, params, knn_idx, v.seed)
-        t_cluster = time.perf_counter() - t0
+        fitted = _fit_seed(cache, v, params, v.seed)
+        labels, probs, model, xr, choice = fitted
+        # HDBSCAN (all candidates) alone: the reductions done on the way are timed apart.
+        t_cluster = time.perf_counter() - t0 - sum(
+            cache.timings.get(k, 0.0) - before.get(k, 0.0) for k in cache.timings)
+        if choice is not None:  # the fingerprint keeps "auto"; the stored params say what it chose
+            params = {**params, "min_cluster_size": choice.chosen.min_cluster_size,
+                      "min_samples": choice.chosen.min_samples,
+                      "granularity": choice.params()}
+        t0 = time.perf_counter()
+        soft, soft_p = _soft(model, labels, probs, knn_idx)
+        timings_soft = time.perf_counter() - t0
+        if model is not None and labels.size and labels.max() >= 0:
+            from memeatlas.cluster.soft import method_for
+
+            params = {**params, "soft": method_for(labels.size, int(labels.max()) + 1)}
+        stab = None
+        if v.stability:
+            from memeatlas.cluster.stability import measure
+
+            t0 = time.perf_counter()
+            others = [_fit_seed(cache, v, params_auto(params, v), v.seed + i)
+                      for i in range(1, v.stability)]
+            stab = measure([(labels, soft)] + [(o[0], _soft(o[2], o[0], o[1], knn_idx)[0])
+                                               for o in others],
+                           seeds=[v.seed + i for i in range(v.stability)])
+            cache.timings["stability"] = cache.timings.get("stability", 0.0) + \
+                time.perf_counter() - t0
+            params = {**params, "stability": {**params["stability"], **stab.params()}}
+            seed_labels = [labels] + [o[0] for o in others]
         xy = None
         if params["layout"]:
             lay = params["layout"]
             xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
                               "layout")
         timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
-                   for k in ("knn", "import_umap", "umap", "layout")}
+                   for k in ("knn", "import_umap", "umap", "layout", "stability")}
+        if not v.stability:
+            timings.pop("stability")
         if not out:  # shared work is charged to the first run written
             timings.update(load=t_load, fuse=t_fuse)
         timings["cluster"] = t_cluster
+        timings["soft"] = timings_soft
         blob = pickle.dumps({
             "version": 1, "algorithm": v.algorithm, "ids": ids, "clusterer": model,
             "reduced": xr if red["method"] == "umap" else None, "layout": xy,
@@ -297,16 +435,23 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         _write_run(store, run_id=run_id, cfg=v, params=params, seed=v.seed, ids=ids,
                    labels=labels, probs=probs, xy=xy, fingerprint=fp, spaces_json=spaces_json,
                    kind="cluster", parent=None, timings=timings, model_blob=blob,
-                   assigned_by="fit")
+                   assigned_by="fit", soft=(soft, soft_p), choice=choice, stability=stab)
         timings["write"] = time.perf_counter() - t0
         store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
                       [stable_json({k: round(val, 4) for k, val in timings.items()}), run_id])
         out.append(run_id)
+        if labels.size and labels.max() < 0:
+            progress.info(f"run {run_id}: no cluster among {n} memes (all noise at "
+                          f"min_cluster_size {params.get('min_cluster_size')}); try "
+                          f"--min-cluster-size {max(2, min(5, n // 3))} or more memes")
         if cfg.reassign_noise:
             rid = _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob,
                                     spaces_json, run_id, fp)
             if rid:
                 out.append(rid)
+        if v.stability and v.consensus:
+            out.append(_write_consensus(store, v, params, ids, seed_labels, knn_idx, xy,
+                                        spaces_json, run_id, fp))
     progress.info(f"clustered {n} memes in {time.perf_counter() - t_all:.1f}s")
     return out
 
@@ -336,10 +481,36 @@ def _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob, spa
     return rid
 
 
+def _write_consensus(store, v, params, ids, seed_labels, knn_idx, xy, spaces_json,
+                     parent: str, parent_fp: str) -> str:
+    """Store the co-association consensus of the stability seeds as a derived run."""
+    from memeatlas.cluster.stability import consensus
+
+    size = int(params.get("min_cluster_size") or 5) if v.algorithm == "hdbscan" else 2
+    labels, probs, soft = consensus(seed_labels, knn_idx, size)
+    rid = new_run_id("cluster")
+    cparams = {**params, "consensus": {"method": "knn co-association", "threshold": 0.5,
+                                       "min_size": size, "seeds": len(seed_labels),
+                                       "knn_k": int(knn_idx.shape[1])}}
+    _write_run(store, run_id=rid, cfg=v, params=cparams, seed=v.seed, ids=ids, labels=labels,
+               probs=probs, xy=xy, fingerprint=short_hash({"parent": parent_fp,
+                                                           "consensus": True}, 32),
+               spaces_json=spaces_json, kind="consensus", parent=parent, timings={},
+               model_blob=None, assigned_by="consensus", soft=(soft, probs))
+    return rid
+
+
 def run_summary(store, run_id: str) -> dict[str, Any]:
     """n_items, n_clusters, noise_fraction and timings of a stored run (for CLI summaries)."""
     info = get_run_info(store, run_id)
     d = {k: info.get(k) for k in ("run_id", "kind", "space", "algorithm", "n_items", "n_clusters",
                                   "noise_fraction", "timings")}
     d["timings"] = d["timings"] or {}
+    params = info.get("params") or {}
+    d["min_cluster_size"] = params.get("min_cluster_size")
+    g = params.get("granularity")
+    if g:
+        d["granularity"] = (f"{g['criterion']} over {len(g['candidates'])} sizes "
+                            f"{g['candidates'][0]}–{g['candidates'][-1]}")
+    d["stability"] = info.get("stability")
     return d

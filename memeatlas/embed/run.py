@@ -72,6 +72,10 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     memes whose text changed (counted in `changed`); `force` re-embeds all. Commits every
     `commit_every` texts, so an interrupted run keeps what it finished.
     """
+    from memeatlas.embed.tfidf import embed_tfidf, is_tfidf
+
+    if is_tfidf(config.model):  # corpus-fitted TF-IDF + LSA: refitted as a whole (tfidf.py)
+        return embed_tfidf(store, config)
     t0 = time.perf_counter()
     cfg = config
     if cfg.template:

@@ -26,8 +26,8 @@ RunsOption = Annotated[str, typer.Option(
 PairSetOption = Annotated[str, typer.Option("--pair-set", help="Name of the pair set.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
 NoiseOption = Annotated[str, typer.Option(
-    "--noise", help="Noise points (-1): 'apart' (in no cluster; default), 'drop' (leave their pairs out) "
-                    "or 'cluster' (one cluster).")]
+    "--noise", help="Noise points (-1): 'assigned' (in their most likely cluster; default), 'apart' "
+                    "(in no cluster), 'drop' (leave their pairs out) or 'cluster' (one cluster).")]
 DimensionsOption = Annotated[str, typer.Option(
     "--dimensions", help="Rating dimensions, comma-separated (one sheet column each).")]
 
@@ -152,7 +152,7 @@ def quality_cmd(
     dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
-    noise: NoiseOption = "apart",
+    noise: NoiseOption = "assigned",
     weights: Annotated[str, typer.Option(
         "--weights", help="'auto' (design weights for stratified sets), 'design' or 'none'.")] = "auto",
     by_coder: Annotated[bool, typer.Option(
@@ -179,7 +179,8 @@ def labels_cmd(
         "--truth", help="Known categories: a memes column, a meta key (manifest column), "
                         "annotation.<column>, or SQL returning (meme_id, label).")],
     noise: Annotated[str, typer.Option(
-        "--noise", help="In scope 'all': noise points as 'singletons' (default) or one 'cluster'.")] = "singletons",
+        "--noise", help="In scope 'all': noise points 'assigned' to their most likely cluster "
+                        "(default), as 'singletons' or one 'cluster'.")] = "assigned",
     fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:
@@ -204,7 +205,7 @@ def sweep_cmd(
     dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
-    noise: NoiseOption = "apart",
+    noise: NoiseOption = "assigned",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the plot as PNG here.")] = None,
     fmt: FormatOption = "table",
     db: DbOption = None,

@@ -14,7 +14,8 @@ from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import new_run_id, stable_json, utcnow
 
 NOISE = -1
-NOISE_MODES = ("apart", "drop", "cluster")
+NOISE_MODES = ("assigned", "apart", "drop", "cluster")
+DEFAULT_NOISE = "assigned"
 FORMATS = ("table", "csv", "json")
 
 
@@ -69,12 +70,18 @@ def resolve_runs(store, runs: str | Sequence[str], *, min_runs: int = 1) -> list
     return out
 
 
-def load_assignments(store, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
-    """{run_id: {meme_id: cluster}} for the given runs (cluster −1 = noise)."""
+def load_assignments(store, run_ids: Iterable[str], *, assigned: bool = False
+                     ) -> dict[str, dict[str, int]]:
+    """{run_id: {meme_id: cluster}} for the given runs (cluster −1 = noise).
+
+    `assigned`: each meme's soft cluster instead (noise given its most likely cluster; runs
+    stored without soft clusters keep −1).
+    """
+    col = "coalesce(soft_cluster, cluster)" if assigned else "cluster"
     out: dict[str, dict[str, int]] = {}
     for rid in run_ids:
         rows = store.fetchall(
-            "SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ?", [rid])
+            f"SELECT meme_id, {col} FROM cluster_assignments WHERE run_id = ?", [rid])
         out[rid] = {m: int(c) for m, c in rows}
     return out
 
@@ -86,6 +93,8 @@ def check_noise(noise: str) -> str:
 
 
 NOISE_TEXT = {
+    "assigned": "noise points are in their most likely cluster (HDBSCAN soft clustering); memes of "
+                "runs without soft clusters that are still noise count as apart",
     "apart": "noise points (cluster -1) are in no cluster: every pair with a noise point counts as apart",
     "drop": "pairs with a noise point (cluster -1) in a run are left out for that run",
     "cluster": "noise points (cluster -1) form one cluster of their own",
@@ -95,7 +104,7 @@ NOISE_TEXT = {
 def together(ca: int, cb: int, noise: str) -> bool | None:
     """Whether a clustering puts two memes together; None when the pair is dropped."""
     if ca == NOISE or cb == NOISE:
-        if noise == "apart":
+        if noise in ("apart", "assigned"):
             return False
         if noise == "drop":
             return None

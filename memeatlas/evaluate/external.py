@@ -132,16 +132,20 @@ class LabelsResult:
     columns: tuple[str, ...] = ("run", "scope", "n", "coverage", "clusters", "categories") + METRICS
 
 
-def labels(store, runs, truth: str, *, noise: str = "singletons", save: bool = True) -> LabelsResult:
+def labels(store, runs, truth: str, *, noise: str = "assigned", save: bool = True) -> LabelsResult:
     """Score runs against known categories, with noise points in (`all`) and out (`clustered`)."""
-    if noise not in ("singletons", "cluster"):
-        raise InputError(f"--noise for labels must be 'singletons' or 'cluster', got {noise!r}")
+    if noise not in ("assigned", "singletons", "cluster"):
+        raise InputError(f"--noise for labels must be 'assigned', 'singletons' or 'cluster', "
+                         f"got {noise!r}")
     run_ids = resolve_runs(store, runs)
     gold = load_truth(store, truth)
     assigns = load_assignments(store, run_ids)
+    soft = load_assignments(store, run_ids, assigned=True) if noise == "assigned" else None
     res = LabelsResult(truth=truth, noise=noise)
-    res.notes.append("scope all: noise points " + ("count as singleton clusters" if noise == "singletons"
-                                                   else "form one cluster (-1)")
+    res.notes.append("scope all: noise points " + (
+        "in their most likely cluster (soft clustering; singletons where none is stored)"
+        if noise == "assigned" else "count as singleton clusters" if noise == "singletons"
+        else "form one cluster (-1)")
                      + "; scope clustered: noise points left out")
     store_rows = []
     for r in run_ids:
@@ -154,7 +158,10 @@ def labels(store, runs, truth: str, *, noise: str = "singletons", save: bool = T
             raise InputError(f"run {r}: none of its memes has a label in --truth {truth!r}")
         t = np.array([gold[m] for m in memes])
         p = np.array([a[m] for m in memes], dtype=np.int64)
-        p_all = noise_as_singletons(p) if noise == "singletons" else p
+        if soft is not None:
+            p_all = noise_as_singletons(np.array([soft[r][m] for m in memes], dtype=np.int64))
+        else:
+            p_all = noise_as_singletons(p) if noise == "singletons" else p
         keep = p != NOISE
         for scope, tt, pp in (("all", t, p_all), ("clustered", t[keep], p[keep])):
             s = scores(tt, pp)

@@ -5,8 +5,9 @@ For a clustering c and rated pairs (coders averaged per pair first):
     CQ(c) = mean rating of the pairs c puts together − mean rating of the pairs c puts apart
     ΔCQ(A, B) = CQ(A) − CQ(B), on the pairs both runs cover
 
-Noise points (cluster −1) are, by default, in no cluster: a pair with a noise point is apart
-(``noise='apart'``). ``noise='drop'`` leaves such pairs out for that run (for ΔCQ: out if either
+Noise points (cluster −1) are, by default, in their most likely cluster (``noise='assigned'``,
+the stored soft cluster); ``noise='apart'`` puts them in no cluster: a pair with a noise point
+is apart. ``noise='drop'`` leaves such pairs out for that run (for ΔCQ: out if either
 run drops it); ``noise='cluster'`` treats −1 as one more cluster. The handling is printed and stored.
 
 Pairs from a stratified pair set are weighted by inverse inclusion probability (stratum population /
@@ -200,7 +201,7 @@ def design_weights(store, pair_set: str, pairs, mode: str, *, ps: dict[str, Any]
 
 
 def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstrap: int = 2000,
-            seed: int = 0, noise: str = "apart", weights: str = "auto", save: bool = True,
+            seed: int = 0, noise: str = "assigned", weights: str = "auto", save: bool = True,
             deltas: bool = True, command: str = "quality", by_coder: bool = False) -> QualityResult:
     """CQ per run with a bootstrap 95 % CI and paired ΔCQ for every pair of runs; stored in `evaluations`.
 
@@ -222,7 +223,7 @@ def quality(store, runs, pair_set: str, *, dimension: str | None = None, bootstr
                              f"dimensions: {', '.join(have)}")
         raise InputError(f"pair set {pair_set!r} has no ratings; import them with "
                          f"`memeatlas evaluate import-ratings`")
-    assigns = load_assignments(store, run_ids)
+    assigns = load_assignments(store, run_ids, assigned=noise == "assigned")
     res = QualityResult(pair_set=pair_set, runs=run_ids, noise=noise, weights=weights,
                         bootstrap=bootstrap, seed=seed)
     rated = sorted(set(table["meme_a"]) | set(table["meme_b"]))

@@ -46,7 +46,7 @@ class SweepResult:
 
 
 def sweep(store, runs, pair_set: str, *, param: str = "min_cluster_size", series: str = "space",
-          dimension: str | None = None, bootstrap: int = 2000, seed: int = 0, noise: str = "apart",
+          dimension: str | None = None, bootstrap: int = 2000, seed: int = 0, noise: str = "assigned",
           weights: str = "auto", png: str | Path | None = None, save: bool = True) -> SweepResult:
     """CQ (with CI) for each run, keyed by `param` and grouped into series by `series`.
 

@@ -62,7 +62,8 @@ def existing_fingerprint(path: Path) -> str | None:
 
 def build(store: Store, run_id: str | None, out_path: str | Path, compare: str | None = None, *,
           thumb_px: int = DEFAULT_THUMB_PX, thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
-          quality: int = 70, force: bool = True, neighbours: int = 5) -> ReportSummary:
+          quality: int = 70, force: bool = True, neighbours: int = 5,
+          noise: str = "assigned") -> ReportSummary:
     """Write the HTML report of cluster run `run_id` (None: the newest run) to `out_path`.
 
     `compare` names a second run over the same memes: the map can be coloured by it and the
@@ -71,11 +72,13 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     With `force=False` an existing file holding the same content (same fingerprint) is kept.
     `neighbours` nearest memes per meme (in the run's space) are embedded for the meme panel
     (0: none).
+    `noise`: 'assigned' (default) shows HDBSCAN noise memes in their most likely cluster (the
+    stored soft cluster), 'apart' shows them as noise.
     """
     t0 = time.perf_counter()
     out = Path(out_path)
     data = collect(store, run_id, compare=compare, thumbs_per_cluster=thumbs_per_cluster,
-                   max_thumbs=max_thumbs, neighbours=neighbours)
+                   max_thumbs=max_thumbs, neighbours=neighbours, noise=noise)
     payload = data.payload
     css, js, body = asset("report.css"), asset("report.js"), asset("report_body.html")
     fingerprint = short_hash({"format": REPORT_FORMAT, "version": __version__,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memeatlas.errors import NotFoundError
+from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate.sweep import find_param
 from memeatlas.report.coverage import coverage
 from memeatlas.store import Store
@@ -85,7 +85,15 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
     return _plain(get_run_info(store, run_id))
 
 
-def _assignments(store: Store, run_id: str):
+def _assignments(store: Store, run_id: str, noise: str = "apart"):
+    if noise == "assigned" and store.table_exists("cluster_granularity"):  # soft columns exist
+        return store.df(
+            "SELECT ca.meme_id, coalesce(ca.soft_cluster, ca.cluster) AS cluster, CASE WHEN "
+            "ca.cluster >= 0 THEN ca.probability ELSE coalesce(ca.soft_probability, "
+            "ca.probability) END AS probability, ca.x, ca.y, m.path, m.source_id, "
+            "ca.cluster AS hard_cluster FROM cluster_assignments ca LEFT JOIN memes m "
+            "USING (meme_id) WHERE ca.run_id = ? ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id",
+            [run_id])
     return store.df(
         "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y, m.path, m.source_id "
         "FROM cluster_assignments ca LEFT JOIN memes m USING (meme_id) "
@@ -251,13 +259,61 @@ def _compare(store: Store, other: str, meme_ids: list[str], clusters: list[int])
     })
 
 
+def _granularity(store: Store, run: dict[str, Any]) -> dict[str, Any]:
+    """Issue 10 in the report: the automatic size choice's curve, stability across seeds, and
+    evaluation scores (CQ, ARI, NMI) against the number of clusters for runs of this space."""
+    rid = run["run_id"]
+    out: dict[str, Any] = {"curve": [], "stability": None, "clusters": [], "scores": []}
+    if store.table_exists("cluster_granularity"):
+        out["curve"] = [_plain({"min_cluster_size": m, "value": v, "n_clusters": k,
+                                "noise_fraction": nf, "chosen": bool(ch), "criterion": cr})
+                        for m, v, k, nf, ch, cr in store.fetchall(
+            "SELECT min_cluster_size, value, n_clusters, noise_fraction, chosen, criterion "
+            "FROM cluster_granularity WHERE run_id = ? ORDER BY min_cluster_size", [rid])]
+    params = run.get("params") if isinstance(run.get("params"), dict) else {}
+    st = params.get("stability") if isinstance(params.get("stability"), dict) else None
+    if st and st.get("mean_ari") is not None:
+        out["stability"] = _plain(st)
+        if store.table_exists("cluster_stability"):
+            out["clusters"] = [_plain({"cluster": c, "size": n, "jaccard": j, "together": t})
+                               for c, n, j, t in store.fetchall(
+                "SELECT cluster, size, jaccard, together FROM cluster_stability WHERE run_id = ? "
+                "ORDER BY jaccard, cluster", [rid])]
+    if store.table_exists("evaluations"):
+        rows = store.fetchall(
+            "SELECT e.run_id, e.metric, e.value, e.dimension, e.details, r.n_clusters, "
+            "r.noise_fraction, r.created_at, e.created_at FROM evaluations e JOIN cluster_runs r "
+            "USING (run_id) WHERE r.space = ? AND e.metric IN ('cq', 'ari', 'nmi') "
+            "AND e.value IS NOT NULL ORDER BY e.created_at", [run.get("space")])
+        pts: dict[tuple, dict[str, Any]] = {}
+        for r_id, metric, value, dim, det, k, nf, _, _ in rows:
+            det = _json(det) if not isinstance(det, dict) else det
+            det = det if isinstance(det, dict) else {}
+            if metric in ("ari", "nmi") and det.get("scope", "all") != "all":
+                continue
+            series = f"{metric} · {dim or 'all'}" + (f" · noise {det['noise']}"
+                                                    if det.get("noise") else "")
+            pts[(series, r_id)] = _plain({"series": series, "metric": metric, "run_id": r_id,
+                                          "n_clusters": k, "noise_fraction": nf,
+                                          "value": value, "current": r_id == rid})
+        out["scores"] = sorted(pts.values(), key=lambda p: (p["series"], p["n_clusters"] or 0))
+    return out
+
+
 def collect(store: Store, run_id: str | None = None, *, compare: str | None = None,
             thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
-            neighbours: int = 5) -> ReportData:
-    """Read a run and everything about it into a `ReportData` (no images decoded yet)."""
+            neighbours: int = 5, noise: str = "assigned") -> ReportData:
+    """Read a run and everything about it into a `ReportData` (no images decoded yet).
+
+    `noise` 'assigned' puts HDBSCAN noise memes in their most likely cluster; 'apart' keeps −1.
+    """
+    from memeatlas.cluster.config import NOISE_MODES
+
+    if noise not in NOISE_MODES:
+        raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
     run_id = run_id or latest_run_id(store)
     run = run_info(store, run_id)
-    df = _assignments(store, run_id)
+    df = _assignments(store, run_id, noise)
     if df.empty:
         raise NotFoundError(f"cluster run {run_id!r} has no assignments; re-run `memeatlas cluster`")
     anns = _annotations(store, run_id, run.get("space") or "")
@@ -340,6 +396,12 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
         "compare": None,
         "coverage": coverage(store, run, len(meme_ids)),
     }
+    payload["granularity"] = _granularity(store, run)
+    n_hard_noise = int((df["hard_cluster"] < 0).sum()) if "hard_cluster" in df else None
+    payload["granularity"]["noise"] = {
+        "mode": noise, "hdbscan_noise": n_hard_noise if n_hard_noise is not None
+        else int(sum(c == -1 for c in clusters)),
+        "shown_as_noise": int(sum(c == -1 for c in clusters))}
     if compare:
         payload["compare"] = _compare(store, compare, meme_ids, clusters)
     from memeatlas.report.study_data import study_payload

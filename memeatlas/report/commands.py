@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
         neighbours: Annotated[int, typer.Option(
             "--neighbours", min=0, max=50, help="Nearest memes (in the run's space) shown for "
                                                 "each meme; 0 leaves them out.")] = 5,
+        noise: Annotated[str, typer.Option(
+            "--noise", help="assigned: HDBSCAN noise memes shown in their most likely cluster; "
+                            "apart: shown as noise.")] = "assigned",
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
@@ -43,5 +46,5 @@ def register(app: typer.Typer) -> None:
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
                             thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs,
-                            neighbours=neighbours)
+                            neighbours=neighbours, noise=noise)
         echo_summary("report", summary.as_dict())

@@ -708,6 +708,87 @@
       el('p', { class: 'muted', text: 'ARI/NMI count noise (-1) as one more group. Switch “Colour by” above the map to see the other run’s clusters on this layout.' }));
   }
 
+  // ---- granularity and stability (issue 10) ----------------------------------
+  (function renderGranularity() {
+    var G = D.granularity || {}, curve = G.curve || [], scores = G.scores || [], st = G.stability, nz = G.noise || {};
+    var assignedNoise = nz.mode === 'assigned' && nz.hdbscan_noise > nz.shown_as_noise;
+    if (!curve.length && !scores.length && !st && !assignedNoise) return;
+    $('granularity-panel').hidden = false;
+    // One small SVG line chart: series = {name: [{x, y, label, mark}]}; logX for sizes.
+    function chart(host, series, xlab, ylab, logX, id) {
+      var names = Object.keys(series), all = [];
+      names.forEach(function (n) { series[n].forEach(function (p) { if (p.y !== null && p.y !== undefined) all.push(p); }); });
+      if (!all.length) return;
+      var tx = function (v) { return logX ? Math.log(Math.max(v, 1e-9)) : v; };
+      var xs = all.map(function (p) { return tx(p.x); }), ys = all.map(function (p) { return p.y; });
+      var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
+      var y0 = Math.min(0, Math.min.apply(null, ys)), y1 = Math.max.apply(null, ys);
+      if (y1 === y0) y1 = y0 + 1;
+      var rowsL = Math.ceil(names.length / 2), w = 560, h = 230 + 16 * rowsL, l = 48, r = 10, t = 10, b = 44 + 16 * rowsL;
+      var X = function (v) { return l + (w - l - r) * (x1 === x0 ? 0.5 : (tx(v) - x0) / (x1 - x0)); };
+      var Y = function (v) { return h - b - (h - t - b) * (v - y0) / (y1 - y0); };
+      var s = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': ylab + ' versus ' + xlab, id: id });
+      niceTicks(y0, y1, 5).forEach(function (v) {
+        s.append(svg('line', { x1: l, x2: w - r, y1: Y(v), y2: Y(v), stroke: v === 0 ? '#bbb' : '#eee' }));
+        s.append(axisText(l - 6, Y(v) + 4, fmt(v, 2), 'end'));
+      });
+      Array.from(new Set(all.map(function (p) { return p.x; }))).sort(function (a, c) { return a - c; })
+        .forEach(function (v) { s.append(axisText(X(v), h - b + 14, String(v))); });
+      names.forEach(function (name, k) {
+        var col = colourFor(k), ps = series[name].filter(function (p) { return p.y !== null && p.y !== undefined; });
+        ps.sort(function (a, c) { return a.x - c.x; });
+        var d = ps.map(function (p, j) { return (j ? 'L' : 'M') + X(p.x).toFixed(1) + ' ' + Y(p.y).toFixed(1); }).join(' ');
+        s.append(svg('path', { d: d, fill: 'none', stroke: col, 'stroke-width': 2 }));
+        ps.forEach(function (p) {
+          var dot = svg('circle', { cx: X(p.x), cy: Y(p.y), r: p.mark ? 5.5 : 3.5, fill: p.mark ? '#fff' : col, stroke: col, 'stroke-width': 2 });
+          var ti = svg('title'); ti.textContent = p.label; dot.append(ti); s.append(dot);
+        });
+        var lx = l + (k % 2) * 250, ly = h - b + 46 + 16 * Math.floor(k / 2);
+        s.append(svg('rect', { x: lx, y: ly - 8, width: 10, height: 10, fill: col }));
+        s.append(axisText(lx + 14, ly + 1, clip(name, 40), 'start'));
+      });
+      s.append(axisText((l + w - r) / 2, h - b + 30, xlab + ' (open circle: this run)'));
+      s.append(axisText(12, (t + h - b) / 2, ylab, 'middle', { transform: 'rotate(-90 12 ' + (t + h - b) / 2 + ')' }));
+      host.append(s);
+    }
+    var gh = $('plot-granularity');
+    if (curve.length) {
+      var crit = curve[0].criterion, chosen = curve.filter(function (p) { return p.chosen; })[0];
+      var ser = {}; ser[crit] = curve.map(function (p) {
+        return { x: p.min_cluster_size, y: p.value, mark: p.chosen,
+          label: 'min_cluster_size ' + p.min_cluster_size + ': ' + crit + ' ' + fmt(p.value) + ', ' + p.n_clusters + ' clusters, ' + (100 * (p.noise_fraction || 0)).toFixed(1) + '% noise' + (p.chosen ? ' (chosen)' : '') };
+      });
+      chart(gh, ser, 'min_cluster_size', crit, true, 'granularity-svg');
+      gh.append(el('p', { class: 'muted', text: 'min_cluster_size auto: HDBSCAN was fitted on one UMAP reduction for each candidate size; the size with the highest ' + crit + ' was kept' + (chosen ? ' (' + chosen.min_cluster_size + ', ' + chosen.n_clusters + ' clusters)' : '') + '. Clusters per candidate: ' + curve.map(function (p) { return p.min_cluster_size + '→' + p.n_clusters; }).join(', ') + '.' }));
+    } else {
+      gh.append(el('p', { class: 'muted', text: 'This run used a fixed min_cluster_size (' + fmt((run.params || {}).min_cluster_size) + '); with --min-cluster-size auto the criterion curve over the candidate sizes appears here.' }));
+    }
+    var sb = $('stability-box');
+    if (assignedNoise) {
+      sb.append(el('p', { id: 'noise-note', text: fmt(nz.hdbscan_noise - nz.shown_as_noise) + ' of ' + fmt(N) + ' memes (' + (100 * (nz.hdbscan_noise - nz.shown_as_noise) / N).toFixed(1) + '%) are HDBSCAN noise, shown in their most likely cluster (report --noise assigned; --noise apart shows them as noise).' }));
+    }
+    if (st) {
+      var weak = (G.clusters || []).filter(function (c) { return c.jaccard !== null && c.jaccard < 0.5; });
+      sb.append(el('dl', { class: 'kv' },
+        el('dt', { text: 'stability (mean pairwise ARI)' }), el('dd', { text: fmt(st.mean_ari) + ' over ' + (st.seeds || []).length + ' seeds (lowest pair ' + fmt(st.min_ari) + ')' }),
+        el('dt', { text: 'with noise assigned' }), el('dd', { text: fmt(st.mean_ari_assigned) }),
+        el('dt', { text: 'clusters per seed' }), el('dd', { text: (st.n_clusters || []).join(', ') }),
+        el('dt', { text: 'mean cluster Jaccard' }), el('dd', { text: fmt(st.mean_cluster_jaccard) + (weak.length ? ' (' + weak.length + ' clusters below 0.5: ' + weak.slice(0, 8).map(function (c) { return labelOf(c.cluster, 'a'); }).join(', ') + ')' : '') })));
+    } else {
+      sb.append(el('p', { class: 'muted', text: 'Stability not measured: memeatlas cluster --stability 5 re-runs the clustering with 5 seeds and stores how much it changes.' }));
+    }
+    var sh = $('plot-scores');
+    if (scores.length) {
+      var bys = {};
+      scores.forEach(function (p) {
+        (bys[p.series] = bys[p.series] || []).push({ x: p.n_clusters, y: p.value, mark: p.current,
+          label: p.series + ' · ' + p.n_clusters + ' clusters, ' + (100 * (p.noise_fraction || 0)).toFixed(1) + '% noise: ' + fmt(p.value) + ' (' + p.run_id + ')' });
+      });
+      chart(sh, bys, 'clusters', 'score', true, 'scores-svg');
+      sh.append(el('p', { class: 'muted', text: 'Evaluations (CQ against human ratings; ARI/NMI against known labels) of every run of this space, by its number of clusters. Few clusters raise CQ on a fixed pair sample: read CQ with the cluster count beside it.' }));
+    }
+  })();
+
   // ---- provenance ------------------------------------------------------------
   (function renderProvenance() {
     var host = $('provenance'), dl = el('dl', { class: 'kv' });
