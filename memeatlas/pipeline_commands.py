@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             "--text-model", help="Sentence-transformers model [default: bundled all-MiniLM-L6-v2].")] = None,
         image_model: Annotated[str, typer.Option(
             "--image-model", help="Image model for an image space; 'auto' uses the default CLIP "
-                                  "only when it is already downloaded, 'pixels' is the model-free "
+                                  "when it is already downloaded, else the offline "
+                                  "torchvision:mobilenet_v2; 'pixels' is the model-free "
                                   "tiny-image baseline, 'none' skips.")] = "auto",
         min_cluster_size: Annotated[int | None, typer.Option(
             "--min-cluster-size", min=2, help="HDBSCAN min_cluster_size [default: scaled to the corpus].")] = None,

