@@ -41,6 +41,8 @@ class PipelineConfig:
     rate_pairs: when > 0, sample that many pairs (stratified over the runs) as pair set
       `rate_pair_set` and write the rating page `rate_out`.
     report: HTML report path (None: no report).
+    gallery: folder of template images named by template; when given, every meme gets its
+      best template (`memeatlas images templates`).
     """
 
     paths: list[str | Path] = field(default_factory=list)
@@ -58,6 +60,7 @@ class PipelineConfig:
     rate_pair_set: str = "pipeline"
     rate_out: str | Path | None = None
     report: str | Path | None = "report.html"
+    gallery: str | Path | None = None
     force: bool = False
 
 
@@ -250,6 +253,8 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
             st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
             st.info = es.as_dict()
 
+    _image_structure_steps(store, summary, cfg)
+
     # ---- cluster + label ------------------------------------------------------------------------
     from memeatlas import cluster
 
@@ -310,6 +315,28 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
         _report_step(store, summary, cfg.report, cfg.force)
     summary.seconds = time.perf_counter() - t_all
     return summary
+
+
+def _image_structure_steps(store: Store, summary: PipelineSummary, cfg: PipelineConfig) -> None:
+    """Near-duplicate groups (pHash, plus the MobileNetV2 space when stored) and, with a
+    gallery, template matches; both skip what they stored before."""
+    from memeatlas.images import NearDupConfig, group_near_duplicates
+
+    with _Timer(summary, "near-dups") as st:
+        s = group_near_duplicates(store, NearDupConfig(force=cfg.force))
+        st.work = s.n_new
+        st.detail = (f"{s.n_groups} groups of near-duplicates ({s.n_grouped} memes; "
+                     f"{s.n_new} newly compared)")
+        st.info = s.as_dict()
+    if cfg.gallery:
+        from memeatlas.images import TemplateMatchConfig, match_templates
+
+        with _Timer(summary, "templates") as st:
+            t = match_templates(store, TemplateMatchConfig(gallery=cfg.gallery, force=cfg.force))
+            st.work = t.matched
+            st.detail = (f"{t.n_known} memes matched to {t.n_templates} templates, "
+                         f"{t.n_unknown} unknown")
+            st.info = t.as_dict()
 
 
 def _report_step(store: Store, summary: PipelineSummary, out: str | Path, force: bool) -> None:

@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         rate_pairs: Annotated[int, typer.Option(
             "--rate-pairs", min=0, help="Also sample this many pairs and write a rating page "
                                         "(rate.html beside the report).")] = 0,
+        gallery: Annotated[Path | None, typer.Option(
+            "--gallery", help="Folder of template images named by template: match every "
+                              "meme to its best template (see `images templates`).")] = None,
         recursive: Annotated[bool, typer.Option(
             "--recursive/--no-recursive", help="Look into subfolders.")] = True,
         out: Annotated[Path, typer.Option("-o", "--out", help="HTML report to write.")] = Path("report.html"),
@@ -62,7 +65,8 @@ def register(app: typer.Typer) -> None:
             caption_options=_coerce(parse_kv(option, "--caption-option")),
             text_fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
             text_model=text_model, image_model=image_model, min_cluster_size=min_cluster_size,
-            seed=seed, truth=truth, rate_pairs=rate_pairs, report=out, force=force)
+            seed=seed, truth=truth, rate_pairs=rate_pairs, report=out, gallery=gallery,
+            force=force)
         with open_store(db) as store:
             summary = run_pipeline(store, cfg)
         echo_summary("memeatlas run", summary.as_dict())

@@ -117,11 +117,11 @@ def test_cli_near_dups_and_status(tmp_path):
 
 @pytest.mark.slow
 def test_real_template_variants_recall_precision(store, tmp_path):
-    """Variants of 30 real ImgFlip templates: pHash alone, then pHash + MobileNetV2."""
+    """Variants of 16 real ImgFlip templates: pHash alone, then pHash + MobileNetV2."""
     gallery = require_shared("template-images", "imgflip")
     from PIL import Image
 
-    files = sorted(gallery.iterdir())[::3][:30]
+    files = sorted(gallery.iterdir())[::6]
     originals = {f.stem: Image.open(f).convert("RGB") for f in files}
     truth = _ingest(store, tmp_path, write_variant_corpus(tmp_path, originals))
     hash_only = group_near_duplicates(store, NearDupConfig(space="none"))
@@ -132,4 +132,5 @@ def test_real_template_variants_recall_precision(store, tmp_path):
     print(f"hash only: recall {r_hash:.3f} precision {p_hash:.3f}; "
           f"+mobilenet: recall {r_both:.3f} precision {p_both:.3f}")
     assert p_hash >= 0.99 and p_both >= 0.97
-    assert r_hash >= 0.5 and r_both >= 0.9
+    # pHash misses crops and caption bars (about half the variant pairs); the CNN adds them
+    assert r_hash >= 0.4 and r_both >= 0.95
