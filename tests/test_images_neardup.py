@@ -43,6 +43,12 @@ def test_hash_index_is_exact():
             if int(hamming(q[i], stored[j])) <= 3}
     assert got == want and {(i, i) for i in range(50)} <= got
     assert (d <= 3).all()
+    # all-against-all with self_offset: each pair once, never a hash with itself
+    many = np.concatenate([stored, stored[:300] ^ np.uint64(1 << 40)])  # 3000 + 300
+    r, p, _ = HashIndex(many, block=64).query(many[1000:], 2, self_offset=1000)
+    pairs = {tuple(sorted((1000 + i, j))) for i, j in zip(r.tolist(), p.tolist())}
+    assert len(pairs) == len(r) and all(1000 + i != j for i, j in zip(r.tolist(), p.tolist()))
+    assert pairs == {(i, 3000 + i) for i in range(300)}  # only the planted ones are this close
 
 
 def test_generated_variants_group_by_hash_incrementally(store, tmp_path):

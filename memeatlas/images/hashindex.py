@@ -3,8 +3,8 @@
 Why not a BK-tree: at the radii that catch re-encodes and resizes (about 10 of 64 bits),
 a BK-tree over perceptual hashes visits a large share of its nodes per query, and in Python
 each visit costs a microsecond or more; XOR + popcount over a contiguous uint64 array does
-the same exact search at memory speed (100,000 stored hashes: ~1 ms per query batch row,
-see benchmarks/images.py). New memes are queried against the stored ones, never all
+the same exact search at memory speed (1,000 queries against 100,000 stored hashes in well
+under a second, see benchmarks/results/images.md). New memes are queried against the stored ones, never all
 against all again, which is what makes re-runs incremental.
 """
 
@@ -49,22 +49,39 @@ class HashIndex:
             self._chunks = []
         return self._flat
 
-    def query(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def query(self, queries: np.ndarray, radius: int, *, self_offset: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query row, stored position, distance) of every stored hash within `radius`.
 
-        Scans the stored array once per block of queries; the [block, n] distance matrix is
-        uint8, so a block of 256 queries against 100,000 hashes takes 25 MB.
+        `self_offset`: the queries are themselves stored from that position on (query row r at
+        `self_offset + r`); then each pair among them is returned once (stored position after
+        the query's own) and the query itself is left out, which halves an all-against-all
+        search. Works in tiles of `block` queries × 4,096 stored hashes, so the temporaries
+        (8 MB) stay in cache; the distances are exact.
         """
         stored = self.hashes
         queries = np.ascontiguousarray(queries, dtype=np.uint64)
         qs, ps, ds = [], [], []
+        tile = 4096
         for start in range(0, len(queries), self.block):
-            q = queries[start:start + self.block]
-            d = hamming(q[:, None], stored[None, :])
-            r, c = np.nonzero(d <= radius)
-            qs.append(r + start)
-            ps.append(c)
-            ds.append(d[r, c])
+            q = queries[start:start + self.block, None]
+            for b in range(0, len(stored), tile):
+                if self_offset is not None and self_offset <= b and b + tile <= self_offset + start:
+                    continue  # all of these are queries before this block: pairs seen already
+                d = np.bitwise_count(np.bitwise_xor(q, stored[None, b:b + tile]))
+                r, c = np.nonzero(d <= radius)
+                if not len(r):
+                    continue
+                dist = d[r, c]
+                r = r + start
+                c = c + b
+                if self_offset is not None:
+                    own = self_offset + r
+                    keep = (c < self_offset) | (c > own)
+                    r, c, dist = r[keep], c[keep], dist[keep]
+                qs.append(r)
+                ps.append(c)
+                ds.append(dist)
         if not qs:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, np.zeros(0, dtype=np.uint8)

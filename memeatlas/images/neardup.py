@@ -213,8 +213,10 @@ def group_near_duplicates(store, config: NearDupConfig | None = None) -> NearDup
     # the text they depend on may have been annotated since.
     old = store.fetchall("SELECT meme_a, meme_b, hash_distance, cosine FROM dup_pairs "
                          "WHERE run_id = ?", [run_id])
+    present = set(ids)
     for a, b, hd, cos in old:
-        found.setdefault((a, b), [hd, cos])
+        if a in present and b in present:  # a meme deleted from the store leaves its pairs
+            found.setdefault((a, b), [hd, cos])
     hashes = {m: h for m, h in rows}
     _fill_hash_distance(found, hashes)
     texts = _texts(store, cfg.annotator)
@@ -253,13 +255,10 @@ def _hash_pairs(rows: list[tuple[str, str | None]], seen: set[str], radius: int,
     order = old + new  # stored first, then the new ones: the index holds both
     index = HashIndex(parse_hashes(h for _, h in order))
     q = parse_hashes(h for _, h in new)
-    rows_q, pos, dist = index.query(q, radius)
     n_old = len(old)
+    # each new-new pair once (self_offset), every new-old pair
+    rows_q, pos, dist = index.query(q, radius, self_offset=n_old)
     for r, p, d in zip(rows_q.tolist(), pos.tolist(), dist.tolist(), strict=True):
-        if p == n_old + r:
-            continue  # itself
-        if p >= n_old and p < n_old + r:
-            continue  # new-new pair: counted once, from the later row
         a, b = new[r][0], order[p][0]
         found[(a, b) if a < b else (b, a)] = [int(d), None]
 
@@ -299,6 +298,8 @@ def _fill_hash_distance(found: dict[tuple[str, str], list[Any]],
 
 def _write(store, run_id: str, params: dict[str, Any], ids: list[str], pair_rows: list[tuple],
            group: dict[str, str], image_group: dict[str, str]) -> None:
+    """Store the run's members and pairs, writing only rows that are new or changed (an
+    incremental call over 100,000 stored memes then rewrites a few thousand rows, not all)."""
     import pyarrow as pa
 
     gsize: dict[str, int] = {}
@@ -306,40 +307,57 @@ def _write(store, run_id: str, params: dict[str, Any], ids: list[str], pair_rows
     for m in ids:
         gsize[group[m]] = gsize.get(group[m], 0) + 1
         isize[image_group[m]] = isize.get(image_group[m], 0) + 1
-    members = pa.table({
-        "meme_id": pa.array(ids, pa.string()),
-        "group_id": pa.array([group[m] for m in ids], pa.string()),
-        "image_group_id": pa.array([image_group[m] for m in ids], pa.string()),
-        "group_size": pa.array([gsize[group[m]] for m in ids], pa.int32()),
-        "image_group_size": pa.array([isize[image_group[m]] for m in ids], pa.int32()),
-    })
-    cols = list(zip(*pair_rows, strict=True)) if pair_rows else [[]] * 6
-    pairs = pa.table({
-        "meme_a": pa.array(cols[0], pa.string()), "meme_b": pa.array(cols[1], pa.string()),
-        "hash_distance": pa.array(cols[2], pa.int32()),
-        "cosine": pa.array(cols[3], pa.float64()),
-        "text_similarity": pa.array(cols[4], pa.float64()),
-        "kind": pa.array(cols[5], pa.string()),
-    })
-    n_groups = sum(1 for g, n in gsize.items() if n > 1)
+    old_members = {m: tuple(rest) for m, *rest in store.fetchall(
+        "SELECT meme_id, group_id, image_group_id, group_size, image_group_size "
+        "FROM dup_members WHERE run_id = ?", [run_id])}
+    members = [(m, group[m], image_group[m], gsize[group[m]], isize[image_group[m]])
+               for m in ids]
+    members = [r for r in members if old_members.get(r[0]) != r[1:]]
+    gone = [m for m in old_members if m not in group]  # memes deleted from the store
+    old_pairs = {(a, b): tuple(rest) for a, b, *rest in store.fetchall(
+        "SELECT meme_a, meme_b, hash_distance, cosine, text_similarity, kind FROM dup_pairs "
+        "WHERE run_id = ?", [run_id])}
+    pairs = [r for r in pair_rows if old_pairs.get((r[0], r[1])) != tuple(r[2:])]
+
+    def table(rows: list[tuple], names: list[str], types: list) -> pa.Table:
+        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        return pa.table({n: pa.array(list(c), t) for n, c, t in zip(names, cols, types,
+                                                                     strict=True)})
+
+    mt = table(members, ["meme_id", "group_id", "image_group_id", "group_size",
+                         "image_group_size"],
+               [pa.string(), pa.string(), pa.string(), pa.int32(), pa.int32()])
+    pt = table(pairs, ["meme_a", "meme_b", "hash_distance", "cosine", "text_similarity", "kind"],
+               [pa.string(), pa.string(), pa.int32(), pa.float64(), pa.float64(), pa.string()])
+    n_groups = sum(1 for n in gsize.values() if n > 1)
     now = utcnow()
-    with store.registered("_dup_members", members), store.registered("_dup_pairs", pairs), \
+    soft = stable_json(software("imagehash", "numpy"))
+    with store.registered("_dup_members", mt), store.registered("_dup_pairs", pt), \
             store.transaction() as con:
-        con.execute("DELETE FROM dup_members WHERE run_id = ?", [run_id])
-        con.execute("DELETE FROM dup_pairs WHERE run_id = ?", [run_id])
-        con.execute("INSERT INTO dup_members SELECT ?, meme_id, group_id, image_group_id, "
-                    "group_size, image_group_size FROM _dup_members", [run_id])
-        con.execute("INSERT INTO dup_pairs SELECT ?, meme_a, meme_b, hash_distance, cosine, "
-                    "text_similarity, kind FROM _dup_pairs", [run_id])
+        if gone:
+            con.execute("DELETE FROM dup_members WHERE run_id = ? AND meme_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [run_id, gone])
+            con.execute("DELETE FROM dup_pairs WHERE run_id = ? AND (meme_a IN "
+                        "(SELECT unnest($2::VARCHAR[])) OR meme_b IN "
+                        "(SELECT unnest($2::VARCHAR[])))".replace("?", "$1"), [run_id, gone])
+        if members:
+            con.execute("DELETE FROM dup_members WHERE run_id = ? AND meme_id IN "
+                        "(SELECT meme_id FROM _dup_members)", [run_id])
+            con.execute("INSERT INTO dup_members SELECT ?, meme_id, group_id, image_group_id, "
+                        "group_size, image_group_size FROM _dup_members", [run_id])
+        if pairs:
+            con.execute("DELETE FROM dup_pairs WHERE run_id = ? AND (meme_a, meme_b) IN "
+                        "(SELECT (meme_a, meme_b) FROM _dup_pairs)", [run_id])
+            con.execute("INSERT INTO dup_pairs SELECT ?, meme_a, meme_b, hash_distance, cosine, "
+                        "text_similarity, kind FROM _dup_pairs", [run_id])
         exists = con.execute("SELECT count(*) FROM dup_runs WHERE run_id = ?",
                              [run_id]).fetchone()[0]
         if exists:
             con.execute("UPDATE dup_runs SET n_memes = ?, n_groups = ?, n_pairs = ?, "
                         "updated_at = ?, software = ? WHERE run_id = ?",
-                        [len(ids), n_groups, len(pair_rows), now,
-                         stable_json(software("imagehash", "numpy")), run_id])
+                        [len(ids), n_groups, len(pair_rows), now, soft, run_id])
         else:
             con.execute("INSERT INTO dup_runs (run_id, params, software, n_memes, n_groups, "
                         "n_pairs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, stable_json(params), stable_json(software("imagehash", "numpy")),
-                         len(ids), n_groups, len(pair_rows), now, now])
+                        [run_id, stable_json(params), soft, len(ids), n_groups,
+                         len(pair_rows), now, now])
