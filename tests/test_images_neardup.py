@@ -123,7 +123,7 @@ def test_cli_near_dups_and_status(tmp_path):
 
 @pytest.mark.slow
 def test_real_template_variants_recall_precision(store, tmp_path):
-    """Variants of 16 real ImgFlip templates: pHash alone, then pHash + MobileNetV2."""
+    """Variants of 17 real ImgFlip templates: pHash alone, then pHash + MobileNetV2."""
     gallery = require_shared("template-images", "imgflip")
     from PIL import Image
 
