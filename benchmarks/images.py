@@ -238,7 +238,7 @@ def calibrate() -> None:
         return tp / (tp + fn), (tp / (tp + fp) if tp + fp else 1.0)
 
     T, C = DEFAULT_MAX_HASH_DISTANCE, CALIBRATED_MIN_COSINE["image:mobilenet_v2"]
-    print(f"\n| signals (defaults) | pair recall | pair precision |")
+    print("\n| signals (defaults) | pair recall | pair precision |")
     print("|---|---|---|")
     r, p = groups(D <= T)
     print(f"| pHash <= {T} | {r:.3f} | {p:.3f} |")

@@ -38,7 +38,7 @@ def test_hash_index_is_exact():
     idx = HashIndex(stored[:1000])
     idx.add(stored[1000:])
     r, p, d = idx.query(q, 3)
-    got = set(zip(r.tolist(), p.tolist()))
+    got = set(zip(r.tolist(), p.tolist(), strict=False))
     want = {(i, j) for i in range(50) for j in range(3000)
             if int(hamming(q[i], stored[j])) <= 3}
     assert got == want and {(i, i) for i in range(50)} <= got
@@ -46,8 +46,8 @@ def test_hash_index_is_exact():
     # all-against-all with self_offset: each pair once, never a hash with itself
     many = np.concatenate([stored, stored[:300] ^ np.uint64(1 << 40)])  # 3000 + 300
     r, p, _ = HashIndex(many, block=64).query(many[1000:], 2, self_offset=1000)
-    pairs = {tuple(sorted((1000 + i, j))) for i, j in zip(r.tolist(), p.tolist())}
-    assert len(pairs) == len(r) and all(1000 + i != j for i, j in zip(r.tolist(), p.tolist()))
+    pairs = {tuple(sorted((1000 + i, j))) for i, j in zip(r.tolist(), p.tolist(), strict=False)}
+    assert len(pairs) == len(r) and all(1000 + i != j for i, j in zip(r.tolist(), p.tolist(), strict=False))
     assert pairs == {(i, 3000 + i) for i in range(300)}  # only the planted ones are this close
 
 

@@ -79,7 +79,8 @@ def templates_cmd(
     quantile: Annotated[float, typer.Option(
         "--quantile", min=0.0, max=1.0,
         help="Calibration: this quantile of the gallery's impostor scores.")] = 0.95,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1,
+                                            help="Images per forward pass.")] = 32,
     device: Annotated[str | None, typer.Option("--device", help="torch device.")] = None,
     force: ForceOption = False,
     as_json: JsonOpt = False,
