@@ -226,8 +226,18 @@ def match_templates(store, config: TemplateMatchConfig) -> TemplateMatchSummary:
 def _write(store, run_id: str, gallery: str, ghash: str, items: list, space: str, model: str,
            thr: float, calib: dict[str, Any], params: dict[str, Any], rows: list[tuple],
            force: bool) -> None:
+    """The run row and this call's matches, in one transaction."""
+    import pyarrow as pa
+
     now = utcnow()
-    with store.transaction() as con:
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(6)]
+    tbl = pa.table({
+        "meme_id": pa.array(cols[0], pa.string()), "template": pa.array(cols[1], pa.string()),
+        "best_template": pa.array(cols[2], pa.string()),
+        "score": pa.array(cols[3], pa.float64()),
+        "second_template": pa.array(cols[4], pa.string()),
+        "second_score": pa.array(cols[5], pa.float64())})
+    with store.registered("_tm_batch", tbl), store.transaction() as con:
         if force:
             con.execute("DELETE FROM template_matches WHERE run_id = ?", [run_id])
         con.execute("DELETE FROM template_runs WHERE run_id = ?", [run_id])
@@ -238,8 +248,7 @@ def _write(store, run_id: str, gallery: str, ghash: str, items: list, space: str
             [run_id, gallery, ghash, len({t for t, _ in items}), len(items), space, model, thr,
              stable_json(calib), stable_json(params),
              stable_json(software("torch", "torchvision", "numpy")), now])
-        if rows:
-            con.executemany(
-                "INSERT OR REPLACE INTO template_matches (run_id, meme_id, template, "
-                "best_template, score, second_template, second_score, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *r, now) for r in rows])
+        con.execute("DELETE FROM template_matches WHERE run_id = ? AND meme_id IN "
+                    "(SELECT meme_id FROM _tm_batch)", [run_id])
+        con.execute("INSERT INTO template_matches SELECT ?, meme_id, template, best_template, "
+                    "score, second_template, second_score, ? FROM _tm_batch", [run_id, now])
