@@ -10,7 +10,7 @@ worker threads, the weights' transforms, the forward pass, L2 normalisation, com
 vectors) against a bare torchvision loop over the same files and batch size (PIL open +
 convert, `weights.transforms()`, `torch.stack`, forward under inference_mode, normalise).
 Model load excluded from both (memeatlas: `items_per_s` = embedded / (seconds - load));
-repeats alternate ABBA. The images are the real ImgFlip template images (cycled to N).
+one untimed warm-up pass of each, then repeats alternating ABBA. The images are the real ImgFlip template images (cycled to N).
 
 neardup: a store of N memes whose pHashes are random 64-bit values with 2 % planted near
 duplicates (1-6 bits flipped); times `group_near_duplicates(space="none")` from scratch, then
@@ -103,6 +103,11 @@ def bench_embed(n: int, batch_size: int, repeats: int) -> None:
         assert s.embedded == len(files), s
         return s.items_per_s
 
+    # warm-up: the first forward passes allocate and pick kernels; neither side pays for it
+    with torch.inference_mode():
+        cnn.model(torch.stack([cnn.transform(Image.open(f).convert("RGB"))
+                               for f in files[:batch_size]]))
+    ours()
     res: dict[str, list[float]] = {"bare": [], "memeatlas": []}
     for r in range(repeats):
         order = [("bare", bare), ("memeatlas", ours)]
