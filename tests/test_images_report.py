@@ -70,7 +70,7 @@ def test_section_renders_in_chromium(store, grouped, tmp_path):
         page.goto(out.as_uri())
         panel = page.locator("#images-panel")
         assert panel.count() == 1
-        assert "1 near-duplicate groups" in panel.inner_text()
+        assert "1 near-duplicate group among" in panel.inner_text()
         assert panel.locator("figure.dupgroup img").count() == 3
         b.close()
     assert not errors, errors

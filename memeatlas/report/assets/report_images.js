@@ -16,7 +16,7 @@
   var sec = el('section', { class: 'panel', id: 'images-panel' }, el('h2', { text: 'Near-duplicates and templates' }));
   var nd = I.near_dups;
   if (nd) {
-    sec.append(el('p', { class: 'muted', text: nd.n_groups + ' near-duplicate groups among ' + nd.n_memes +
+    sec.append(el('p', { class: 'muted', text: nd.n_groups + ' near-duplicate group' + (nd.n_groups === 1 ? '' : 's') + ' among ' + nd.n_memes +
       ' memes (' + nd.n_same_image + ' of one image, the rest one template with different text) · run ' + nd.run }));
     var list = el('div', { class: 'gallery' });
     nd.groups.forEach(function (g) {
