@@ -401,7 +401,8 @@ SIMULATED_CODER = "simulated:manifest"
 
 def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pairs: int = 40,
              force: bool = False) -> PipelineSummary:
-    """The offline demo: synthetic memes → OCR captions → bundled MiniLM → clusters → report.
+    """The offline demo: synthetic memes → OCR captions → bundled MiniLM text space and offline
+    MobileNetV2 image space → clusters → near-duplicate groups → report.
 
     Writes `directory`/images (with manifest.csv), memeatlas.duckdb, report.html and rate.html.
     The manifest's theme/template columns land in memes.meta; the clusterings are scored against

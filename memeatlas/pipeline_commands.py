@@ -80,7 +80,8 @@ def register(app: typer.Typer) -> None:
             "--rate-pairs", min=0, help="Pairs on the demo rating page.")] = 40,
         force: ForceOption = False,
     ) -> None:
-        """Run the whole pipeline offline on a synthetic corpus (OCR captions, bundled MiniLM).
+        """Run the whole pipeline offline on a synthetic corpus (OCR captions, bundled MiniLM,
+        MobileNetV2 image side).
 
         Writes DIR/images, DIR/memeatlas.duckdb, DIR/report.html and DIR/rate.html.
         """
