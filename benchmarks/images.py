@@ -3,6 +3,7 @@
     python benchmarks/images.py embed [--n 128] [--batch-size 32] [--repeats 3]
     python benchmarks/images.py neardup [--sizes 10000,100000] [--add 1000]
     python benchmarks/images.py calibrate        # needs ../shared/data/template-images
+    python benchmarks/images.py text             # needs ../shared/data/imgflip/captions
 
 embed: images/s of `embed_image(ImageEmbedConfig(model="torchvision:mobilenet_v2"))` (what
 `memeatlas embed image --model torchvision:mobilenet_v2` calls: reading the store, decoding on
@@ -22,6 +23,10 @@ cosines of variant pairs against pairs of distinct ImgFlip templates, the pair r
 precision of the groups at the default thresholds, and template-matching top-1 across the two
 galleries (the 15 shared templates). These figures chose the defaults in
 memeatlas/images/neardup.py; docs/images.md quotes them.
+
+text: the same-image / same-template text threshold: OCR-text similarity of two different
+user captions on one ImgFlip template, against a caption and a copy of it with simulated OCR
+errors (characters dropped or replaced).
 """
 
 from __future__ import annotations
@@ -285,9 +290,58 @@ def calibrate() -> None:
           f"threshold, median best score {np.median(osc):.3f}")
 
 
+def calibrate_text(threshold: float | None = None) -> None:
+    """Same image vs same template: OCR-text similarity of different captions on one template
+    (ImgFlip575K) against one caption and a copy with simulated OCR errors."""
+    import gzip
+    import json
+    import random
+
+    from memeatlas.images.neardup import DEFAULT_MIN_TEXT_SIMILARITY, _norm_text, text_similarity
+    from memeatlas.testing.shared_data import shared_path
+
+    path = shared_path("imgflip", "captions.jsonl.gz")
+    if path is None:
+        sys.exit("needs ../shared/data/imgflip/captions.jsonl.gz")
+    thr = threshold if threshold is not None else DEFAULT_MIN_TEXT_SIMILARITY
+    by: dict[str, list[str]] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            by.setdefault(r["template"], []).append(_norm_text(" ".join(r["boxes"])))
+    rng = random.Random(0)
+    neg = []
+    for caps in by.values():
+        caps = [c for c in caps if c]
+        for _ in range(60):
+            a, b = rng.sample(caps, 2)
+            if a != b:
+                neg.append(text_similarity(a, b))
+    neg_a = np.array(neg)
+
+    def noisy(s: str, cer: float) -> str:
+        out = []
+        for ch in s:
+            u = rng.random()
+            if u < cer / 2:
+                continue  # dropped character
+            out.append(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789 ") if u < cer else ch)
+        return _norm_text("".join(out))
+
+    print(f"different captions on one template ({len(neg_a):,} pairs, 88 templates): "
+          f"similarity median {np.median(neg_a):.3f}, 99 % quantile "
+          f"{np.quantile(neg_a, 0.99):.3f}; at or above {thr}: {(neg_a >= thr).mean():.3f}")
+    texts = [c for caps in by.values() for c in caps if len(c) > 10]
+    print(f"\n| OCR character error rate | same text at or above {thr} | 1 % quantile |")
+    print("|---|---|---|")
+    for cer in (0.05, 0.1, 0.2):
+        pos = np.array([text_similarity(c, noisy(c, cer)) for c in rng.sample(texts, 2000)])
+        print(f"| {cer:.0%} | {(pos >= thr).mean():.3f} | {np.quantile(pos, 0.01):.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("part", choices=("embed", "neardup", "calibrate"))
+    ap.add_argument("part", choices=("embed", "neardup", "calibrate", "text"))
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
@@ -298,6 +352,8 @@ def main() -> None:
         bench_embed(a.n, a.batch_size, a.repeats)
     elif a.part == "neardup":
         bench_neardup([int(x) for x in a.sizes.split(",")], a.add)
+    elif a.part == "text":
+        calibrate_text()
     else:
         calibrate()
 

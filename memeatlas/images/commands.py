@@ -32,7 +32,7 @@ def near_dups_cmd(
     min_text_similarity: Annotated[float, typer.Option(
         "--min-text-similarity", min=0.0, max=1.0,
         help="OCR-text similarity (0..1) from which image-similar memes count as the same "
-             "image; below it, the same template with different text.")] = 0.6,
+             "image; below it, the same template with different text.")] = 0.7,
     annotator: Annotated[str | None, typer.Option(
         "--annotator", help="Whose OCR text to compare [default: each meme's latest "
                             "annotation with OCR text].")] = None,
