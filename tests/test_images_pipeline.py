@@ -17,7 +17,7 @@ pytestmark = [
 
 def test_run_with_gallery_is_incremental(store, tmp_path):
     folder = tmp_path / "memes"
-    items = write_corpus(folder, n=9, seed=3)
+    items = write_corpus(folder, n=6, seed=3)
     gallery = tmp_path / "gallery"
     gallery.mkdir()
     for k, name in enumerate(TEMPLATES):  # one blank image per template, drawn anew
@@ -27,11 +27,11 @@ def test_run_with_gallery_is_incremental(store, tmp_path):
     summary = run_pipeline(store, cfg)
     assert summary.step("embed image").info["space"] == "image:mobilenet_v2"
     assert summary.image_run_id is not None
-    assert summary.step("near-dups").work == 9
-    assert summary.step("templates").work == 9
+    assert summary.step("near-dups").work == 6
+    assert summary.step("templates").work == 6
     truth = {it.path.name: it.template for it in items}
     got = {p.rsplit("/", 1)[-1]: t for p, t in store.fetchall(
         "SELECT m.path, t.best_template FROM template_matches t JOIN memes m USING (meme_id)")}
-    assert sum(got[f] == truth[f] for f in truth) >= 8, (got, truth)
+    assert sum(got[f] == truth[f] for f in truth) >= 5, (got, truth)
     again = run_pipeline(store, cfg)
     assert not again.did_work, [(s.name, s.work, s.detail) for s in again.steps]
