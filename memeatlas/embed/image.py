@@ -27,6 +27,8 @@ PIXELS_SIDE = 16
 
 def resolve_image_model(model: str) -> tuple[str, str]:
     """(what to load, stable name to record): directories become absolute paths, ids stay."""
+    if model.strip().lower() == "efficientnet-lite0":
+        return "efficientnet-lite0", "efficientnet-lite0"
     if model.lower().startswith("torchvision:"):
         from memeatlas.embed import torchvision_models as tv
 
@@ -42,7 +44,7 @@ def resolve_image_model(model: str) -> tuple[str, str]:
 def model_short_name(model: str) -> str:
     """`openai/clip-vit-base-patch32` → `clip-vit-base-patch32`; a directory → its name;
     `torchvision:mobilenet_v2` → `mobilenet_v2`."""
-    if model.lower().startswith("torchvision:"):
+    if model.lower().startswith("torchvision:") or model.lower() == "efficientnet-lite0":
         from memeatlas.embed import torchvision_models as tv
 
         return tv.short_name(model)
@@ -58,7 +60,7 @@ def pick_backend(backend: str, load_path: str) -> str:
         return backend
     if load_path == PIXELS_MODEL:
         return "pixels"
-    if load_path.lower().startswith("torchvision:"):
+    if load_path.lower().startswith("torchvision:") or load_path == "efficientnet-lite0":
         return "torchvision"
     if ((Path(load_path) / "modules.json").exists()
             or load_path.startswith(("sentence-transformers/", "clip-ViT-"))):
@@ -120,9 +122,9 @@ class ImageEncoder:
     def _load_torchvision(self) -> None:
         from memeatlas.embed import torchvision_models as tv
 
-        if not tv.is_torchvision_model(self.load_path):
-            raise BackendError(f"the torchvision backend needs --model torchvision:NAME, "
-                               f"got {self.load_path!r}")
+        if not tv.is_cnn_model(self.load_path):
+            raise BackendError(f"the torchvision backend needs --model torchvision:NAME or "
+                               f"efficientnet-lite0, got {self.load_path!r}")
         cnn = tv.load(self.load_path, device=self.device)
         self.cnn, self.transform, self.weights_info = cnn.model, cnn.transform, cnn.provenance
 

