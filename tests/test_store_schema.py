@@ -51,6 +51,21 @@ EXPECTED = {
     "cluster_granularity": ["run_id", "min_cluster_size", "min_samples", "criterion", "value",
                             "n_clusters", "noise_fraction", "chosen"],
     "cluster_stability": ["run_id", "cluster", "size", "jaccard", "together", "n_seeds"],
+    "dup_runs": ["run_id", "params", "software", "n_memes", "n_groups", "n_pairs", "created_at",
+                 "updated_at"],
+    "dup_pairs": ["run_id", "meme_a", "meme_b", "hash_distance", "cosine", "text_similarity",
+                  "kind"],
+    "dup_members": ["run_id", "meme_id", "group_id", "image_group_id", "group_size",
+                    "image_group_size"],
+    "near_duplicate_groups": ["run_id", "group_id", "n_memes", "n_images", "kind", "meme_ids",
+                              "paths"],
+    "template_runs": ["run_id", "gallery", "gallery_hash", "n_templates", "n_gallery_images",
+                      "space", "model", "threshold", "calibration", "params", "software",
+                      "created_at"],
+    "template_matches": ["run_id", "meme_id", "template", "best_template", "score",
+                         "second_template", "second_score", "created_at"],
+    "meme_templates": ["run_id", "meme_id", "template", "best_template", "score",
+                       "second_template", "second_score", "annotator", "vlm_template", "agrees"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
@@ -60,6 +75,8 @@ EXPECTED_RELATIONS = {
     "schema_migrations", "store_format", "meme_times", "trend_runs", "cluster_trends", "cluster_trend_flags",
     "curation_edits", "cluster_tree", "meme_timeline", "latest_cluster_trends",
     "cluster_members_assigned", "cluster_granularity", "cluster_stability",
+    "dup_runs", "dup_pairs", "dup_members", "near_duplicate_groups",
+    "template_runs", "template_matches", "meme_templates",
 }
 
 

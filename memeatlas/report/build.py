@@ -81,6 +81,8 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
                    max_thumbs=max_thumbs, neighbours=neighbours, noise=noise)
     payload = data.payload
     css, js, body = asset("report.css"), asset("report.js"), asset("report_body.html")
+    # near-duplicates and templates (memeatlas.images): separate assets, appended
+    css, js = css + "\n" + asset("report_images.css"), js + "\n" + asset("report_images.js")
     fingerprint = short_hash({"format": REPORT_FORMAT, "version": __version__,
                               "assets": short_hash(css + js + body),
                               "payload": payload, "thumb_px": thumb_px, "quality": quality,

@@ -408,4 +408,9 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
 
     payload["study"] = study_payload(store, run, meme_ids, df["source_id"].tolist(),
                                      neighbours=neighbours)
+    from memeatlas.images.report_section import image_structure
+
+    images = image_structure(store, meme_ids, paths, thumb_paths)
+    if images:
+        payload["images"] = images
     return ReportData(run_id=run_id, payload=payload, thumb_paths=thumb_paths)

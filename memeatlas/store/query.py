@@ -179,6 +179,9 @@ def status(store: Store) -> list[tuple[str, str, int | None]]:
     for space, n in store.fetchall(
             "SELECT space, count(*) FROM embeddings GROUP BY 1 ORDER BY 1"):
         out.append(("embed", f"  in {space}", int(n)))
+    from memeatlas.images.status import status_rows  # near-duplicates, template matches
+
+    out.extend(status_rows(store))
     return out
 
 
