@@ -31,13 +31,15 @@ EXPECTED = {
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
                 "n_failed", "software", "created_at"],
+    "engine_shards": ["job_id", "shard", "step", "engine", "run_id", "merged_by", "n_rows",
+                      "n_failed", "worker", "merged_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
-    "schema_migrations",
+    "schema_migrations", "engine_shards",
 }
 
 

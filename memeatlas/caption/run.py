@@ -53,6 +53,8 @@ class CaptionConfig:
     max_new_tokens: int = 768
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # image budget (memeatlas.imaging.load_image)
     on_batch: Callable[[int, int], None] | None = None  # called (batch_no, n_done) after each commit
+    engine: str = "local"                 # local | ray (memeatlas.distributed)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # ray: address, workers, ...
 
 
 @dataclass
@@ -160,6 +162,10 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
         raise InputError("--batch-size must be at least 1")
     if cfg.retries < 0:
         raise InputError("--retries must be 0 or more")
+    if cfg.engine != "local":  # the same selection and rows, generated on a cluster
+        from memeatlas.distributed import run_caption
+
+        return run_caption(store, cfg, backend)
     t_start = time.perf_counter()
     timings = {"backend_init": 0.0, "setup": 0.0, "load": 0.0, "model": 0.0, "validate": 0.0,
                "write": 0.0}
@@ -178,8 +184,13 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
 
 
 def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start: float,
-              timings: dict[str, float]) -> CaptionSummary:
-    """The run once the backend exists (see `run`)."""
+              timings: dict[str, float], executor: Callable[..., None] | None = None
+              ) -> CaptionSummary:
+    """The run once the backend exists (see `run`).
+
+    `executor(store, todo, ctx)` replaces the local batch loop (memeatlas.distributed);
+    `ctx` holds what a worker needs to build the same requests and rows.
+    """
     timings["backend_init"] = time.perf_counter() - t_start
     info = backend.info
     if is_ocr:
@@ -203,6 +214,8 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
                       where=cfg.where, force=cfg.force,
                       prompt_file=str(cfg.prompt_file) if cfg.prompt_file else None,
                       schema_file=str(cfg.schema_file) if cfg.schema_file else None)
+    if cfg.engine != "local":
+        run_config["engine"] = {"name": cfg.engine, **cfg.engine_options}
     with store.transaction():
         _record_texts(store, prompt, schema, s_hash)
         store.execute(
@@ -222,7 +235,12 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
 
     bar = progress.bar(total=len(todo), desc=f"caption {info.annotator}", unit="img")
     try:
-        for b_no, start in enumerate(range(0, len(todo), cfg.batch_size), 1):
+        if executor is not None:
+            executor(store, todo, {
+                "prompt": prompt, "schema": schema, "key": key, "is_ocr": is_ocr, "bar": bar,
+                "summary": summary, "timings": timings, "sampling": sampling})
+        batches = [] if executor is not None else range(0, len(todo), cfg.batch_size)
+        for b_no, start in enumerate(batches, 1):
             batch = [_Item(mid, path) for mid, path in todo[start:start + cfg.batch_size]]
             _caption_batch(store, batch, backend, validator, prompt, schema, key, cfg, summary,
                            timings, is_ocr)
@@ -246,11 +264,21 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
                    prompt: Prompt, schema: dict[str, Any], key: tuple[str, str, str],
                    cfg: CaptionConfig, summary: CaptionSummary, timings: dict[str, float],
                    is_ocr: bool) -> None:
+    _generate_batch(batch, backend, validator, prompt, schema, cfg, summary, timings, is_ocr)
+    _write_batch(store, batch, key, cfg, summary, timings)
+
+
+def _generate_batch(batch: list[_Item], backend: Backend, validator: Validator | None,
+                    prompt: Prompt, schema: dict[str, Any], cfg: CaptionConfig,
+                    summary: CaptionSummary, timings: dict[str, float], is_ocr: bool,
+                    loader: Callable[[str, int | None], Any] = load_image) -> None:
+    """Load, generate, validate and retry one batch in place (no database; also run by
+    distributed workers, with `loader` reading object-store URIs)."""
     t = time.perf_counter()
     pending: list[_Item] = []
     for it in batch:
         try:
-            image = load_image(it.path, cfg.max_pixels)
+            image = loader(it.path, cfg.max_pixels)
         except InputError as exc:
             it.attempts.append(("image_unreadable", str(exc), ""))
             continue
@@ -291,6 +319,12 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
         pending = still
         timings["validate"] += time.perf_counter() - t
 
+
+def _write_batch(store, batch: list[_Item], key: tuple[str, str, str], cfg: CaptionConfig,
+                 summary: CaptionSummary, timings: dict[str, float],
+                 also: Callable[[], None] | None = None) -> None:
+    """Store one generated batch (annotations and failure attempts) in one transaction;
+    `also` runs inside it (the distributed driver records the merged shard there)."""
     t = time.perf_counter()
     with store.transaction():
         for it in batch:
@@ -318,6 +352,8 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
                  json.dumps(ents) if ents is not None else None, json.dumps(o), summary.run_id,
                  r.tokens_in, r.tokens_out, it.model_ms])
             summary.n_done += 1
+        if also is not None:
+            also()
     timings["write"] += time.perf_counter() - t
 
 
