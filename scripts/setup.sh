@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: .venv/ with memeatlas installed.
 #   bash scripts/setup.sh         the tool (enough for `memeatlas demo`)
-#   bash scripts/setup.sh --dev   plus test tools and Debian's Chromium for the browser tests
+#   bash scripts/setup.sh --dev   plus test tools, Ray (the ray engine's tests) and Debian's
+#                                 Chromium for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -17,7 +18,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[dev,ray]'
 else
   .venv/bin/python -m pip install -q -e .
 fi
