@@ -24,7 +24,7 @@ def _caption(db: str, model: str, address: str, job_dir: str) -> None:
     run(store, CaptionConfig(model=model, batch_size=2, retries=0, max_new_tokens=200,
                              backend_options={"device": "cpu", "threads": 1},
                              engine="ray", on_batch=on_batch,
-                             engine_options={"address": address, "workers": 2,
+                             engine_options={"address": address, "workers": 1,
                                              "shard_size": 2, "job_dir": job_dir}))
 
 

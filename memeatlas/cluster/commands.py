@@ -66,6 +66,9 @@ def cluster_cmd(
     reassign_noise: Annotated[bool, typer.Option(
         "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
                                  "most likely cluster (the original run is kept).")] = False,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="cpu (umap-learn + hdbscan) or cuml (RAPIDS GPU UMAP + HDBSCAN; "
+                         "pip install 'memeatlas[cuml]', CUDA only).")] = "cpu",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -78,7 +81,8 @@ def cluster_cmd(
         algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
-        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force)
+        where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force,
+        engine=engine)
     with open_store(db) as store:
         run_ids = run(store, cfg)
         for rid in run_ids:

@@ -9,6 +9,7 @@ ALGORITHMS = ("hdbscan", "kmeans", "agglomerative", "spectral")
 FUSIONS = ("concat", "dynamic")
 REPRESENTATIONS = ("ctfidf", "keybert", "mmr")
 KNN_METHODS = ("auto", "exact", "nndescent")
+ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ClusterConfig:
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     reassign_noise: bool = False
     force: bool = False
+    engine: str = "cpu"  # cpu (umap-learn + hdbscan) | cuml (GPU; memeatlas.cluster.engines)
 
 
 @dataclass

@@ -49,6 +49,11 @@ def _validate(cfg: ClusterConfig) -> None:
         raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
     if cfg.min_cluster_size is not None and cfg.min_cluster_size < 2:
         raise InputError("--min-cluster-size must be at least 2")
+    from memeatlas.cluster import engines
+
+    engines.check(cfg.engine, cfg.algorithm)
+    if cfg.engine != "cpu":
+        engines.import_cuml()  # fail before loading vectors, with the install hint
 
 
 def parse_sweep(items: list[str] | None) -> dict[str, list[Any]]:
@@ -96,6 +101,9 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
         p["k"] = cfg.k
     p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
                     "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
+    from memeatlas.cluster.engines import version
+
+    p.update(version(cfg.engine))
     return p
 
 
@@ -139,8 +147,9 @@ class _Cache:
 
     def reduce(self, dims: int, neighbors: int, min_dist: float, seed: int,
                epochs: int | None, what: str) -> np.ndarray:
-        from memeatlas.cluster.reduce import umap_reduce
+        from memeatlas.cluster.engines import reducer
 
+        umap_reduce = reducer(self.cfg.engine)
         key = (dims, neighbors, min_dist, seed, epochs)
         if key not in self._red:
             nn = self.knn(neighbors)
@@ -208,7 +217,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     Same inputs + parameters + seed → same fingerprint → same assignments; an existing run with
     that fingerprint is returned without recomputing unless `cfg.force`.
     """
-    from memeatlas.cluster import algorithms
+    from memeatlas.cluster import engines
     from memeatlas.cluster.fuse import fuse, validate_weights
     from memeatlas.cluster.inputs import load_aligned
 
@@ -271,7 +280,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         else:
             xr = x
         t0 = time.perf_counter()
-        algo = algorithms.get(v.algorithm)
+        algo = engines.algorithm(v.engine, v.algorithm)
         labels, probs, model = algo(xr, params, knn_idx, v.seed)
         t_cluster = time.perf_counter() - t0
         xy = None

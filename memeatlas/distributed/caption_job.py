@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from memeatlas import progress
 from memeatlas.caption.backends.base import Backend, BackendInfo, GenerationResult
-from memeatlas.distributed.cluster import actor_pool_args, connect, pool
+from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
 from memeatlas.errors import InputError
@@ -158,7 +158,7 @@ class RayCaptionExecutor:
         writes the result shard, so only file names pass through the driver. (No read
         tasks either: on a small cluster they would wait for CPUs the actors hold.)"""
         ray = self.ray
-        ds = ray.data.from_items([{"input": n} for n in job.inputs()])
+        ds = from_shards(ray, job.inputs())
         return ds.map_batches(
             CaptionWorker, fn_constructor_kwargs={"spec": spec}, batch_size=1,
             batch_format="pyarrow", num_cpus=self.res["num_cpus"],

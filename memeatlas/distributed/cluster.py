@@ -65,3 +65,9 @@ def actor_pool_args(ray, size: int) -> dict[str, Any]:
     if strategy is not None:
         return {"compute": strategy(size=size)}
     return {"concurrency": size}
+
+
+def from_shards(ray, names: list[str]):
+    """A dataset of one row per input shard, one block each, so every actor gets work."""
+    return ray.data.from_items([{"input": n} for n in names],
+                               override_num_blocks=max(1, len(names)))

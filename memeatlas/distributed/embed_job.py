@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from memeatlas import progress
 from memeatlas.distributed.caption_job import resolve
-from memeatlas.distributed.cluster import actor_pool_args, connect, pool
+from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
 from memeatlas.provenance import new_run_id, short_hash, software
@@ -103,7 +103,7 @@ class _EmbedJob:
                               f"on {self.res['workers']} worker(s) ({job.base})")
                 spec = {"worker": worker_cfg, "job": job.spec(), "run_id": self.run_tag,
                         "wrap_backend": opts.wrap_backend}
-                ds = ray.data.from_items([{"input": n} for n in job.inputs()])
+                ds = from_shards(ray, job.inputs())
                 ds = ds.map_batches(
                     EmbedWorker, fn_constructor_kwargs={"spec": spec}, batch_size=1,
                     batch_format="pyarrow", num_cpus=self.res["num_cpus"],
