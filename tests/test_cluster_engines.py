@@ -101,7 +101,8 @@ def test_cuml_parameter_mapping():
 def test_cuml_engine_stores_the_cpu_engines_outputs(store, fake_cuml):
     ids, _, _ = synthetic_store(store, n_per=40, n_clusters=3)
     base = dict(spaces=["text:synthetic"], min_cluster_size=10, reassign_noise=True)
-    cpu_run, _ = run(store, ClusterConfig(**base))
+    # cuML starts the map from its spectral init, so compare with the CPU engine doing the same
+    cpu_run, _ = run(store, ClusterConfig(**base, layout_init="spectral"))
     gpu_run, gpu_child = run(store, ClusterConfig(**base, engine="cuml"))
     assert gpu_run != cpu_run  # the engine is part of the fingerprint
     names = [c[0] for c in CALLS]
@@ -146,3 +147,18 @@ def test_real_cuml_on_a_gpu(store):
                                      min_cluster_size=20))
     df = get_run(store, rid)
     assert df["cluster"].nunique() >= 4 and df["x"].notna().all()
+
+
+def test_layout_starts_from_the_reduction_and_is_recorded(store):
+    synthetic_store(store, n_per=40, n_clusters=3)
+    a, = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10))
+    b, = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10,
+                                  layout_init="spectral"))
+    assert a != b
+    pa_, pb = (json.loads(get_run_info(store, r)["params"])
+               if isinstance(get_run_info(store, r)["params"], str)
+               else get_run_info(store, r)["params"] for r in (a, b))
+    assert pa_["layout"]["init"] == "reduction" and "init" not in pb["layout"]
+    da, db = get_run(store, a), get_run(store, b)
+    np.testing.assert_array_equal(da["cluster"], db["cluster"])  # only the map differs
+    assert da["x"].notna().all() and not np.allclose(da["x"], db["x"])

@@ -51,6 +51,9 @@ class ClusterConfig:
     reassign_noise: bool = False
     force: bool = False
     engine: str = "cpu"  # cpu (umap-learn + hdbscan) | cuml (GPU; memeatlas.cluster.engines)
+    # Where the 2-D layout starts: 'reduction' (principal components of the clustered UMAP
+    # reduction; no second spectral embedding) or 'spectral' (a second UMAP from scratch).
+    layout_init: str = "reduction"
 
 
 @dataclass

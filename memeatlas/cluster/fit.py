@@ -101,6 +101,8 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
         p["k"] = cfg.k
     p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
                     "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
+    if p["layout"] and cfg.layout_init == "reduction" and reduce_dims and cfg.engine == "cpu":
+        p["layout"]["init"] = "reduction"  # see reduce.init_from
     from memeatlas.cluster.engines import version
 
     p.update(version(cfg.engine))
@@ -146,11 +148,12 @@ class _Cache:
         return self._knn[0][:, :k], self._knn[1][:, :k]
 
     def reduce(self, dims: int, neighbors: int, min_dist: float, seed: int,
-               epochs: int | None, what: str) -> np.ndarray:
+               epochs: int | None, what: str, start: np.ndarray | None = None,
+               start_key: tuple = ()) -> np.ndarray:
         from memeatlas.cluster.engines import reducer
 
         umap_reduce = reducer(self.cfg.engine)
-        key = (dims, neighbors, min_dist, seed, epochs)
+        key = (dims, neighbors, min_dist, seed, epochs, *start_key)
         if key not in self._red:
             nn = self.knn(neighbors)
             if "import_umap" not in self.timings:  # library import, kept apart from compute
@@ -160,8 +163,13 @@ class _Cache:
                 import_umap()
                 self._add("import_umap", t0)
             t0 = time.perf_counter()
+            kw = {}
+            if start is not None:
+                from memeatlas.cluster.reduce import init_from
+
+                kw["init"] = init_from(start, dims)
             self._red[key] = umap_reduce(self.x, nn, n_components=dims, n_neighbors=neighbors,
-                                         min_dist=min_dist, seed=seed, n_epochs=epochs)
+                                         min_dist=min_dist, seed=seed, n_epochs=epochs, **kw)
             self._add(what, t0)
         return self._red[key]
 
@@ -286,8 +294,10 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         xy = None
         if params["layout"]:
             lay = params["layout"]
+            from_red = lay.get("init") == "reduction" and xr.shape[0] > 3
             xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
-                              "layout")
+                              "layout", start=xr if from_red else None,
+                              start_key=(red["dims"], red["min_dist"]) if from_red else ())
         timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
                    for k in ("knn", "import_umap", "umap", "layout")}
         if not out:  # shared work is charged to the first run written
