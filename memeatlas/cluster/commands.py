@@ -66,6 +66,10 @@ def cluster_cmd(
     reassign_noise: Annotated[bool, typer.Option(
         "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
                                  "most likely cluster (the original run is kept).")] = False,
+    layout_init: Annotated[str, typer.Option(
+        "--layout-init", help="Start of the 2-D map: spectral (its own spectral embedding) or "
+                              "reduction (the clustered UMAP reduction's principal "
+                              "components).")] = "spectral",
     engine: Annotated[str, typer.Option(
         "--engine", help="cpu (umap-learn + hdbscan) or cuml (RAPIDS GPU UMAP + HDBSCAN; "
                          "pip install 'memeatlas[cuml]', CUDA only).")] = "cpu",
@@ -82,7 +86,7 @@ def cluster_cmd(
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
         where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise, force=force,
-        engine=engine)
+        engine=engine, layout_init=layout_init)
     with open_store(db) as store:
         run_ids = run(store, cfg)
         for rid in run_ids:

@@ -49,6 +49,8 @@ def _validate(cfg: ClusterConfig) -> None:
         raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
     if cfg.min_cluster_size is not None and cfg.min_cluster_size < 2:
         raise InputError("--min-cluster-size must be at least 2")
+    if cfg.layout_init not in ("spectral", "reduction"):
+        raise InputError(f"--layout-init must be spectral or reduction, got {cfg.layout_init!r}")
     from memeatlas.cluster import engines
 
     engines.check(cfg.engine, cfg.algorithm)
