@@ -8,6 +8,8 @@ and (b) started from the reduction's principal components (`reduce.init_from`), 
 epochs and seed. Quality of each layout: the share of each point's 15 nearest neighbours in
 the vectors that stay among its 15 nearest on the map, and the adjusted Rand index between
 HDBSCAN on the reduction and the synthetic truth (unchanged: the layout does not cluster).
+A third layout starts from the reduction with `--short-epochs` (50) epochs: an arrangement that
+starts optimised needs fewer epochs to settle.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--short-epochs", type=int, default=50)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     from sklearn.metrics import adjusted_rand_score
@@ -83,14 +86,23 @@ def main() -> None:
     xy_red = umap_reduce(x, (idx, dist), n_components=2, min_dist=0.1,
                          init=init_from(red, 2), **kw)
     t["layout, init from reduction"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    xy_short = umap_reduce(x, (idx, dist), n_components=2, min_dist=0.1,
+                           init=init_from(red, 2), n_neighbors=15, seed=42,
+                           n_epochs=a.short_epochs)
+    t[f"layout, init from reduction, {a.short_epochs} epochs"] = time.perf_counter() - t0
     q_spec, q_red = knn_kept(x, xy_spec, idx), knn_kept(x, xy_red, idx)
+    q_short = knn_kept(x, xy_short, idx)
     ari = adjusted_rand_score(truth, labels)
     lines = [f"### Layout init, n = {a.n:,} × {a.dim} (synthetic, 50 clusters)", "",
              f"`python benchmarks/cluster_layout.py --n {a.n}`", "",
              "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in t.items()]
-    lines += ["", f"15-NN kept on the map: spectral init {q_spec:.3f}, init from reduction "
-                  f"{q_red:.3f}; HDBSCAN ARI vs truth {ari:.3f} (same labels either way).", ""]
+    lines += ["", f"15-NN kept on the map (share of each point's 15 nearest neighbours in the "
+                  f"vectors that are among its 15 nearest on the map, 2,000 points): spectral "
+                  f"init {q_spec:.3f}, init from reduction {q_red:.3f}, init from reduction "
+                  f"with {a.short_epochs} epochs {q_short:.3f}. HDBSCAN ARI vs the synthetic "
+                  f"truth {ari:.3f} (the layout does not change the labels).", ""]
     text = "\n".join(lines)
     print(text)
     if a.out:
