@@ -17,8 +17,7 @@ import pytest
 from helpers_cluster import synthetic_store
 from typer.testing import CliRunner
 
-from memeatlas.cluster import ClusterConfig, assign, get_run, get_run_info, run
-from memeatlas.cluster import engines
+from memeatlas.cluster import ClusterConfig, assign, engines, get_run, get_run_info, run
 from memeatlas.errors import BackendError
 
 CALLS: list[tuple[str, dict]] = []
