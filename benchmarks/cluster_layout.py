@@ -49,11 +49,34 @@ def knn_kept(x: np.ndarray, xy: np.ndarray, idx: np.ndarray, k: int = 15, sample
                           for i, r in enumerate(rows)]))
 
 
+def spectral_only(x: np.ndarray) -> None:
+    """Seconds of the pieces UMAP runs before its epochs: the graph and the spectral init."""
+    from memeatlas.cluster.knn import knn
+    from memeatlas.cluster.numba_cache import import_umap
+
+    import_umap()
+    from umap.spectral import spectral_layout
+    from umap.umap_ import fuzzy_simplicial_set
+
+    t0 = time.perf_counter()
+    (idx, d), method = knn(x, 15)
+    print(f"knn ({method}) {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    g, _, _ = fuzzy_simplicial_set(x, 15, 42, "cosine", knn_indices=idx, knn_dists=d)
+    print(f"fuzzy graph {time.perf_counter() - t0:.1f} s")
+    for dim in (5, 2):
+        t0 = time.perf_counter()
+        spectral_layout(x, g, dim, np.random.RandomState(42))
+        print(f"spectral init {dim}-D {time.perf_counter() - t0:.1f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--short-epochs", type=int, default=50)
+    ap.add_argument("--spectral-only", action="store_true",
+                    help="only time the fuzzy graph and umap's spectral_layout (5-D, 2-D)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     from sklearn.metrics import adjusted_rand_score
@@ -64,6 +87,9 @@ def main() -> None:
     from memeatlas.cluster.reduce import init_from, umap_reduce
 
     x, truth = synthetic(a.n, a.dim)
+    if a.spectral_only:
+        spectral_only(x)
+        return
     t = {}
     t0 = time.perf_counter()
     import_umap()

@@ -71,8 +71,15 @@ def main() -> None:
     ap.add_argument("--caption-n", type=int, default=200)
     ap.add_argument("--embed-n", type=int, default=1000)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--local-threads", type=int, default=None,
+                    help="torch threads of the local runs (Ray actors get 1 each: Ray sets "
+                         "OMP_NUM_THREADS to the actor's num_cpus)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    if a.local_threads:
+        import torch
+
+        torch.set_num_threads(a.local_threads)
 
     import ray
 
@@ -125,7 +132,8 @@ def main() -> None:
     local = {r[0]: r[3] for r in rows if r[1] == "local"}
     lines = [f"### Ray engine vs local ({platform.machine()}, {os.cpu_count()} cores, "
              f"load average {load:.1f} at the end)", "",
-             f"`python benchmarks/ray.py --caption-n {a.caption_n} --embed-n {a.embed_n}`; "
+             f"`python benchmarks/ray.py --caption-n {a.caption_n} --embed-n {a.embed_n}"
+             f"{f' --local-threads {a.local_threads}' if a.local_threads else ''}`; "
              f"`ray.init(num_cpus=2)` took {t_init:.1f} s (not in the times below).", "",
              "| step | engine | items | seconds | items/s | time vs local |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
