@@ -191,3 +191,28 @@ def test_unknown_engine_and_ray_options_are_one_line_errors(store):
         from memeatlas.distributed.options import RayOptions
 
         RayOptions.from_dict({"adress": "auto"})
+
+
+def test_embed_image_on_ray_gives_the_local_vectors_and_counts_unreadable(tmp_path,
+                                                                          ray_cluster):
+    from memeatlas.embed import ImageEmbedConfig, embed_image
+    from tests.helpers_embed import add_image_meme, write_image
+
+    stores = [Store.open(tmp_path / "il.duckdb"), Store.open(tmp_path / "ir.duckdb")]
+    paths = [write_image(tmp_path / "img" / f"{i}.png", i) for i in range(9)]
+    for store in stores:
+        for p in paths:
+            add_image_meme(store, p)
+    paths[0].unlink()  # unreadable for both runs
+    s_local = embed_image(stores[0], ImageEmbedConfig(model="pixels", commit_every=4))
+    s_ray = embed_image(stores[1], ImageEmbedConfig(model="pixels", commit_every=4,
+                                                    engine="ray",
+                                                    engine_options={"workers": 1}))
+    assert (s_ray.embedded, s_ray.failed) == (s_local.embedded, s_local.failed) == (8, 1)
+    q = "SELECT meme_id, space, model, dim, input_hash, vector FROM embeddings ORDER BY 1"
+    a, b = stores[0].fetchall(q), stores[1].fetchall(q)
+    assert [r[:5] for r in a] == [r[:5] for r in b]
+    np.testing.assert_allclose(np.array([r[5] for r in a]), np.array([r[5] for r in b]),
+                               atol=1e-6)
+    for s in stores:
+        s.close()
