@@ -75,3 +75,41 @@ def test_object_store_uris_are_read_through_pyarrow(tmp_path):
     assert load_any(f"file://{p}", 10_000).size[0] < 300  # file:// goes through load_image
     with pytest.raises(InputError, match="cannot read"):
         load_any("mock://nowhere/a.png")
+
+
+def test_merging_a_killed_jobs_shard_keeps_work_outside_this_selection(tmp_path, store):
+    import json
+
+    from helpers_caption import insert_memes, write_images
+
+    from memeatlas.caption.run import CaptionConfig, CaptionSummary
+    from memeatlas.distributed.caption_job import RayCaptionExecutor
+
+    ids = insert_memes(store, write_images(tmp_path / "imgs", 3))
+    job = JobDir(str(tmp_path / "jobs"), "caption-x")
+    obj = {"description": "d", "ocr_text": "", "intent": "i", "template": None,
+           "tone": "neutral", "entities": []}
+    job.write_result("old-1.parquet", pa.table({
+        "meme_id": ids, "path": ["p"] * 3,
+        "obj": [json.dumps(obj), json.dumps(obj), None],
+        "tokens_in": [5, 5, None], "tokens_out": [7, 7, None], "model_ms": [1.0, 1.0, 1.0],
+        "attempts": ["[]", "[]", json.dumps([["invalid_json", "bad", "{"]])]}),
+        {"run_id": "old", "stats": {"n_attempts": 3}, "worker": {"pid": 9}})
+    key = ("m@x", "p", "s")
+    summary = CaptionSummary(run_id="new", annotator="m@x", backend="b", model="m",
+                             prompt_hash="p", schema_hash="s")
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    ctx = {"summary": summary, "timings": {"write": 0.0}, "bar": Bar(), "key": key}
+    ex = RayCaptionExecutor(None, RayOptions(), {}, CaptionConfig())
+    open_ids = {ids[0]}  # this run (say --limit 1) selected only the first meme
+    got = ex._merge(store, job, "old-1.parquet", ctx, open_ids, adopt=True)
+    assert got == {ids[0], ids[1]} and (summary.n_done, summary.n_failed) == (2, 1)
+    assert store.scalar("SELECT count(*) FROM annotations WHERE run_id = 'new'") == 2
+    assert store.fetchone("SELECT meme_id, error, final FROM caption_failures") == (
+        ids[2], "invalid_json", True)
+    assert store.fetchone("SELECT run_id, merged_by, n_rows, n_failed FROM engine_shards") == (
+        "old", "new", 3, 1)

@@ -126,8 +126,8 @@ class RayCaptionExecutor:
                           f"earlier job in {job.base}")
         merged: list[str] = []
         annotated: set[str] = set()
-        for name in pending:
-            annotated |= self._merge(store, job, name, ctx, open_ids)
+        for name in pending:  # a killed job's finished work is kept, whatever this run selects
+            annotated |= self._merge(store, job, name, ctx, open_ids, adopt=True)
             merged.append(name)
         rest = [(m, p) for m, p in todo if m not in annotated]
         open_ids = {m for m, _ in rest}
@@ -165,16 +165,35 @@ class RayCaptionExecutor:
             num_gpus=self.res["num_gpus"] or None, **actor_pool_args(ray, self.res["workers"]))
 
     def _merge(self, store, job: JobDir, name: str, ctx: dict[str, Any],
-               open_ids: set[str]) -> set[str]:
-        """Merge one result shard in one transaction; returns the memes it annotated."""
+               open_ids: set[str], adopt: bool = False) -> set[str]:
+        """Merge one result shard in one transaction; returns the memes it annotated.
+
+        Rows for memes outside `open_ids` are skipped (merged already, or not selected),
+        except with `adopt` (a killed job's shard): memes still without an annotation under
+        this key are stored too, so a resume with another --limit/--where loses no work."""
         R = _run_module()
 
         table, meta = job.read_result(name)
+        rows = table.to_pylist()
+        extra: set[str] = set()
+        if adopt:
+            cand = [r["meme_id"] for r in rows if r["meme_id"] not in open_ids]
+            if cand and not self.cfg.force:
+                key = ctx["key"]
+                have = {m for (m,) in store.fetchall(
+                    "SELECT meme_id FROM annotations WHERE annotator = ? AND prompt_hash = ? "
+                    "AND schema_hash = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [*key, cand])}
+                known = {m for (m,) in store.fetchall(
+                    "SELECT meme_id FROM memes WHERE meme_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [cand])}
+                extra = known - have
         items = []
-        for r in table.to_pylist():
-            if r["meme_id"] not in open_ids:  # merged already, or not selected by this run
+        for r in rows:
+            if r["meme_id"] not in open_ids and r["meme_id"] not in extra:
                 continue
             open_ids.discard(r["meme_id"])
+            extra.discard(r["meme_id"])
             it = R._Item(r["meme_id"], r["path"])
             it.attempts = [tuple(a) for a in json.loads(r["attempts"])]
             it.model_ms = r["model_ms"] or 0.0
