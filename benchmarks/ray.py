@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--local-threads", type=int, default=None,
                     help="torch threads of the local runs (Ray actors get 1 each: Ray sets "
                          "OMP_NUM_THREADS to the actor's num_cpus)")
+    ap.add_argument("--ray-first", action="store_true",
+                    help="run the ray modes before the local one (the machine's load drifts; "
+                         "run both orders to see it)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     if a.local_threads:
@@ -96,6 +99,8 @@ def main() -> None:
     rows = []
     modes = [("local", None)] + [(f"ray, {w} worker{'s' if w > 1 else ''}", w)
                                  for w in a.workers]
+    if a.ray_first:
+        modes = modes[1:] + modes[:1]
     if a.caption_n:
         for label, w in modes:
             db = work / f"cap-{w}.duckdb"
@@ -132,8 +137,10 @@ def main() -> None:
     local = {r[0]: r[3] for r in rows if r[1] == "local"}
     lines = [f"### Ray engine vs local ({platform.machine()}, {os.cpu_count()} cores, "
              f"load average {load:.1f} at the end)", "",
-             f"`python benchmarks/ray.py --caption-n {a.caption_n} --embed-n {a.embed_n}"
-             f"{f' --local-threads {a.local_threads}' if a.local_threads else ''}`; "
+             f"`python benchmarks/ray.py --caption-n {a.caption_n} --embed-n {a.embed_n} "
+             f"--workers {' '.join(map(str, a.workers))}"
+             f"{f' --local-threads {a.local_threads}' if a.local_threads else ''}"
+             f"{' --ray-first' if a.ray_first else ''}`; "
              f"`ray.init(num_cpus=2)` took {t_init:.1f} s (not in the times below).", "",
              "| step | engine | items | seconds | items/s | time vs local |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
