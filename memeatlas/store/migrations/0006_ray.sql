@@ -16,3 +16,6 @@ CREATE TABLE engine_shards (
     merged_at  TIMESTAMP NOT NULL,
     PRIMARY KEY (job_id, shard)
 );
+
+-- caption_failures.error gains one code with this engine: 'worker_error', a backend that raised
+-- on a worker (the batch is redone one meme at a time; `detail` holds the exception).
