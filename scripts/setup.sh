@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: .venv/ with memeatlas installed.
 #   bash scripts/setup.sh         the tool (enough for `memeatlas demo`)
-#   bash scripts/setup.sh --dev   plus test tools and Debian's Chromium for the browser tests
+#   bash scripts/setup.sh --dev   plus test tools, Ray (the ray engine's tests) and Debian's
+#                                 Chromium for the browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dev=0
@@ -17,12 +18,12 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[dev,ray]'
   # The interop tests' llama-cpp-python server: installed only from a cached wheel (built
   # once by scripts/build_llama_cpp.sh), never built here; without it they skip.
   wheel=$(ls "${MEMEATLAS_WHEELS:-$HOME/.cache/memeatlas/wheels}"/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -n 1 || true)
   if [ -n "$wheel" ]; then
-    .venv/bin/python -m pip install -q -e '.[dev,interop]'
+    .venv/bin/python -m pip install -q -e '.[dev,ray,interop]'
     .venv/bin/python -m pip install -q --no-deps "$wheel"
   fi
 else

@@ -66,6 +66,8 @@ EXPECTED = {
                          "second_template", "second_score", "created_at"],
     "meme_templates": ["run_id", "meme_id", "template", "best_template", "score",
                        "second_template", "second_score", "annotator", "vlm_template", "agrees"],
+    "engine_shards": ["job_id", "shard", "step", "engine", "run_id", "merged_by", "n_rows",
+                      "n_failed", "worker", "merged_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
@@ -77,6 +79,7 @@ EXPECTED_RELATIONS = {
     "cluster_members_assigned", "cluster_granularity", "cluster_stability",
     "dup_runs", "dup_pairs", "dup_members", "near_duplicate_groups",
     "template_runs", "template_matches", "meme_templates",
+    "engine_shards",
 }
 
 

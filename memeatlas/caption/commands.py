@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from memeatlas.cli_common import DbOption, ForceOption, echo_summary, open_store, parse_kv
+from memeatlas.distributed import cli as R
 
 _BACKEND_HELP = ("transformers (local model, default), vllm (local GPU, pip install "
                  "'memeatlas[vllm]'), openai (any OpenAI-compatible server, e.g. `vllm serve`), "
@@ -96,6 +97,14 @@ def caption(
         "--print-schema", help="Print the JSON Schema (with --schema additions) and exit.")] = False,
     print_prompt: Annotated[bool, typer.Option(
         "--print-prompt", help="Print the rendered prompt and exit.")] = False,
+    engine: R.EngineOpt = "local",
+    ray: R.RayOpt = None,
+    ray_workers: R.RayWorkersOpt = None,
+    ray_gpus_per_worker: R.RayGpusOpt = None,
+    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
+    ray_dir: R.RayDirOpt = None,
+    ray_shard_size: R.RayShardOpt = None,
+    ray_keep_shards: R.RayKeepOpt = False,
 ) -> None:
     """Annotate memes with a vision-language model: description, text, intent, entity roles,
     template, tone, one JSON object per meme, stored in `annotations`.
@@ -111,6 +120,9 @@ def caption(
       memeatlas caption --backend openai --check-server --base-url http://127.0.0.1:8080/v1
 
       memeatlas caption --backend ocr
+
+      memeatlas caption --model /shared/models/Qwen2.5-VL-3B-Instruct --ray auto \\
+          --ray-dir /shared/jobs
 
     Through a server, the response format is negotiated once per run, and a vision probe
     (a generated image with a known word) refuses a model that cannot see (see
@@ -156,7 +168,11 @@ def caption(
                 "adaptive": adaptive, "response_format": response_format,
                 "schema_form": schema_form, "revision": revision, "temperature": temperature}
     opts.update({k: _coerce(v) for k, v in parse_kv(option, "--option").items()})
-    cfg = CaptionConfig(backend=backend, model=model, backend_options=opts, prompt_file=prompt,
+    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
+                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
+                                      ray_keep_shards)
+    cfg = CaptionConfig(engine=eng, engine_options=eng_opts, backend=backend, model=model,
+                        backend_options=opts, prompt_file=prompt,
                         schema_file=schema, limit=limit, where=where, batch_size=batch_size,
                         force=force, retries=retries, max_new_tokens=max_new_tokens,
                         max_pixels=max_pixels, vision_check=vision_check)

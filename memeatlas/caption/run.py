@@ -55,6 +55,8 @@ class CaptionConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # image budget (memeatlas.imaging.load_image)
     on_batch: Callable[[int, int], None] | None = None  # called (batch_no, n_done) after each commit
     vision_check: bool = True             # servers (openai): refuse a model that cannot see
+    engine: str = "local"                 # local | ray (memeatlas.distributed)
+    engine_options: dict[str, Any] = field(default_factory=dict)  # ray: address, workers, ...
 
 
 @dataclass
@@ -183,13 +185,16 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
         raise InputError("--batch-size must be at least 1")
     if cfg.retries < 0:
         raise InputError("--retries must be 0 or more")
-    t_start = time.perf_counter()
-    timings = {"backend_init": 0.0, "setup": 0.0, "load": 0.0, "model": 0.0, "validate": 0.0,
-               "write": 0.0}
-
     from memeatlas.store.where import where_ids
 
     keep = where_ids(store, cfg.where)  # a bad --where is refused before anything is written
+    if cfg.engine != "local":  # the same selection and rows, generated on a cluster
+        from memeatlas.distributed import run_caption
+
+        return run_caption(store, cfg, backend, keep=keep)
+    t_start = time.perf_counter()
+    timings = {"backend_init": 0.0, "setup": 0.0, "load": 0.0, "model": 0.0, "validate": 0.0,
+               "write": 0.0}
     own_backend = backend is None
     is_ocr = (backend_class(cfg.backend) if own_backend else backend).produces == "ocr_text"
     if is_ocr and (cfg.schema_file or cfg.prompt_file):  # before loading the engine
@@ -204,8 +209,14 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
 
 
 def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start: float,
-              timings: dict[str, float], keep: set[str] | None = None) -> CaptionSummary:
-    """The run once the backend exists (see `run`)."""
+              timings: dict[str, float], keep: set[str] | None = None,
+              executor: Callable[..., None] | None = None) -> CaptionSummary:
+    """The run once the backend exists (see `run`).
+
+    `keep`: the ids matching --where. `executor(store, todo, ctx)` replaces the local batch
+    loop (memeatlas.distributed); `ctx` holds what a worker needs to build the same requests
+    and rows.
+    """
     timings["backend_init"] = time.perf_counter() - t_start
     plan: dict[str, Any] = {}
     if is_ocr:
@@ -241,6 +252,8 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
                       schema_file=str(cfg.schema_file) if cfg.schema_file else None)
     if plan:
         run_config["decoding"] = {k: v for k, v in plan.items() if k != "schema"}
+    if cfg.engine != "local":
+        run_config["engine"] = {"name": cfg.engine, **cfg.engine_options}
     with store.transaction():
         summary.n_interrupted_runs = mark_interrupted(store)
         _record_texts(store, prompt, schema, s_hash)
@@ -266,7 +279,12 @@ def _run_with(store, cfg: CaptionConfig, backend: Backend, is_ocr: bool, t_start
     bar = progress.bar(total=len(todo), desc=f"caption {info.annotator}", unit="img")
     status = "interrupted"  # Ctrl-C or an error ends the run early; a SIGKILL leaves 'running'
     try:
-        for b_no, start in enumerate(range(0, len(todo), cfg.batch_size), 1):
+        if executor is not None:
+            executor(store, todo, {
+                "prompt": prompt, "schema": schema, "key": key, "is_ocr": is_ocr, "bar": bar,
+                "summary": summary, "timings": timings, "sampling": sampling})
+        batches = [] if executor is not None else range(0, len(todo), cfg.batch_size)
+        for b_no, start in enumerate(batches, 1):
             batch = [_Item(mid, path) for mid, path in todo[start:start + cfg.batch_size]]
             _caption_batch(store, batch, backend, validator, prompt, schema, key, cfg, summary,
                            timings, is_ocr, check_example)
@@ -291,11 +309,23 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
                    prompt: Prompt, schema: dict[str, Any], key: tuple[str, str, str],
                    cfg: CaptionConfig, summary: CaptionSummary, timings: dict[str, float],
                    is_ocr: bool, check_example: bool = False) -> None:
+    _generate_batch(batch, backend, validator, prompt, schema, cfg, summary, timings, is_ocr,
+                    check_example=check_example)
+    _write_batch(store, batch, key, cfg, summary, timings)
+
+
+def _generate_batch(batch: list[_Item], backend: Backend, validator: Validator | None,
+                    prompt: Prompt, schema: dict[str, Any], cfg: CaptionConfig,
+                    summary: CaptionSummary, timings: dict[str, float], is_ocr: bool,
+                    loader: Callable[[str, int | None], Any] = load_image,
+                    check_example: bool = False) -> None:
+    """Load, generate, validate and retry one batch in place (no database; also run by
+    distributed workers, with `loader` reading object-store URIs)."""
     t = time.perf_counter()
     pending: list[_Item] = []
     for it in batch:
         try:
-            image = load_image(it.path, cfg.max_pixels)
+            image = loader(it.path, cfg.max_pixels)
         except InputError as exc:
             it.attempts.append(("image_unreadable", str(exc), ""))
             continue
@@ -337,6 +367,12 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
         pending = still
         timings["validate"] += time.perf_counter() - t
 
+
+def _write_batch(store, batch: list[_Item], key: tuple[str, str, str], cfg: CaptionConfig,
+                 summary: CaptionSummary, timings: dict[str, float],
+                 also: Callable[[], None] | None = None) -> None:
+    """Store one generated batch (annotations and failure attempts) in one transaction;
+    `also` runs inside it (the distributed driver records the merged shard there)."""
     t = time.perf_counter()
     with store.transaction():
         for it in batch:
@@ -368,6 +404,8 @@ def _caption_batch(store, batch: list[_Item], backend: Backend, validator: Valid
                  json.dumps(ents) if ents is not None else None, json.dumps(o), summary.run_id,
                  r.tokens_in, r.tokens_out, it.model_ms])
             summary.n_done += 1
+        if also is not None:
+            also()
     timings["write"] += time.perf_counter() - t
 
 

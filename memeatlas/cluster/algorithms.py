@@ -114,12 +114,12 @@ def get(name: str) -> Callable:
 def reassign_noise(model, labels: np.ndarray, probs: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
     """HDBSCAN noise points → their most likely cluster (soft clustering membership vectors)."""
-    import hdbscan
-
     noise = labels < 0
     if not noise.any() or labels.max() < 0:
         return labels.copy(), probs.copy()
-    memb = hdbscan.all_points_membership_vectors(model)
+    from memeatlas.cluster.engines import all_points_membership_vectors
+
+    memb = all_points_membership_vectors(model)  # hdbscan's, or cuML's for --engine cuml
     memb = memb.reshape(labels.shape[0], -1)
     new = labels.copy()
     newp = probs.copy()

@@ -93,11 +93,10 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
 
     xy = interp(model["layout"])
     if method == "hdbscan":
-        import hdbscan
+        from memeatlas.cluster.engines import approximate_predict  # hdbscan's or cuML's
 
         red = interp(model["reduced"]) if model["reduced"] is not None else x_new
-        lab, prob = hdbscan.approximate_predict(model["clusterer"],
-                                                np.asarray(red, dtype=np.float64))
+        lab, prob = approximate_predict(model["clusterer"], np.asarray(red, dtype=np.float64))
         lab = np.asarray(lab, dtype=np.int64)
         soft, soft_p = lab.copy(), np.asarray(prob, dtype=np.float64).copy()
         noise = lab < 0

@@ -78,6 +78,13 @@ def cluster_cmd(
     consensus: Annotated[bool, typer.Option(
         "--consensus", help="With --stability: also store a consensus run (memes kept "
                             "together by most seeds).")] = False,
+    layout_init: Annotated[str, typer.Option(
+        "--layout-init", help="Start of the 2-D map: spectral (its own spectral embedding) or "
+                              "reduction (the clustered UMAP reduction's principal "
+                              "components).")] = "spectral",
+    engine: Annotated[str, typer.Option(
+        "--engine", help="cpu (umap-learn + hdbscan) or cuml (RAPIDS GPU UMAP + HDBSCAN; "
+                         "pip install 'memeatlas[cuml]', CUDA only).")] = "cpu",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:
@@ -92,7 +99,8 @@ def cluster_cmd(
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
         where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise,
-        stability=stability, consensus=consensus, force=force)
+        stability=stability, consensus=consensus, force=force, engine=engine,
+        layout_init=layout_init)
     with open_store(db) as store:
         run_ids = run(store, cfg)
         for rid in run_ids:

@@ -12,6 +12,7 @@ KNN_METHODS = ("auto", "exact", "nndescent")
 #: How noise memes (cluster −1) are treated by label/evaluate/report: 'assigned' (their most
 #: likely cluster, the stored soft cluster; the default) or 'apart' (in no cluster).
 NOISE_MODES = ("assigned", "apart")
+ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
 
 
 @dataclass
@@ -61,6 +62,12 @@ class ClusterConfig:
     stability: int = 0
     consensus: bool = False
     force: bool = False
+    engine: str = "cpu"  # cpu (umap-learn + hdbscan) | cuml (GPU; memeatlas.cluster.engines)
+    # Where the 2-D layout starts: 'spectral' (its own spectral embedding, as umap-learn does)
+    # or 'reduction' (principal components of the clustered UMAP reduction; see
+    # reduce.init_from). Measured at 20k points the spectral solve is ~1 s of a ~30 s layout,
+    # so 'spectral' stays the default (docs/SCALE.md).
+    layout_init: str = "spectral"
 
 
 @dataclass

@@ -92,6 +92,13 @@ def _validate(cfg: ClusterConfig) -> None:
                          f"choose one of {', '.join(CRITERIA)}")
     if cfg.stability and not 2 <= cfg.stability <= 50:
         raise InputError("--stability must be between 2 and 50 seeds (0: not measured)")
+    if cfg.layout_init not in ("spectral", "reduction"):
+        raise InputError(f"--layout-init must be spectral or reduction, got {cfg.layout_init!r}")
+    from memeatlas.cluster import engines
+
+    engines.check(cfg.engine, cfg.algorithm)
+    if cfg.engine != "cpu":
+        engines.import_cuml()  # fail before loading vectors, with the install hint
 
 
 def parse_sweep(items: list[str] | None) -> dict[str, list[Any]]:
@@ -143,6 +150,11 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
         p["stability"] = {"seeds": cfg.stability, "consensus": cfg.consensus}
     p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
                     "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
+    if p["layout"] and cfg.layout_init == "reduction" and reduce_dims and cfg.engine == "cpu":
+        p["layout"]["init"] = "reduction"  # see reduce.init_from
+    from memeatlas.cluster.engines import version
+
+    p.update(version(cfg.engine))
     return p
 
 
@@ -185,10 +197,12 @@ class _Cache:
         return self._knn[0][:, :k], self._knn[1][:, :k]
 
     def reduce(self, dims: int, neighbors: int, min_dist: float, seed: int,
-               epochs: int | None, what: str) -> np.ndarray:
-        from memeatlas.cluster.reduce import umap_reduce
+               epochs: int | None, what: str, start: np.ndarray | None = None,
+               start_key: tuple = ()) -> np.ndarray:
+        from memeatlas.cluster.engines import reducer
 
-        key = (dims, neighbors, min_dist, seed, epochs)
+        umap_reduce = reducer(self.cfg.engine)
+        key = (dims, neighbors, min_dist, seed, epochs, *start_key)
         if key not in self._red:
             nn = self.knn(neighbors)
             if "import_umap" not in self.timings:  # library import, kept apart from compute
@@ -198,8 +212,13 @@ class _Cache:
                 import_umap()
                 self._add("import_umap", t0)
             t0 = time.perf_counter()
+            kw = {}
+            if start is not None:
+                from memeatlas.cluster.reduce import init_from
+
+                kw["init"] = init_from(start, dims)
             self._red[key] = umap_reduce(self.x, nn, n_components=dims, n_neighbors=neighbors,
-                                         min_dist=min_dist, seed=seed, n_epochs=epochs)
+                                         min_dist=min_dist, seed=seed, n_epochs=epochs, **kw)
             self._add(what, t0)
         return self._red[key]
 
@@ -277,8 +296,12 @@ def params_auto(params: dict[str, Any], v: ClusterConfig) -> dict[str, Any]:
 
 
 def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int):
-    """(labels, probs, model, reduced x, granularity choice or None) for one seed."""
-    from memeatlas.cluster import algorithms
+    """(labels, probs, model, reduced x, granularity choice or None) for one seed.
+
+    The automatic size choice runs CPU HDBSCAN on the reduction whatever the engine: HDBSCAN
+    is a small share of a run (docs/SCALE.md), and its models give soft membership.
+    """
+    from memeatlas.cluster import engines
 
     knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
     red = params["reduce"]
@@ -295,7 +318,7 @@ def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int
                         criterion=v.granularity_criterion)
         c = choice.chosen
         return c.labels, c.probabilities, c.model, xr, choice
-    labels, probs, model = algorithms.get(v.algorithm)(xr, params, knn_idx, seed)
+    labels, probs, model = engines.algorithm(v.engine, v.algorithm)(xr, params, knn_idx, seed)
     return labels, probs, model, xr, None
 
 
@@ -412,8 +435,10 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         xy = None
         if params["layout"]:
             lay = params["layout"]
+            from_red = lay.get("init") == "reduction" and xr.shape[0] > 3
             xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
-                              "layout")
+                              "layout", start=xr if from_red else None,
+                              start_key=(red["dims"], red["min_dist"]) if from_red else ())
         timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
                    for k in ("knn", "import_umap", "umap", "layout", "stability")}
         if not v.stability:

@@ -12,13 +12,28 @@ import warnings
 import numpy as np
 
 
+def init_from(reduction: np.ndarray, n_components: int) -> np.ndarray:
+    """A starting layout taken from an already optimised UMAP reduction: its first principal
+    components, scaled into the [0, 10] box umap-learn puts its spectral init in.
+
+    The 2-D map then starts from the clustered reduction's arrangement instead of solving a
+    second spectral embedding of the same graph, which at 10^5+ points is the larger part of
+    the layout's time (benchmarks/cluster_layout.py)."""
+    p = _pca(np.asarray(reduction, dtype=np.float64), n_components).astype(np.float64)
+    p -= p.min(axis=0, keepdims=True)
+    span = p.max(axis=0, keepdims=True)
+    span[span == 0] = 1.0
+    return np.ascontiguousarray(10.0 * p / span, dtype=np.float32)
+
+
 def umap_reduce(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray], *, n_components: int,
-                n_neighbors: int, min_dist: float, seed: int, n_epochs: int | None
-                ) -> np.ndarray:
+                n_neighbors: int, min_dist: float, seed: int, n_epochs: int | None,
+                init: np.ndarray | None = None) -> np.ndarray:
     """UMAP (cosine) of unit rows `x` to `n_components` dims; float32 [n, n_components].
 
-    Tiny inputs (fewer than n_components + 2 points, where the spectral init cannot work) are
-    returned as the first components of a PCA instead.
+    `init`: starting coordinates [n, n_components] (see `init_from`) instead of the spectral
+    init. Tiny inputs (fewer than n_components + 2 points, where the spectral init cannot
+    work) are returned as the first components of a PCA instead.
     """
     n = x.shape[0]
     if n < max(n_components + 2, 4):
@@ -36,7 +51,9 @@ def umap_reduce(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray], *, n_componen
         model = umap.UMAP(n_components=n_components, n_neighbors=k, metric="cosine",
                           min_dist=min_dist, random_state=seed, n_epochs=n_epochs,
                           precomputed_knn=(np.ascontiguousarray(idx), np.ascontiguousarray(dist)),
-                          n_jobs=1, init="spectral" if n > n_components + 1 else "random",
+                          n_jobs=1,
+                          init=(init if init is not None else
+                                "spectral" if n > n_components + 1 else "random"),
                           verbose=False, low_memory=True)
         emb = model.fit_transform(x)
     return np.ascontiguousarray(emb, dtype=np.float32)

@@ -63,6 +63,9 @@ def soft_membership(model, labels: np.ndarray, probs: np.ndarray,
         return knn_vote(labels, probs, knn_idx)
     import hdbscan
 
+    if not isinstance(model, hdbscan.HDBSCAN):  # e.g. cuML's model: hdbscan's API does not apply
+        return knn_vote(labels, probs, knn_idx) if knn_idx is not None else (labels.copy(),
+                                                                              probs.copy())
     memb = np.asarray(hdbscan.all_points_membership_vectors(model), dtype=np.float64)
     memb = memb.reshape(labels.shape[0], -1)
     soft = labels.copy()

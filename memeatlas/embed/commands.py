@@ -8,6 +8,7 @@ import typer
 
 from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
 from memeatlas.leftout import counted
+from memeatlas.distributed import cli as R
 
 embed_app = typer.Typer(
     help="Embed annotation text and images into named spaces (vectors stored in the DuckDB file).",
@@ -68,13 +69,24 @@ def text_cmd(
     force: ForceOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
+    engine: R.EngineOpt = "local",
+    ray: R.RayOpt = None,
+    ray_workers: R.RayWorkersOpt = None,
+    ray_gpus_per_worker: R.RayGpusOpt = None,
+    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
+    ray_dir: R.RayDirOpt = None,
+    ray_shard_size: R.RayShardOpt = None,
+    ray_keep_shards: R.RayKeepOpt = False,
 ) -> None:
     """Embed one text per meme built from annotation fields (default model all-MiniLM-L6-v2,
     bundled, offline)."""
     from memeatlas.embed import TextEmbedConfig, embed_text
     from memeatlas.embed.texts import parse_fields
 
-    cfg = TextEmbedConfig(fields=parse_fields(fields) if not template else (), template=template,
+    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
+                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
+                                      ray_keep_shards)
+    cfg = TextEmbedConfig(engine=eng, engine_options=eng_opts, fields=parse_fields(fields) if not template else (), template=template,
                           annotator=annotator, model=model, space=space, batch_size=batch_size,
                           commit_every=commit_every, device=device, force=force, limit=limit)
     with open_store(db) as store:
@@ -110,12 +122,24 @@ def image_cmd(
     force: ForceOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
+    engine: R.EngineOpt = "local",
+    ray: R.RayOpt = None,
+    ray_workers: R.RayWorkersOpt = None,
+    ray_gpus_per_worker: R.RayGpusOpt = None,
+    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
+    ray_dir: R.RayDirOpt = None,
+    ray_shard_size: R.RayShardOpt = None,
+    ray_keep_shards: R.RayKeepOpt = False,
 ) -> None:
     """Embed each meme's image with a CLIP / SigLIP model or a torchvision CNN; memes without
     images are skipped."""
     from memeatlas.embed import ImageEmbedConfig, embed_image
 
-    cfg = ImageEmbedConfig(model=model, backend=backend, space=space, batch_size=batch_size,
+    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
+                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
+                                      ray_keep_shards)
+    cfg = ImageEmbedConfig(engine=eng, engine_options=eng_opts, model=model, backend=backend,
+                           space=space, batch_size=batch_size,
                            commit_every=commit_every, max_pixels=max_pixels, device=device,
                            force=force, limit=limit, load_workers=workers)
     with open_store(db) as store:

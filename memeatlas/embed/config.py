@@ -52,6 +52,8 @@ class TextEmbedConfig:
     force: bool = False
     limit: int | None = None
     meme_ids: list[str] | None = None
+    engine: str = "local"              # local | ray (memeatlas.distributed)
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
     def to_params(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,6 +84,8 @@ class ImageEmbedConfig:
     force: bool = False
     limit: int | None = None
     meme_ids: list[str] | None = None
+    engine: str = "local"              # local | ray (memeatlas.distributed)
+    engine_options: dict[str, Any] = field(default_factory=dict)
     load_workers: int = 2
 
     def to_params(self) -> dict[str, Any]:

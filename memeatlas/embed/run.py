@@ -65,6 +65,20 @@ def _finish(summary: EmbedSummary, store, t0: float) -> EmbedSummary:
     return summary
 
 
+def _text_params(cfg: TextEmbedConfig, max_seq_length: int | None, device: str
+                 ) -> dict[str, Any]:
+    """How a text space's vectors were made (embedding_spaces.params, beside the recipe)."""
+    return {"normalize": "l2", "batch_size": cfg.batch_size, "max_seq_length": max_seq_length,
+            "field_separator": "\\n", "entity_format": "name (role): stands_for",
+            "device": device}
+
+
+def _image_params(cfg: ImageEmbedConfig, backend: str, device: str) -> dict[str, Any]:
+    """How an image space's vectors were made (embedding_spaces.params, beside the recipe)."""
+    return {"normalize": "l2", "backend": backend, "batch_size": cfg.batch_size,
+            "device": device}
+
+
 def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     """Embed one text per meme (annotation fields or a template) into a text space.
 
@@ -118,6 +132,12 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
             progress.info(f"nothing to embed: all {len(rows)} annotations by {annotator} have "
                           f"an empty {'/'.join(names)}")
         return _finish(summary, store, t0)
+    if cfg.engine != "local":  # the same to-do set and vectors, encoded on a cluster
+        from memeatlas.distributed import run_embed_text
+
+        run_embed_text(store, cfg, summary, todo=todo, text_of=text_of, space=space,
+                       model_name=model_name, recipe=recipe, params=_text_params)
+        return _finish(summary, store, t0)
 
     from memeatlas.embed.text import get_text_encoder
 
@@ -126,9 +146,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     summary.load_seconds = time.perf_counter() - t
     summary.dim = enc.dim
     prepare_space(store, space=space, kind="text", model=model_name, dim=enc.dim, recipe=recipe,
-                  params={"normalize": "l2", "batch_size": cfg.batch_size,
-                          "max_seq_length": enc.max_seq_length, "field_separator": "\\n",
-                          "entity_format": "name (role): stands_for", "device": enc.device},
+                  params=_text_params(cfg, enc.max_seq_length, enc.device),
                   software=software("sentence-transformers", "transformers", "torch"),
                   force=cfg.force)
     # Longest first, like SentenceTransformer.encode sorts internally: with commit chunks made of
@@ -220,6 +238,12 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     todo, summary.changed, summary.skipped_existing = _plan(items, stored, model_name, cfg.force)
     if not todo:
         return _finish(summary, store, t0)
+    if cfg.engine != "local":
+        from memeatlas.distributed import run_embed_image
+
+        run_embed_image(store, cfg, summary, todo=todo, path_of=path_of, space=space,
+                        model_name=model_name, recipe=recipe, params=_image_params)
+        return _finish(summary, store, t0)
 
     from memeatlas.embed.image import ImageEncoder
 
@@ -228,8 +252,7 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     summary.load_seconds = time.perf_counter() - t
     summary.dim = enc.dim
     prepare_space(store, space=space, kind="image", model=model_name, dim=enc.dim, recipe=recipe,
-                  params={"normalize": "l2", "backend": enc.backend,
-                          "batch_size": cfg.batch_size, "device": enc.device,
+                  params={**_image_params(cfg, enc.backend, enc.device),
                           **({"weights": enc.weights_info} if enc.weights_info else {})},
                   software=software("transformers", "sentence-transformers", "torch",
                                     "torchvision", "pillow"),
