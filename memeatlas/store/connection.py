@@ -57,7 +57,16 @@ def _check_file(path: Path) -> None:
 def _connect(path: Path, read_only: bool, config: dict[str, Any] | None = None
              ) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        except duckdb.ConnectionException as exc:
+            # This process already holds the file under the other setting (a store created
+            # here with the compatibility version, then opened again, or the reverse): DuckDB
+            # shares one instance per file, so join it as it was opened.
+            if "different configuration" not in str(exc):
+                raise
+            other = {} if config else {"storage_compatibility_version": STORAGE_VERSION}
+            return duckdb.connect(str(path), read_only=read_only, config=other)
     except duckdb.IOException as exc:
         msg = str(exc)
         if "lock" in msg.lower():
