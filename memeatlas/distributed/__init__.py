@@ -32,12 +32,13 @@ def check_engine(name: str) -> str:
     return name
 
 
-def run_caption(store, cfg, backend=None) -> Any:
-    """`memeatlas.caption.run` on the engine named by `cfg.engine` (see caption_job)."""
+def run_caption(store, cfg, backend=None, keep: set[str] | None = None) -> Any:
+    """`memeatlas.caption.run` on the engine named by `cfg.engine` (see caption_job); `keep`
+    holds the ids matching --where (None: all)."""
     check_engine(cfg.engine)
     from memeatlas.distributed.caption_job import run_caption as _run
 
-    return _run(store, cfg, backend)
+    return _run(store, cfg, backend, keep=keep)
 
 
 def run_embed_text(store, cfg, summary, **plan: Any) -> None:
