@@ -48,6 +48,7 @@ _AREAS = (
     "memeatlas.embed.commands",
     "memeatlas.cluster.commands",
     "memeatlas.evaluate.commands",
+    "memeatlas.classify.commands",
     "memeatlas.report.commands",
     "memeatlas.pipeline_commands",
     "memeatlas.store.commands",
