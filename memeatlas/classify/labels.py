@@ -15,11 +15,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memeatlas.errors import InputError, NotFoundError
-from memeatlas.evaluate.ratings import _Errors, _meme_resolver
+from memeatlas.evaluate.ratings import _Errors as _RowErrors
+from memeatlas.evaluate.ratings import _meme_resolver
 from memeatlas.provenance import new_run_id, utcnow
 
 ID_COLUMNS = ("meme_id", "source_id", "id")
 LABEL_COLUMNS = ("label", "class", "category")
+
+
+class _Errors(_RowErrors):
+    """Row problems; a single one is reported on one line, several as a list (like import-ratings)."""
+
+    def raise_if_any(self, path: Path) -> None:
+        if len(self.items) == 1:
+            line, msg = self.items[0]
+            raise InputError(f"{path}: line {line}: {msg}; nothing was imported. Fix the row and import "
+                             f"the file again")
+        super().raise_if_any(path)
 
 
 @dataclass
