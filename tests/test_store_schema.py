@@ -31,13 +31,22 @@ EXPECTED = {
                     "tokens_out", "latency_ms", "created_at"],
     "imports": ["import_id", "file", "format", "annotator", "mapping", "n_rows", "n_imported",
                 "n_failed", "software", "created_at"],
+    "class_labels": ["task", "meme_id", "coder", "label", "source", "import_id", "imported_at"],
+    "classify_models": ["model_id", "task", "head", "spaces", "classes", "params", "seed", "n_train",
+                        "fingerprint", "threshold", "cv", "format", "model", "software", "timings",
+                        "created_at"],
+    "class_predictions": ["model_id", "meme_id", "task", "label", "probability", "is_unknown", "top",
+                          "predicted_at"],
+    "text_encoders": ["encoder_id", "path", "base_model", "task", "loss", "params", "n_examples",
+                      "seconds", "software", "created_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
     "caption_failures", "prompts", "annotation_schemas", "latest_annotations", "entity_roles",
     "embedding_spaces", "embeddings", "cluster_runs", "cluster_assignments", "cluster_labels",
     "cluster_models", "cluster_members", "pair_sets", "rating_pairs", "ratings", "evaluations",
-    "schema_migrations",
+    "schema_migrations", "class_labels", "classify_models", "class_predictions",
+    "latest_class_predictions", "text_encoders",
 }
 
 

@@ -166,10 +166,10 @@ def import_labels(store, path: str | Path, *, task: str, coder: str | None = Non
         "SELECT meme_id, coder FROM class_labels WHERE task = ?", [task])}
     clash = [k for k in records if k in stored]
     if clash and not force:
-        for k in clash:
-            errors.add(records[k][0], f"meme {k[0][:12]}… already has a {task!r} label by coder {k[1]!r} "
-                                      f"(pass --force to replace)")
-        errors.raise_if_any(path)
+        first = min(records[k][0] for k in clash)
+        raise InputError(f"{path}: {len(clash)} of its {len(records)} labels are already stored for task "
+                         f"{task!r} by the same coder (first on line {first}); nothing was imported. "
+                         f"Pass --force to replace them")
     return _write(store, task, str(path), {k: v for k, (_, v) in records.items()}, clash, n_blank)
 
 

@@ -168,7 +168,7 @@ def fine_tune(texts: list[str], labels: list[str], *, base_model: str | None = N
 
     def feats(batch_texts):
         f = model.tokenize(batch_texts)
-        return {k: v.to(dev) for k, v in f.items()}
+        return {k: v.to(dev) if hasattr(v, "to") else v for k, v in f.items()}
 
     model.train()
     t0 = time.perf_counter()
