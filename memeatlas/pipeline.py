@@ -399,6 +399,12 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
         if rate_pairs > 0:
             with _Timer(summary, "demo ratings + CQ sweep") as st:
                 st.work, st.detail = _demo_evaluate(store, summary, d, force)
+        with _Timer(summary, "demo classify (theme)") as st:
+            from memeatlas import cluster
+            from memeatlas.classify.demo import demo_classify
+
+            st.work, st.detail = demo_classify(
+                store, [cluster.get_run_info(store, summary.run_id)["space"]], d, force)
         _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary

@@ -85,6 +85,9 @@ def test_demo_small(tmp_path):
         assert s.scalar("SELECT count(*) FROM ratings WHERE pair_set = 'demo'") == 16
         assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'ari'") >= 1
         assert s.scalar("SELECT count(*) FROM evaluations WHERE metric = 'cq'") >= 2
+        assert s.scalar("SELECT count(*) FROM latest_class_predictions WHERE task = 'theme'") == 6
+        assert s.scalar("SELECT count(*) FROM evaluations WHERE command = 'classify-evaluate'") >= 1
     assert summary.step("known labels") and summary.step("demo ratings + CQ sweep")
+    assert summary.step("demo classify (theme)").status == "done"
     again = run_demo(d, n=12, rate_pairs=8)
     assert not again.did_work, [(s.name, s.work, s.detail) for s in again.steps]

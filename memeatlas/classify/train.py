@@ -187,6 +187,12 @@ def train(store, cfg: TrainConfig) -> TrainSummary:
     folds = cfg.folds
     if folds and folds > len(y):
         raise InputError(f"--folds {folds} is more than the {len(y)} labelled memes")
+    if folds and counts.max() < folds:
+        # scikit-learn refuses folds that no class can fill: use what the largest class allows.
+        fewer = int(counts.max())
+        notes.append(f"every class has fewer than {folds} examples: "
+                     + (f"{fewer}-fold cross-validation instead" if fewer >= 2 else "no cross-validation"))
+        folds = fewer if fewer >= 2 else 0
     if folds and counts.min() < folds:
         small = [classes[i] for i in np.nonzero(counts < folds)[0]]
         notes.append(f"{len(small)} class(es) have fewer than {folds} examples ({', '.join(small[:5])}"
