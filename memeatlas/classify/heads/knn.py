@@ -9,7 +9,8 @@ Sherratt & Dethlefs' design. For a meme x, space s and class c:
     p_c(x)    = Σ_s w_s(x) · p_s,c(x)
 
 so each space speaks for a meme in proportion to how sure it is about that meme (a noise space
-has near-uniform p_s and gets almost no weight). τ_s is chosen per space on the training memes
+has near-uniform p_s and gets almost no weight). `weighting=top` uses the paper's confidence,
+conf_s(x) = max_c p_s,c(x), instead; `weighting=equal` averages the spaces. τ_s is chosen per space on the training memes
 by leave-one-out: the τ from a log grid that minimises the class-weighted log loss.
 """
 
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from memeatlas.classify.heads.base import Head, balanced_class_weight
+from memeatlas.errors import InputError
 
 EPS = 1e-3
+WEIGHTINGS = ("dynamic", "top", "equal")
 _TAU_GRID = np.geomspace(0.002, 2.0, 40)
 _CHUNK = 1024
 
@@ -80,9 +83,14 @@ def confidence(P: np.ndarray) -> np.ndarray:
 
 def modality_weights(Ps: Sequence[np.ndarray], mode: str = "dynamic") -> np.ndarray:
     """[n, S] weight of each space for each meme (rows sum to 1)."""
+    if mode not in WEIGHTINGS:
+        raise InputError(f"knn weighting must be one of {', '.join(WEIGHTINGS)}, got {mode!r}")
     if mode == "equal" or len(Ps) == 1:
         return np.full((len(Ps[0]), len(Ps)), 1.0 / len(Ps))
-    conf = np.stack([confidence(P) for P in Ps], axis=1) + EPS
+    if mode == "top":  # Sherratt & Dethlefs: a space's confidence is its top probability
+        conf = np.stack([P.max(axis=1) for P in Ps], axis=1) + EPS
+    else:
+        conf = np.stack([confidence(P) for P in Ps], axis=1) + EPS
     return conf / conf.sum(axis=1, keepdims=True)
 
 
