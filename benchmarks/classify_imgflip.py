@@ -95,21 +95,39 @@ def embed(texts: list[str], model: str | None, tag: str) -> np.ndarray:
     return X
 
 
+def lsa_space(train_texts: list[str], other: dict[str, list[str]], dim: int = 256, seed: int = 0):
+    """A lexical space: character 2–5-gram TF-IDF → LSA (TruncatedSVD) → L2 norm, fitted on TRAIN only."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+    svd = TruncatedSVD(dim, random_state=seed)
+
+    def norm(X):
+        return (X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-9)).astype(np.float32)
+
+    Xtr = norm(svd.fit_transform(vec.fit_transform(train_texts)))
+    return Xtr, {k: norm(svd.transform(vec.transform(v))) for k, v in other.items()}
+
+
 def run_heads(label: str, Xtr, ytr, sets, classes, names, seed, cv: bool, heads=HEADS):
     out = []
     C = len(classes)
+    Xtr = Xtr if isinstance(Xtr, list) else [Xtr]
+    names_l = [names] + [None] * (len(Xtr) - 1)
     for head, params in heads:
         t0 = time.perf_counter()
         cv_f1 = None
         if cv:
-            oof = cross_validate(head, params, [Xtr], ytr, C, folds=5, seed=seed, names=[names])
+            oof = cross_validate(head, params, Xtr, ytr, C, folds=5, seed=seed, names=names_l)
             cv_f1 = score(ytr, oof.argmax(1), classes, bootstrap=0).macro_f1
         t_cv = time.perf_counter() - t0
         h = make_head(head, params)
-        h.fit([Xtr], ytr, C, class_weight=balanced_class_weight(ytr, C), seed=seed, class_name_vectors=[names])
+        h.fit(Xtr, ytr, C, class_weight=balanced_class_weight(ytr, C), seed=seed, class_name_vectors=names_l)
         res = {"encoder": label, "head": head, "params": params, "cv_macro_f1": cv_f1, "cv_seconds": round(t_cv, 1)}
         for name, (X, y) in sets.items():
-            s = score(y, h.predict_proba([X]).argmax(1), classes, bootstrap=500, seed=seed)
+            X = X if isinstance(X, list) else [X]
+            s = score(y, h.predict_proba(X).argmax(1), classes, bootstrap=500, seed=seed)
             res[name] = (s.macro_f1, *s.ci["macro_f1"])
         out.append(res)
         print(json.dumps(res), flush=True)
@@ -124,6 +142,9 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--no-cv", action="store_true")
+    ap.add_argument("--lsa", action="store_true", help="also MiniLM + a char-n-gram TF-IDF/LSA space")
+    ap.add_argument("--skip-base", action="store_true", help="skip the MiniLM-only heads")
+    ap.add_argument("--heads", default=None, help="head specs, e.g. 'linear,knn:k=5'")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     train, test, title = load(a.train_per_class, a.test_per_class, a.title_per_class, a.seed)
@@ -138,9 +159,22 @@ def main() -> None:
     def sets_for(model, tag):
         return {k: (embed(texts[k], model, f"{tag}:{k}"), sets_y[k]) for k in sets_y}
 
+    heads = HEADS
+    if a.heads:
+        heads = []
+        for spec in a.heads.split(","):
+            name, _, ps = spec.partition(":")
+            heads.append((name, dict(kv.split("=") for kv in ps.split(";") if kv)))
     Xtr = embed(texts["train"], None, "base:train")
     names = embed(name_texts, None, "base:names")
-    run_heads("MiniLM", Xtr, ytr, sets_for(None, "base"), classes, names, a.seed, not a.no_cv)
+    base_sets = sets_for(None, "base")
+    if not a.skip_base:
+        run_heads("MiniLM", Xtr, ytr, base_sets, classes, names, a.seed, not a.no_cv, heads)
+    if a.lsa:
+        Ltr, Lsets = lsa_space(texts["train"], {k: texts[k] for k in sets_y}, seed=a.seed)
+        run_heads("MiniLM + char TF-IDF/LSA", [Xtr, Ltr],
+                  ytr, {k: ([base_sets[k][0], Lsets[k]], sets_y[k]) for k in sets_y}, classes, names, a.seed,
+                  not a.no_cv, heads)
     if a.tune:
         from memeatlas.classify.metric import fine_tune
 
@@ -157,7 +191,12 @@ def main() -> None:
         Xtr2 = embed(texts["train"], str(out), f"{tag}:train")
         names2 = embed(name_texts, str(out), f"{tag}:names")
         # CV on the tuned encoder would leak (it saw every TRAIN label): cross-source scores only.
-        run_heads("MiniLM + metric learning", Xtr2, ytr, sets_for(str(out), tag), classes, names2, a.seed, False)
+        tuned_sets = sets_for(str(out), tag)
+        run_heads("MiniLM + metric learning", Xtr2, ytr, tuned_sets, classes, names2, a.seed, False, heads)
+        if a.lsa:
+            run_heads("MiniLM + metric learning + char TF-IDF/LSA", [Xtr2, Ltr], ytr,
+                      {k: ([tuned_sets[k][0], Lsets[k]], sets_y[k]) for k in sets_y}, classes, names2, a.seed,
+                      False, heads)
 
 
 if __name__ == "__main__":

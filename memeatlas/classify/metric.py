@@ -166,8 +166,11 @@ def fine_tune(texts: list[str], labels: list[str], *, base_model: str | None = N
     for i, c in enumerate(y):
         by.setdefault(c, []).append(i)
 
+    # sentence-transformers ≥ 6 renamed tokenize → preprocess; older releases only have tokenize.
+    tokenize = getattr(model, "preprocess", None) or model.tokenize
+
     def feats(batch_texts):
-        f = model.tokenize(batch_texts)
+        f = tokenize(batch_texts)
         return {k: v.to(dev) if hasattr(v, "to") else v for k, v in f.items()}
 
     model.train()

@@ -98,7 +98,7 @@ class KnnHead(Head):
     """Nearest-neighbour class distances with a per-space softmax and dynamic modality weighting."""
 
     name = "knn"
-    DEFAULTS = {"k": 1, "top_k": None, "temperature": "auto", "weighting": "dynamic"}
+    DEFAULTS = {"k": 5, "top_k": None, "temperature": "auto", "weighting": "dynamic"}
 
     def fit(self, Xs, y, n_classes, *, class_weight=None, seed=0, class_name_vectors=None):
         Xs = self._check(Xs)
