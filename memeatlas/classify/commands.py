@@ -129,7 +129,6 @@ def train_cmd(
     if s.seconds:
         fields["seconds"] = ", ".join(f"{k} {v:.1f}" for k, v in s.seconds.items())
     echo_summary(f"classifier {s.model_id}" + (" (stored)" if s.skipped else ""), fields)
-    typer.echo(s.model_id, err=True)
 
 
 @classify_app.command("predict")
