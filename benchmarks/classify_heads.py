@@ -49,8 +49,8 @@ def child(head: str, n: int, dims: list[int], C: int, n_pred: int) -> None:
     Xs, y = [a[:n] for a in All], yall[:n]
     Qs, yq = [a[n:] for a in All], yall[n:]
     if head == "baseline":
-        import torch  # noqa: F401
         import sklearn.linear_model  # noqa: F401
+        import torch  # noqa: F401
 
         print(json.dumps({"head": "baseline", "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
         return

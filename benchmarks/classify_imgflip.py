@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from memeatlas.classify.heads import make_head  # noqa: E402
 from memeatlas.classify.heads.base import balanced_class_weight  # noqa: E402
 from memeatlas.classify.metrics import score  # noqa: E402
-from memeatlas.classify.train import calibrate_threshold, class_name_text, cross_validate  # noqa: E402
+from memeatlas.classify.train import class_name_text, cross_validate  # noqa: E402
 from memeatlas.testing.shared_data import shared_path  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / "out" / "classify-cache"

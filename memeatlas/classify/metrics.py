@@ -13,18 +13,6 @@ def confusion(y: np.ndarray, yhat: np.ndarray, n_classes: int) -> np.ndarray:
     return np.bincount(n_classes * y + yhat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tp = np.diag(cm).astype(np.float64)
-    pred = cm.sum(axis=0)
-    true = cm.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.where(pred > 0, tp / pred, 0.0)
-        r = np.where(true > 0, tp / true, np.nan)
-        f = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-    f = np.where(true > 0, f, np.nan)
-    return p, r, f
-
-
 @dataclass
 class Scores:
     """Scores of one set of predictions, with 95 % percentile-bootstrap CIs over memes."""
