@@ -131,7 +131,11 @@ def fine_tune(texts: list[str], labels: list[str], *, base_model: str | None = N
     """Fine-tune and return (model, steps, seconds). The loop behind `tune_encoder`, usable on its own."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer import losses
+
+    try:  # sentence-transformers ≥ 6; 3.x–5.x keep the losses at the top level
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # pragma: no cover - older releases
+        from sentence_transformers import losses
 
     from memeatlas.embed.config import model_load_error
     from memeatlas.embed.text import resolve_text_model

@@ -52,7 +52,7 @@ def class_distances(Q: np.ndarray, X: np.ndarray, y: np.ndarray, n_classes: int,
             if kk == 1:
                 best = Sc.max(axis=1, keepdims=True)
             else:
-                best = -np.partition(-Sc, kk - 1, axis=1)[:, :kk]
+                best = np.partition(Sc, len(idx) - kk, axis=1)[:, len(idx) - kk:]  # the kk largest
             best = np.where(np.isfinite(best), best, np.nan)
             with np.errstate(invalid="ignore"):
                 mean = np.nanmean(best, axis=1)
