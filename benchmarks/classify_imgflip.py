@@ -95,12 +95,18 @@ def embed(texts: list[str], model: str | None, tag: str) -> np.ndarray:
     return X
 
 
-def lsa_space(train_texts: list[str], other: dict[str, list[str]], dim: int = 256, seed: int = 0):
-    """A lexical space: character 2–5-gram TF-IDF → LSA (TruncatedSVD) → L2 norm, fitted on TRAIN only."""
+def lsa_space(train_texts: list[str], other: dict[str, list[str]], dim: int = 256, seed: int = 0,
+              kind: str = "char"):
+    """A lexical space fitted on TRAIN only: TF-IDF → LSA (TruncatedSVD) → L2 norm.
+
+    kind 'char': character 2–5-grams within words; 'word': words, English stop words removed,
+    terms in ≥ 2 documents (the recipe of `embed text --model tfidf-lsa`).
+    """
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+    vec = (TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2) if kind == "char"
+           else TfidfVectorizer(sublinear_tf=True, min_df=2, stop_words="english"))
     svd = TruncatedSVD(dim, random_state=seed)
 
     def norm(X):
@@ -143,6 +149,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--no-cv", action="store_true")
     ap.add_argument("--lsa", action="store_true", help="also MiniLM + a char-n-gram TF-IDF/LSA space")
+    ap.add_argument("--lsa-kind", default="char", choices=("char", "word"))
+    ap.add_argument("--lsa-dim", type=int, default=256)
     ap.add_argument("--skip-base", action="store_true", help="skip the MiniLM-only heads")
     ap.add_argument("--heads", default=None, help="head specs, e.g. 'linear,knn:k=5'")
     ap.add_argument("--seed", type=int, default=0)
@@ -171,8 +179,10 @@ def main() -> None:
     if not a.skip_base:
         run_heads("MiniLM", Xtr, ytr, base_sets, classes, names, a.seed, not a.no_cv, heads)
     if a.lsa:
-        Ltr, Lsets = lsa_space(texts["train"], {k: texts[k] for k in sets_y}, seed=a.seed)
-        run_heads("MiniLM + char TF-IDF/LSA", [Xtr, Ltr],
+        Ltr, Lsets = lsa_space(texts["train"], {k: texts[k] for k in sets_y}, dim=a.lsa_dim, seed=a.seed,
+                               kind=a.lsa_kind)
+        lsa_name = f"{a.lsa_kind} TF-IDF/LSA-{a.lsa_dim}"
+        run_heads(f"MiniLM + {lsa_name}", [Xtr, Ltr],
                   ytr, {k: ([base_sets[k][0], Lsets[k]], sets_y[k]) for k in sets_y}, classes, names, a.seed,
                   not a.no_cv, heads)
     if a.tune:
@@ -194,7 +204,7 @@ def main() -> None:
         tuned_sets = sets_for(str(out), tag)
         run_heads("MiniLM + metric learning", Xtr2, ytr, tuned_sets, classes, names2, a.seed, False, heads)
         if a.lsa:
-            run_heads("MiniLM + metric learning + char TF-IDF/LSA", [Xtr2, Ltr], ytr,
+            run_heads(f"MiniLM + metric learning + {lsa_name}", [Xtr2, Ltr], ytr,
                       {k: ([tuned_sets[k][0], Lsets[k]], sets_y[k]) for k in sets_y}, classes, names2, a.seed,
                       False, heads)
 

@@ -208,3 +208,32 @@ def test_labels_from_manifest_field(tmp_path):
     with Store.open(db) as s:
         assert s.fetchall("SELECT DISTINCT coder FROM class_labels") == [("meta:theme",)]
         assert s.scalar("SELECT count(*) FROM class_labels") == 30
+
+
+def test_lexical_space_is_fitted_with_the_model_and_applied_to_new_memes(tmp_path):
+    from helpers_embed import add_annotation, add_meme, meme_id_for
+
+    db = tmp_path / "lex.duckdb"
+    rows, held = [], {}
+    with Store.open(db) as s:
+        for c, texts in TOPICS.items():
+            for i, t in enumerate(texts):
+                m = meme_id_for(f"{c}:{i}")
+                add_meme(s, m)
+                add_annotation(s, m, "human:test", prompt_hash="", schema_hash="", ocr_text=t)
+                if i < 4:
+                    rows.append((m, "ana", c))
+                else:
+                    held[m] = c
+    write_labels_csv(tmp_path / "l.csv", rows, header=("meme_id", "coder", "label"))
+    assert cli(db, "classify", "import-labels", str(tmp_path / "l.csv"), "--task", "topic").exit_code == 0
+    r = cli(db, "classify", "train", "--task", "topic", "--space", "lexical:ocr_text", "--head", "linear",
+            "--folds", "2", "--bootstrap", "0")
+    assert r.exit_code == 0, r.output
+    assert cli(db, "classify", "predict", "--task", "topic").exit_code == 0
+    with Store.open(db) as s:
+        got = dict(s.fetchall("SELECT meme_id, label FROM class_predictions"))
+        params = json.loads(s.scalar("SELECT params FROM classify_models"))
+    assert set(got) == set(held)  # only the uncoded memes, vectors computed at predict time
+    assert params["lexical"]["lexical:ocr_text"]["dim"] > 1
+    _one_line_error(cli(db, "classify", "train", "--task", "topic", "--space", "lexical:"), "name the annotation")

@@ -48,7 +48,8 @@ def predict(store, model: str = "latest", *, task: str | None = None, where: str
     (labelled or not), `include_labelled` adds the labelled ones. Memes this model already predicted
     are skipped unless `force`.
     """
-    from memeatlas.cluster.inputs import filtered_ids, load_aligned
+    from memeatlas.classify.lexical import load_inputs
+    from memeatlas.cluster.inputs import filtered_ids
 
     info = get_model(store, model, task)
     keep = filtered_ids(store, where)
@@ -66,8 +67,8 @@ def predict(store, model: str = "latest", *, task: str | None = None, where: str
     if not todo:
         return PredictSummary(info.model_id, info.task, n_cand, 0, n_cand, 0, info.threshold,
                               seconds=time.perf_counter() - t0)
-    ids2, mats = load_aligned(store, info.spaces, meme_ids=todo)
-    head = load_head(store, info.model_id)
+    head, lexical = load_head(store, info.model_id)
+    ids2, mats, _ = load_inputs(store, info.spaces, todo, fitted=lexical)
     P = _proba(head, mats)
     rows = _rows(info, ids2, P)
     with store.transaction():
@@ -91,8 +92,12 @@ def _id_table(ids):
 
 def _candidates(store, info: ModelInfo, keep: set[str] | None) -> tuple[list[str], None]:
     """Memes with vectors in every space of the model (and in `keep`)."""
+    from memeatlas.classify.lexical import is_lexical
+
     common: set[str] | None = None
-    for s in info.spaces:
+    if all(is_lexical(s) for s in info.spaces):  # text only: memes with annotations (filtered later)
+        common = {r[0] for r in store.fetchall("SELECT DISTINCT meme_id FROM latest_annotations")}
+    for s in (s for s in info.spaces if not is_lexical(s)):
         got = {r[0] for r in store.fetchall("SELECT meme_id FROM embeddings WHERE space = ?", [s])}
         common = got if common is None else common & got
     common = common or set()
@@ -140,7 +145,8 @@ def evaluate_model(store, model: str, task: str, *, coder: str | None = None, wh
     threshold = 'unknown' = wrong); for memes of classes it does not know, the share it calls
     'unknown' is reported (open-set rejection). Stored as evaluations (command classify-evaluate).
     """
-    from memeatlas.cluster.inputs import filtered_ids, load_aligned
+    from memeatlas.classify.lexical import load_inputs
+    from memeatlas.cluster.inputs import filtered_ids
     from memeatlas.evaluate.common import store_evaluations
 
     info = get_model(store, model)
@@ -154,15 +160,15 @@ def evaluate_model(store, model: str, task: str, *, coder: str | None = None, wh
         raise InputError(f"none of the classes of task {task!r} ({', '.join(sorted(eval_classes)[:8])}"
                          f"{' ...' if len(eval_classes) > 8 else ''}) is a class of model {info.model_id} "
                          f"({', '.join(info.classes[:8])}{' ...' if len(info.classes) > 8 else ''})")
+    head, lexical = load_head(store, info.model_id)
     try:
-        ids, mats = load_aligned(store, info.spaces, meme_ids=sorted(ls.labels))
+        ids, mats, _ = load_inputs(store, info.spaces, sorted(ls.labels), fitted=lexical)
     except InputError:
         raise InputError(f"none of the memes labelled for task {task!r} has vectors in "
                          f"{', '.join(info.spaces)}; run `memeatlas embed` for them first") from None
     notes = []
     if len(ids) < len(ls.labels):
         notes.append(f"{len(ls.labels) - len(ids)} labelled memes have no vectors in every space; left out")
-    head = load_head(store, info.model_id)
     P = _proba(head, mats)
     top = P.argmax(axis=1)
     pmax = P.max(axis=1)

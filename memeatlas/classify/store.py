@@ -62,8 +62,9 @@ def get_model(store, model: str, task: str | None = None) -> ModelInfo:
 
 
 def load_head(store, model_id: str):
-    """The fitted head object of a stored model."""
+    """(fitted head, fitted lexical transforms by space) of a stored model."""
     blob = store.scalar("SELECT model FROM classify_models WHERE model_id = ?", [model_id])
     if blob is None:
         raise NotFoundError(f"classifier {model_id!r} has no stored model")
-    return pickle.loads(bytes(blob))
+    obj = pickle.loads(bytes(blob))
+    return obj["head"], obj.get("lexical") or {}

@@ -88,10 +88,11 @@ def class_name_vectors(store, spaces: list[str], classes: list[str], notes: list
 
 
 def load_training_set(store, task: str, spaces: list[str], *, coder: str | None = None,
-                      classes: list[str] | None = None, where: str | None = None
-                      ) -> tuple[list[str], list[np.ndarray], np.ndarray, list[str], int, int]:
-    """(meme ids, matrices, y, classes, n labelled without vectors, n ties) for a task."""
-    from memeatlas.cluster.inputs import filtered_ids, load_aligned
+                      classes: list[str] | None = None, where: str | None = None, seed: int = 0
+                      ) -> tuple[list[str], list[np.ndarray], np.ndarray, list[str], int, int, dict]:
+    """(meme ids, matrices, y, classes, n labelled without vectors, n ties, fitted lexical transforms)."""
+    from memeatlas.classify.lexical import load_inputs
+    from memeatlas.cluster.inputs import filtered_ids
 
     keep = filtered_ids(store, where)
     ls = load_labels(store, task, coder=coder, meme_ids=keep)
@@ -106,8 +107,10 @@ def load_training_set(store, task: str, spaces: list[str], *, coder: str | None 
         raise InputError(f"task {task!r} has no labelled memes to train on"
                          + (f" matching --where {where!r}" if where else ""))
     try:
-        ids, mats = load_aligned(store, spaces, meme_ids=sorted(labels))
-    except InputError:
+        ids, mats, lexical = load_inputs(store, spaces, sorted(labels), seed=seed)
+    except InputError as exc:
+        if not str(exc).startswith(("no meme has vectors", "no meme has text")):
+            raise
         raise InputError(f"none of the {len(labels)} memes labelled for task {task!r} has vectors in "
                          f"{', '.join(spaces)}; run `memeatlas embed` for them first") from None
     cls = sorted({labels[m] for m in ids})
@@ -116,7 +119,7 @@ def load_training_set(store, task: str, spaces: list[str], *, coder: str | None 
                          f"a classifier needs at least two")
     index = {c: i for i, c in enumerate(cls)}
     y = np.array([index[labels[m]] for m in ids], dtype=np.int64)
-    return ids, mats, y, cls, len(labels) - len(ids), ls.n_ties
+    return ids, mats, y, cls, len(labels) - len(ids), ls.n_ties, lexical
 
 
 def fingerprint(ids: list[str], mats: list[np.ndarray], y: np.ndarray, cfg: TrainConfig,
@@ -179,8 +182,8 @@ def train(store, cfg: TrainConfig) -> TrainSummary:
     if not 0 <= cfg.unknown_quantile < 1:
         raise InputError("--unknown-quantile must be in [0, 1)")
     t0 = time.perf_counter()
-    ids, mats, y, classes, n_novec, n_ties = load_training_set(
-        store, cfg.task, cfg.spaces, coder=cfg.coder, classes=cfg.classes, where=cfg.where)
+    ids, mats, y, classes, n_novec, n_ties, lexical = load_training_set(
+        store, cfg.task, cfg.spaces, coder=cfg.coder, classes=cfg.classes, where=cfg.where, seed=cfg.seed)
     C = len(classes)
     notes: list[str] = []
     counts = np.bincount(y, minlength=C)
@@ -223,12 +226,12 @@ def train(store, cfg: TrainConfig) -> TrainSummary:
     head = make_head(cfg.head, cfg.params)
     head.fit(mats, y, C, class_weight=balanced_class_weight(y, C), seed=cfg.seed, class_name_vectors=names)
     t_fit = time.perf_counter() - t2
-    blob = pickle.dumps(head, protocol=pickle.HIGHEST_PROTOCOL)
+    blob = pickle.dumps({"head": head, "lexical": lexical}, protocol=pickle.HIGHEST_PROTOCOL)
     cv = ({"folds": folds, "macro_f1": scores.macro_f1, "accuracy": scores.accuracy,
            "macro_f1_ci": scores.ci.get("macro_f1"), "unknown_quantile": cfg.unknown_quantile}
           if scores else {"folds": 0})
     timings = {"load": round(t_load, 3), "cv": round(t_cv, 3), "fit": round(t_fit, 3)}
-    full_params = {**params, "fit": head.info, "coder": cfg.coder, "classes_filter": cfg.classes,
+    full_params = {**params, "fit": head.info, "lexical": {k: v.describe() for k, v in lexical.items()}, "coder": cfg.coder, "classes_filter": cfg.classes,
                    "where": cfg.where, "class_counts": {c: int(n) for c, n in zip(classes, counts, strict=True)}}
     with store.transaction():
         store.execute(

@@ -13,7 +13,7 @@ class LinearHead(Head):
     """Multinomial logistic regression, L2-penalised (C), class-weighted, on [x_1 | x_2 | …]."""
 
     name = "linear"
-    DEFAULTS = {"C": 1.0, "max_iter": 2000, "class_weight": "balanced"}
+    DEFAULTS = {"C": 10.0, "max_iter": 2000, "class_weight": "balanced"}
 
     def fit(self, Xs, y, n_classes, *, class_weight=None, seed=0, class_name_vectors=None):
         from sklearn.linear_model import LogisticRegression
