@@ -35,14 +35,19 @@ def parse(space: str) -> tuple[tuple[str, ...], str | None]:
     return names, (annotator or None)
 
 
-def texts_for(store, space: str, meme_ids: Sequence[str]) -> dict[str, str]:
-    """meme_id → text of the space's fields for the memes that have an annotation with them."""
+def texts_for(store, space: str, meme_ids: Sequence[str], annotator: str | None = None
+              ) -> tuple[dict[str, str], str]:
+    """(meme_id → text of the space's fields, annotator) for the memes annotated with them.
+
+    `annotator` (the one a model was trained on) overrides the choice, so new annotators added
+    after training do not change what a stored model reads.
+    """
     from memeatlas.embed.texts import annotation_texts, choose_annotator
 
-    fields, annotator = parse(space)
-    who = choose_annotator(store, fields, annotator, list(meme_ids))
+    fields, named = parse(space)
+    who = choose_annotator(store, fields, annotator or named, list(meme_ids))
     items, _ = annotation_texts(store, who, fields, meme_ids=list(meme_ids))
-    return {m: t for m, t in items if t.strip()}
+    return {m: t for m, t in items if t.strip()}, who
 
 
 class LexicalTransform:
@@ -70,7 +75,7 @@ class LexicalTransform:
         return (Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-9)).astype(np.float32)
 
     def describe(self) -> dict:
-        return {"kind": "char_wb 2-5 tfidf + lsa", "dim": self.dim, "vocabulary": len(self.vec.vocabulary_),
+        return {"kind": "char_wb 2-5 tfidf + lsa", "dim": self.dim, "annotator": getattr(self, "annotator", None), "vocabulary": len(self.vec.vocabulary_),
                 "explained_variance": round(float(self.svd.explained_variance_ratio_.sum()), 4)}
 
 
@@ -91,9 +96,11 @@ def load_inputs(store, spaces: Sequence[str], meme_ids: Sequence[str], *,
         ids, mats = load_aligned(store, stored, meme_ids=ids)
         by_space = dict(zip(stored, mats, strict=True))
     texts: dict[str, dict[str, str]] = {}
+    who: dict[str, str] = {}
     for s in spaces:
         if is_lexical(s):
-            texts[s] = texts_for(store, s, ids)
+            known = getattr((fitted or {}).get(s), "annotator", None)
+            texts[s], who[s] = texts_for(store, s, ids, known)
     if texts:
         keep = set(ids)
         for t in texts.values():
@@ -111,5 +118,6 @@ def load_inputs(store, spaces: Sequence[str], meme_ids: Sequence[str], *,
         docs = [t[m] for m in ids]
         if s not in fitted:
             fitted[s] = LexicalTransform(seed=seed).fit(docs)
+            fitted[s].annotator = who[s]
         by_space[s] = fitted[s].transform(docs)
     return ids, [by_space[s] for s in spaces], fitted
