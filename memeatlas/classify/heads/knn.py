@@ -16,6 +16,7 @@ by leave-one-out: the τ from a log grid that minimises the class-weighted log l
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,7 +55,8 @@ def class_distances(Q: np.ndarray, X: np.ndarray, y: np.ndarray, n_classes: int,
             else:
                 best = np.partition(Sc, len(idx) - kk, axis=1)[:, len(idx) - kk:]  # the kk largest
             best = np.where(np.isfinite(best), best, np.nan)
-            with np.errstate(invalid="ignore"):
+            with warnings.catch_warnings():  # a row whose only class member is itself: all-NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
                 mean = np.nanmean(best, axis=1)
             out[start:start + _CHUNK, c] = np.where(np.isnan(mean), 2.0, 1.0 - mean)
     return out
