@@ -31,8 +31,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     import torch
-
     from classify_imgflip import load
+
     from memeatlas.classify.metric import fine_tune
 
     torch.set_num_threads(a.threads)

@@ -145,6 +145,10 @@ def test_train_predict_evaluate_round_trip(labelled, tmp_path):
         n, again = s.fetchone("SELECT count(*), max(predicted_at) FROM class_predictions")
         assert n == 30 and again > first
         assert s.scalar("SELECT count(*) FROM latest_class_predictions") == 30
+    r = cli(db, "classify", "predict", "--model", model_id, "--include-labelled")
+    assert "predicted                    90" in r.output  # the 90 coded memes; the rest are stored
+    r = cli(db, "classify", "predict", "--model", model_id, "--where", "source_id = 's5'", "--force")
+    assert "memes                        1" in r.output, r.output
     # Another labelled set: the rest, with a class the model never saw.
     rows = [(f"s{i}", "carl", names[y[i]]) for i in range(90, 114)]
     rows += [(f"s{i}", "carl", "delta") for i in range(114, 120)]
