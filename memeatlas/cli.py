@@ -50,6 +50,7 @@ _AREAS = (
     "memeatlas.cluster.commands",
     "memeatlas.evaluate.commands",
     "memeatlas.study.commands",
+    "memeatlas.classify.commands",
     "memeatlas.report.commands",
     "memeatlas.pipeline_commands",
     "memeatlas.store.commands",

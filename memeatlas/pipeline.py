@@ -456,6 +456,12 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
             from memeatlas.study.demo import demo_study
 
             st.work, st.detail = demo_study(store, summary.run_id, force=force)
+        with _Timer(summary, "demo classify (theme)") as st:
+            from memeatlas import cluster
+            from memeatlas.classify.demo import demo_classify
+
+            st.work, st.detail = demo_classify(
+                store, [cluster.get_run_info(store, summary.run_id)["space"]], d, force)
         _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary

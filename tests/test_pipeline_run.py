@@ -88,8 +88,11 @@ def test_demo_small(tmp_path):
         # synthetic posting dates: timestamps, weekly trends, the report's time chart
         assert s.scalar("SELECT count(*) FROM meme_times") == 12
         assert s.scalar("SELECT count(*) FROM trend_runs") == 1
+        assert s.scalar("SELECT count(*) FROM latest_class_predictions WHERE task = 'theme'") == 6
+        assert s.scalar("SELECT count(*) FROM evaluations WHERE command = 'classify-evaluate'") >= 1
     assert '"time":{"period":"week"' in (d / "report.html").read_text()
     assert summary.step("known labels") and summary.step("demo ratings + CQ sweep")
     assert summary.step("demo trends + hierarchy")
+    assert summary.step("demo classify (theme)").status == "done"
     again = run_demo(d, n=12, rate_pairs=8)
     assert not again.did_work, [(s.name, s.work, s.detail) for s in again.steps]

@@ -68,6 +68,14 @@ EXPECTED = {
                        "second_template", "second_score", "annotator", "vlm_template", "agrees"],
     "engine_shards": ["job_id", "shard", "step", "engine", "run_id", "merged_by", "n_rows",
                       "n_failed", "worker", "merged_at"],
+    "class_labels": ["task", "meme_id", "coder", "label", "source", "import_id", "imported_at"],
+    "classify_models": ["model_id", "task", "head", "spaces", "classes", "params", "seed", "n_train",
+                        "fingerprint", "threshold", "cv", "format", "model", "software", "timings",
+                        "created_at"],
+    "class_predictions": ["model_id", "meme_id", "task", "label", "probability", "is_unknown", "top",
+                          "predicted_at"],
+    "text_encoders": ["encoder_id", "path", "base_model", "task", "loss", "params", "n_examples",
+                      "seconds", "software", "created_at"],
 }
 EXPECTED_RELATIONS = {
     "memes", "meme_sources", "ingest_errors", "annotations", "imports", "caption_runs",
@@ -80,6 +88,8 @@ EXPECTED_RELATIONS = {
     "dup_runs", "dup_pairs", "dup_members", "near_duplicate_groups",
     "template_runs", "template_matches", "meme_templates",
     "engine_shards",
+    "class_labels", "classify_models", "class_predictions",
+    "latest_class_predictions", "text_encoders",
 }
 
 
