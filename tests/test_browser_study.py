@@ -131,11 +131,12 @@ def test_lasso_selects_a_cluster_and_csv_imports(page, report, store, tmp_path):
     assert want <= {m for m, _p, c in ids["memes"] if c == 1}
     assert {r["meme_id"] for r in rows} == want
     assert {r["label"] for r in rows} == {'funny, "quoted"'}
-    # the CSV is what `curate move --memes-file` reads, and known labels for `evaluate labels`
+    # the CSV is what `curate move --memes-file` reads, and imports as class labels as it is
     assert set(memes_from_csv(f)) == want
-    from memeatlas.evaluate.external import load_truth
+    from memeatlas.classify.labels import import_labels
 
-    gold = load_truth(store, f"SELECT meme_id, label FROM read_csv('{f}')")
+    import_labels(store, f, task="selection", coder="tester")
+    gold = dict(store.fetchall("SELECT meme_id, label FROM class_labels WHERE task = 'selection'"))
     assert gold == {m: 'funny, "quoted"' for m in want}
     # box select too; then clear
     page.select_option("#drag-mode", "box")
