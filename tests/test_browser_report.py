@@ -155,6 +155,8 @@ def test_rate_page_keyboard_csv_imports(page, store, tmp_path):
     assert page.is_visible("#coder-warning")
     page.fill("#coder", "Ann, B.")  # a comma: the CSV must quote it
     page.locator("#coder").press("Enter")
+    # the name field lets go of the keyboard before rating keys are sent
+    page.wait_for_function("document.activeElement !== document.getElementById('coder')")
     expected = {}
     pairs = [r[0] for r in store.fetchall(
         "SELECT pair_id FROM rating_pairs WHERE pair_set = ? ORDER BY position", [ids["pair_set"]])]
