@@ -90,7 +90,7 @@ def sync(check: bool) -> list[str]:
             continue
         text = path.read_text(encoding="utf-8")
 
-        def _help(m: re.Match[str]) -> str:
+        def _help(m: re.Match[str], path: Path = path) -> str:
             cmd = " ".join(m.group("cmd").split())
             if cmd not in cache:
                 cache[cmd] = help_text(cmd)

@@ -100,8 +100,12 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         lab = np.asarray(lab, dtype=np.int64)
         soft, soft_p = lab.copy(), np.asarray(prob, dtype=np.float64).copy()
         noise = lab < 0
-        if noise.any() and np.asarray(model["labels"]).max() >= 0:
-            # Soft clusters for new noise memes too, as `cluster` stores them for the fit.
+        import hdbscan
+
+        if (noise.any() and np.asarray(model["labels"]).max() >= 0
+                and isinstance(model["clusterer"], hdbscan.HDBSCAN)):
+            # Soft clusters for new noise memes too, as `cluster` stores them for the fit
+            # (a cuML model keeps its noise as noise: hdbscan's membership API is not its own).
             memb = np.asarray(hdbscan.membership_vector(
                 model["clusterer"], np.asarray(red, dtype=np.float64)[noise]), dtype=np.float64)
             memb = memb.reshape(int(noise.sum()), -1)

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
-from memeatlas.leftout import counted
 from memeatlas.distributed import cli as R
+from memeatlas.leftout import counted
 
 embed_app = typer.Typer(
     help="Embed annotation text and images into named spaces (vectors stored in the DuckDB file).",

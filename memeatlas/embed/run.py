@@ -92,15 +92,8 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
         return embed_tfidf(store, config)
     t0 = time.perf_counter()
     cfg = config
-    if cfg.template:
-        names = T.template_fields(cfg.template)
-        fields: tuple[str, ...] = names
-    else:
-        fields = T.parse_fields(cfg.fields)
-        names = fields
-    annotator = T.choose_annotator(store, names, cfg.annotator, cfg.meme_ids)
-    T.check_fields_known(store, names, annotator)
-    space = cfg.space or T.default_space_name(fields, cfg.template)
+    fields, annotator, default_space = T.text_recipe(store, cfg)
+    space = cfg.space or default_space
     from memeatlas.embed.text import resolve_text_model
 
     _, model_name = resolve_text_model(cfg.model)
@@ -110,7 +103,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
     summary = EmbedSummary(space=space, kind="text", model=model_name, dim=0,
                            annotator=annotator, candidates=len(rows),
-                           skipped_no_annotation=missing, fields=tuple(names))
+                           skipped_no_annotation=missing, fields=tuple(fields))
     text_of: dict[str, str] = {}
     items: list[tuple[str, str]] = []
     for meme_id, text in rows:
@@ -130,7 +123,7 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     if not todo:
         if not items and rows:
             progress.info(f"nothing to embed: all {len(rows)} annotations by {annotator} have "
-                          f"an empty {'/'.join(names)}")
+                          f"an empty {'/'.join(fields)}")
         return _finish(summary, store, t0)
     if cfg.engine != "local":  # the same to-do set and vectors, encoded on a cluster
         from memeatlas.distributed import run_embed_text

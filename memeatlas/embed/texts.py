@@ -228,6 +228,16 @@ def check_fields_known(store, fields: Sequence[str], annotator: str) -> None:
                              f"annotation's raw JSON")
 
 
+def text_recipe(store, cfg) -> tuple[tuple[str, ...], str, str]:
+    """(fields, annotator, default space name) of a text-embedding config: the fields (or the
+    template's placeholders), the annotator whose text is embedded (checked to have them), and
+    the space name the recipe gets when `cfg.space` names none."""
+    fields = template_fields(cfg.template) if cfg.template else parse_fields(cfg.fields)
+    annotator = choose_annotator(store, fields, cfg.annotator, cfg.meme_ids)
+    check_fields_known(store, fields, annotator)
+    return fields, annotator, default_space_name(fields, cfg.template)
+
+
 def annotation_texts(store, annotator: str, fields: Sequence[str], template: str | None = None,
                      meme_ids: Sequence[str] | None = None, limit: int | None = None
                      ) -> tuple[list[tuple[str, str]], int]:

@@ -106,15 +106,8 @@ def embed_tfidf(store, cfg) -> Any:
     t0 = time.perf_counter()
     n_components = parse_model(cfg.model)
     model_name = cfg.model
-    if cfg.template:
-        names = T.template_fields(cfg.template)
-        fields: tuple[str, ...] = names
-    else:
-        fields = T.parse_fields(cfg.fields)
-        names = fields
-    annotator = T.choose_annotator(store, names, cfg.annotator, cfg.meme_ids)
-    T.check_fields_known(store, names, annotator)
-    space = cfg.space or T.default_space_name(fields, cfg.template) + ":" + MODEL
+    fields, annotator, default_space = T.text_recipe(store, cfg)
+    space = cfg.space or default_space + ":" + MODEL
     info = check_model(store, space, model_name, force=cfg.force)
     rows, missing = T.annotation_texts(store, annotator, fields, cfg.template,
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
@@ -125,7 +118,7 @@ def embed_tfidf(store, cfg) -> Any:
     summary.skipped_empty = len(rows) - len(items)
     if not items:
         progress.info(f"nothing to embed: no annotation by {annotator} has text in "
-                      f"{'/'.join(names)}")
+                      f"{'/'.join(fields)}")
         return _finish(summary, store, t0)
     hashes = [short_hash(t) for _, t in items]
     corpus = short_hash({"ids": [m for m, _ in items], "texts": hashes,

@@ -14,6 +14,17 @@ TimeFormatOption = Annotated[str, typer.Option(
                           "(Unix seconds), epoch_ms, or a strptime pattern like '%d/%m/%Y'.")]
 
 
+def _run_or_newest(store, run: str | None) -> str:
+    """--run, else the newest cluster run of any kind."""
+    from memeatlas.cluster.api import latest_run
+    from memeatlas.errors import NotFoundError
+
+    run_id = run or latest_run(store, kind=None)
+    if run_id is None:
+        raise NotFoundError("no cluster run; run `memeatlas cluster` first")
+    return run_id
+
+
 def echo_time_summary(s) -> None:
     """The summary block of a timestamp parse (shared with ingest/import-annotations)."""
     fields = {"memes": s.n_memes, "timestamps set": s.n_set,
@@ -62,14 +73,10 @@ def trends_cmd(
     db: DbOption = None,
 ) -> None:
     """Counts and shares per cluster per period; flags rising and fading clusters."""
-    from memeatlas.cluster.api import latest_run
-    from memeatlas.errors import NotFoundError
     from memeatlas.study.trends import trends
 
     with open_store(db) as store:
-        run_id = run or latest_run(store, kind=None)
-        if run_id is None:
-            raise NotFoundError("no cluster run; run `memeatlas cluster` first")
+        run_id = _run_or_newest(store, run)
         s = trends(store, run_id, period=by, window=window, confidence=confidence, level=level,
                    force=force)
         labels = dict(store.fetchall("SELECT cluster, label FROM cluster_labels WHERE run_id = ?",
@@ -258,14 +265,10 @@ def hierarchy_cmd(
     db: DbOption = None,
 ) -> None:
     """Build a run's cluster tree (parent/child/level rows with keywords per node)."""
-    from memeatlas.cluster.api import latest_run
-    from memeatlas.errors import NotFoundError
     from memeatlas.study.hierarchy import hierarchy
 
     with open_store(db) as store:
-        run_id = run or latest_run(store, kind=None)
-        if run_id is None:
-            raise NotFoundError("no cluster run; run `memeatlas cluster` first")
+        run_id = _run_or_newest(store, run)
         s = hierarchy(store, run_id, method=method, force=force)
     echo_summary(f"hierarchy of {s.run_id}", {
         "method": s.method, "clusters (leaves)": s.n_leaves, "inner nodes": s.n_inner,
