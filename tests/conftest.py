@@ -27,3 +27,15 @@ def store(db_path):
     s = Store.open(db_path)
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Debian Chromium per test module, for the browser tests."""
+    from helpers_report import launch_browser
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()

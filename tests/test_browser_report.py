@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from helpers_report import XSS_FILE_NAME, XSS_TEXTS, chromium_available, fill_store, launch_browser
+from helpers_report import (
+    XSS_FILE_NAME,
+    XSS_TEXTS,
+    chromium_available,
+    fill_store,
+)
 
 from memeatlas.evaluate.ratings import import_ratings
 from memeatlas.report import build
@@ -14,16 +19,6 @@ pytestmark = [
     pytest.mark.skipif(not chromium_available(),
                        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
 
 
 class Watch:

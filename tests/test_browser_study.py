@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from helpers_cluster import add_space
-from helpers_report import XSS_TEXTS, chromium_available, fill_store, launch_browser
+from helpers_report import XSS_TEXTS, chromium_available, fill_store
 
 from memeatlas.report import build
 from memeatlas.study.curate import memes_from_csv
@@ -21,16 +21,6 @@ pytestmark = [
     pytest.mark.skipif(not chromium_available(),
                        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"),
 ]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture
