@@ -13,6 +13,9 @@ KNN_METHODS = ("auto", "exact", "nndescent")
 #: likely cluster, the stored soft cluster; the default) or 'apart' (in no cluster).
 NOISE_MODES = ("assigned", "apart")
 ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
+#: Recorded in a CPU run's params: which optimiser made its UMAP coordinates (umap_sgd.py). A
+#: change of algorithm changes the name, and so the fingerprint of new runs.
+UMAP_OPTIMIZER = "memeatlas-reproducible-parallel-sgd/1"
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _host(a) -> np.ndarray:
 
 def cuml_reduce(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray], *, n_components: int,
                 n_neighbors: int, min_dist: float, seed: int, n_epochs: int | None,
-                init: np.ndarray | None = None) -> np.ndarray:
+                init: np.ndarray | None = None, shared=None) -> np.ndarray:
     """`reduce.umap_reduce` on the GPU; float32 [n, n_components]. (cuML starts from its own
     spectral init, so fit.py records no layout init for cuML runs and passes none.)"""
     from memeatlas.cluster.reduce import _pca

@@ -1,8 +1,9 @@
 """UMAP reductions: the few-dimensional space that is clustered and the 2-D map layout.
 
-Both fits reuse one precomputed cosine k-NN (see knn.py), run single-threaded with a fixed
-`random_state` (so the same inputs and seed give the same coordinates), and use numba's disk
-cache (see numba_cache.py).
+Both fits reuse one precomputed cosine k-NN (see knn.py) and one fuzzy graph and spectral init
+(umap_sgd.SharedGraph), and run UMAP's SGD on every core while staying reproducible: the same
+inputs and seed give the same coordinates, whatever the number of threads (umap_sgd.py).
+numba's disk cache (numba_cache.py) keeps compilation out of all but the first process.
 """
 
 from __future__ import annotations
@@ -28,34 +29,33 @@ def init_from(reduction: np.ndarray, n_components: int) -> np.ndarray:
 
 def umap_reduce(x: np.ndarray, knn: tuple[np.ndarray, np.ndarray], *, n_components: int,
                 n_neighbors: int, min_dist: float, seed: int, n_epochs: int | None,
-                init: np.ndarray | None = None) -> np.ndarray:
+                init: np.ndarray | None = None, shared=None) -> np.ndarray:
     """UMAP (cosine) of unit rows `x` to `n_components` dims; float32 [n, n_components].
 
     `init`: starting coordinates [n, n_components] (see `init_from`) instead of the spectral
-    init. Tiny inputs (fewer than n_components + 2 points, where the spectral init cannot
-    work) are returned as the first components of a PCA instead.
+    init. `shared`: a `umap_sgd.SharedGraph` of the same points and k-NN, so that several
+    reductions build the graph and spectral init once. Tiny inputs (fewer than
+    n_components + 2 points, where the spectral init cannot work) are returned as the first
+    components of a PCA instead.
     """
     n = x.shape[0]
     if n < max(n_components + 2, 4):
         return _pca(x, n_components)
     from memeatlas.cluster.numba_cache import import_umap
 
-    umap = import_umap()
+    import_umap()
+    from memeatlas.cluster import umap_sgd
+
     k = max(2, min(n_neighbors, n - 1))
-    idx, dist = knn
-    idx, dist = idx[:, :k], dist[:, :k]
+    if shared is None or shared.n_neighbors != k:
+        idx, dist = knn
+        shared = umap_sgd.SharedGraph(x, (idx[:, :k], dist[:, :k]), k)
     with warnings.catch_warnings():
-        # "precomputed_knn has no search index: transform unavailable" — we never transform;
-        # `assign` interpolates new points from their neighbours instead.
+        # umap-learn's spectral init warns (and falls back to a random start) when the
+        # eigensolver does not converge; the run still records its parameters.
         warnings.simplefilter("ignore")
-        model = umap.UMAP(n_components=n_components, n_neighbors=k, metric="cosine",
-                          min_dist=min_dist, random_state=seed, n_epochs=n_epochs,
-                          precomputed_knn=(np.ascontiguousarray(idx), np.ascontiguousarray(dist)),
-                          n_jobs=1,
-                          init=(init if init is not None else
-                                "spectral" if n > n_components + 1 else "random"),
-                          verbose=False, low_memory=True)
-        emb = model.fit_transform(x)
+        emb = umap_sgd.embed(shared, n_components=n_components, min_dist=min_dist, seed=seed,
+                             n_epochs=n_epochs, init=init)
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 

@@ -1,0 +1,247 @@
+"""`memeatlas cluster` side by side with bare umap-learn + hdbscan on real caption vectors.
+
+    python benchmarks/cluster.py --bare --n 200000 1000000 [--out benchmarks/results/scale.md]
+    python benchmarks/cluster_bare.py --n 200000            # the same, directly
+
+Data: 20,000 ImgFlip captions (title + box text, ../shared/data/imgflip) embedded once with the
+bundled all-MiniLM-L6-v2 and cached in ~/.cache/memeatlas-bench/scale; for N points each
+caption vector is copied N/20,000 times with Gaussian jitter (σ = `--jitter` per dimension,
+then re-normalised), each copy keeping its caption's template as its label.
+
+Per N, each in a fresh process, peak RSS by /usr/bin/time:
+- `memeatlas cluster` twice on a DuckDB store holding the vectors (the second process has the
+  numba cache warm, as every run after a machine's first does); defaults: automatic
+  min_cluster_size, 5-D reduction, 2-D map.
+- bare: `umap.UMAP(n_components=5, min_dist=0, metric="cosine")`, `hdbscan.HDBSCAN(
+  min_cluster_size=<what memeatlas chose>, min_samples=5, prediction_data=True)`, then
+  `umap.UMAP(n_components=2, min_dist=0.1, metric="cosine")`: the same outputs, from a .npy
+  file (no database). Twice: `seeded` (random_state=42: umap-learn's reproducible,
+  single-threaded SGD, the like-for-like comparison) and `unseeded` (no random_state:
+  umap-learn's multi-threaded, non-reproducible SGD, the fastest bare route).
+
+Quality beside time: ARI of each clustering against the caption templates and between the
+two, and the share of each point's 15 nearest neighbours (cosine, in the vectors) that stay
+among its 15 nearest on the 2-D map (2,000 points).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CACHE = Path.home() / ".cache" / "memeatlas-bench" / "scale"
+BASE_N = 20_000
+
+BARE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np, umap, hdbscan
+x = np.load(sys.argv[1]); mcs = int(sys.argv[2]); seeded = sys.argv[3] == "seeded"
+kw = dict(metric="cosine", n_neighbors=15, n_epochs=200)
+if seeded:
+    kw["random_state"] = 42
+t1 = time.perf_counter()
+r5 = umap.UMAP(n_components=5, min_dist=0.0, **kw).fit_transform(x)
+t2 = time.perf_counter()
+cl = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=5, prediction_data=True).fit(r5)
+t3 = time.perf_counter()
+r2 = umap.UMAP(n_components=2, min_dist=0.1, **kw).fit_transform(x)
+t4 = time.perf_counter()
+np.savez(sys.argv[4], labels=cl.labels_, xy=r2)
+print("BARE " + json.dumps({"load": t1 - t0, "umap": t2 - t1, "hdbscan": t3 - t2,
+                            "layout": t4 - t3}))
+"""
+
+
+def base_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """(20,000 × 384 MiniLM vectors of ImgFlip captions, their templates), cached."""
+    path = CACHE / f"imgflip-title-box-{BASE_N}.npz"
+    if not path.exists():
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from granularity_data import _imgflip
+
+        from memeatlas.embed.text import get_text_encoder
+
+        rows, templates = _imgflip(BASE_N, 0)
+        texts = [(f"{r.get('title') or ''}\n" + "\n".join(b for b in r["boxes"] if b)).strip()
+                 for r in rows]
+        t0 = time.perf_counter()
+        vec = get_text_encoder(None).encode(texts, batch_size=64)
+        print(f"# embedded {len(texts)} captions in {time.perf_counter() - t0:.0f}s",
+              file=sys.stderr)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, texts=np.array(texts, dtype=object), vectors=vec,
+                            labels=np.array(templates, dtype=object))
+    d = np.load(path, allow_pickle=True)
+    return d["vectors"].astype(np.float32), d["labels"]
+
+
+def jittered(n: int, jitter: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n unit vectors: the base vectors repeated with Gaussian jitter; and their templates."""
+    base, labels = base_vectors()
+    rng = np.random.default_rng(seed)
+    src = np.arange(n) % base.shape[0]
+    x = np.empty((n, base.shape[1]), dtype=np.float32)
+    for a in range(0, n, 50_000):
+        b = min(n, a + 50_000)
+        blk = base[src[a:b]] + rng.normal(scale=jitter, size=(b - a, base.shape[1])).astype(
+            np.float32)
+        x[a:b] = blk / np.linalg.norm(blk, axis=1, keepdims=True)
+    return x, labels[src]
+
+
+def write_store(path: Path, x: np.ndarray) -> None:
+    import pyarrow as pa
+
+    from memeatlas.store import Store
+
+    n, dim = x.shape
+    ids = [f"{i:064x}" for i in range(n)]  # sorted like the rows of x
+    with Store.open(path, create=True) as s:
+        s.execute("INSERT INTO embedding_spaces (space, kind, model, dim, params) VALUES "
+                  "('text:bench', 'text', 'all-MiniLM-L6-v2', ?, '{}')", [dim])
+        for a in range(0, n, 100_000):
+            b = min(n, a + 100_000)
+            tbl = pa.table({"meme_id": ids[a:b], "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(x[a:b].reshape(-1)), dim).cast(pa.list_(pa.float32()))})
+            with s.registered("_bench", tbl):
+                s.execute("INSERT INTO memes (meme_id, source, has_image) SELECT meme_id, "
+                          "'bench', false FROM _bench")
+                s.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT "
+                          "meme_id, 'text:bench', 'all-MiniLM-L6-v2', ?, vector FROM _bench",
+                          [dim])
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout + stderr) of a fresh process."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB=%M", *cmd], env=env,
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
+    rss = [ln for ln in p.stderr.splitlines() if ln.startswith("MAXRSS_KB=")]
+    return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stdout + p.stderr
+
+
+def newest_run(db: Path) -> dict:
+    from memeatlas.store import Store
+
+    with Store.open(db, read_only=True) as s:
+        run_id, params, timings = s.execute(
+            "SELECT run_id, params, timings FROM cluster_runs ORDER BY created_at DESC "
+            "LIMIT 1").fetchone()
+        rows = s.execute("SELECT cluster, x, y FROM cluster_assignments WHERE run_id = ? "
+                         "ORDER BY meme_id", [run_id]).fetchall()
+    a = np.array(rows, dtype=np.float64)
+    return {"run_id": run_id, "params": json.loads(params), "timings": json.loads(timings),
+            "labels": a[:, 0].astype(np.int64), "xy": a[:, 1:3]}
+
+
+def map_kept(x: np.ndarray, xy: np.ndarray, k: int = 15, sample: int = 2000) -> float:
+    """Share of each sampled point's k nearest (cosine) neighbours kept among its k nearest
+    on the map."""
+    rng = np.random.default_rng(1)
+    rows = rng.choice(x.shape[0], size=min(sample, x.shape[0]), replace=False)
+    true = np.empty((rows.size, k), dtype=np.int64)
+    for a in range(0, rows.size, 100):  # 100 × N similarities at a time
+        sims = x[rows[a:a + 100]] @ x.T
+        sims[np.arange(sims.shape[0]), rows[a:a + 100]] = -np.inf
+        true[a:a + 100] = np.argpartition(-sims, k, axis=1)[:, :k]
+    d = ((xy[rows, None, :] - xy[None, :, :]) ** 2).sum(-1) if x.shape[0] <= 50_000 else None
+    kept = []
+    for i, r in enumerate(rows):
+        dr = d[i] if d is not None else ((xy - xy[r]) ** 2).sum(1)
+        dr[r] = np.inf
+        near = np.argpartition(dr, k)[:k]
+        kept.append(len(set(near.tolist()) & set(true[i].tolist())) / k)
+    return float(np.mean(kept))
+
+
+def side_by_side(ns: list[int], *, jitter: float, workdir: Path | None, out: Path | None,
+                 bare: tuple[str, ...] = ("seeded", "unseeded")) -> None:
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    work = workdir or Path(tempfile.mkdtemp(prefix="memeatlas-bench-bare-"))
+    work.mkdir(parents=True, exist_ok=True)
+    exe = str(Path(sys.executable).with_name("memeatlas"))
+    env = dict(os.environ, MEMEATLAS_NO_PROGRESS="1", HF_HUB_OFFLINE="1")
+    lines = [f"cpus: {os.cpu_count()}; load average before: "
+             + " ".join(f"{v:.2f}" for v in os.getloadavg()), "",
+             "| N | process | wall s | reduce 5-D s | hdbscan s | map 2-D s | k-NN s | "
+             "peak RSS MiB | clusters | noise | ARI vs templates | ARI vs memeatlas | "
+             "map 15-NN kept | time / memeatlas |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for n in ns:
+        x, templates = jittered(n, jitter)
+        db = work / f"bare-{n}.duckdb"
+        npy = work / f"bare-{n}.npy"
+        if not db.exists():
+            t0 = time.perf_counter()
+            write_store(db, x)
+            print(f"# wrote {db} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+        np.save(npy, x)
+        ours_wall = None
+        for which in ("first", "second"):
+            wall, rss, _ = timed([exe, "cluster", "--db", str(db), "--space", "text:bench",
+                                  "--force"], env)
+            run = newest_run(db)
+            t = run["timings"]
+            lab = run["labels"]
+            ours_wall = wall
+            lines.append(
+                f"| {n:,} | memeatlas, {which} process | {wall:.0f} | {t.get('umap', 0):.0f} | "
+                f"{t.get('cluster', 0):.0f} | {t.get('layout', 0):.0f} | {t.get('knn', 0):.0f} "
+                f"| {rss:,.0f} | {lab.max() + 1} | {np.mean(lab < 0):.2f} | "
+                f"{ari(templates, lab):.3f} | | {map_kept(x, run['xy']):.3f} | 1.00 |")
+            print(lines[-1], flush=True)
+        mcs = int(run["params"]["min_cluster_size"])
+        for mode in bare:
+            res = work / f"bare-{n}-{mode}.npz"
+            wall, rss, text = timed([sys.executable, "-c", BARE, str(npy), str(mcs), mode,
+                                     str(res)], env)
+            t = json.loads(next(ln for ln in text.splitlines() if ln.startswith("BARE "))[5:])
+            b = np.load(res)
+            bl = b["labels"]
+            lines.append(
+                f"| {n:,} | bare umap-learn + hdbscan, {mode} | {wall:.0f} | {t['umap']:.0f} | "
+                f"{t['hdbscan']:.0f} | {t['layout']:.0f} | (in UMAP) | {rss:,.0f} | "
+                f"{bl.max() + 1} | {np.mean(bl < 0):.2f} | {ari(templates, bl):.3f} | "
+                f"{ari(lab, bl):.3f} | {map_kept(x, b['xy']):.3f} | "
+                f"{wall / ours_wall:.2f} |")
+            print(lines[-1], flush=True)
+        npy.unlink(missing_ok=True)
+    lines += ["", "load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()),
+              f"min_cluster_size for bare: memeatlas's automatic choice; jitter σ = {jitter}"]
+    if out:
+        with out.open("a") as f:
+            f.write(f"\n`python benchmarks/cluster_bare.py {' '.join(sys.argv[1:])}` "
+                    f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n\n")
+            f.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, nargs="+", default=[200_000])
+    ap.add_argument("--jitter", type=float, default=0.02)
+    ap.add_argument("--bare-modes", nargs="+", default=["seeded", "unseeded"],
+                    choices=["seeded", "unseeded"])
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
+    a = ap.parse_args()
+    side_by_side(a.n, jitter=a.jitter, workdir=a.workdir, out=a.out, bare=tuple(a.bare_modes))
+
+
+if __name__ == "__main__":
+    main()

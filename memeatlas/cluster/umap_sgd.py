@@ -1,0 +1,237 @@
+"""UMAP's embedding step, reproducible and multi-threaded.
+
+umap-learn offers two kinds of SGD for the embedding: single-threaded and reproducible (what it
+runs whenever `random_state` is set) or multi-threaded and not reproducible (lock-free
+"Hogwild" updates whose order depends on thread timing). A research tool needs the same
+coordinates from the same inputs and seed, and at 10^5–10^6 points the single-threaded epochs
+are most of a `cluster` run (docs/SCALE.md). This module runs the same objective with the
+same schedule in parallel and deterministically:
+
+- each epoch reads the other points' positions from a snapshot taken at the epoch's start,
+  and each thread writes only the rows of the vertices it owns (every vertex processes its own
+  edges, the graph's CSR rows), so no two threads touch the same row;
+- negative samples come from a counter-based random stream keyed by (seed, vertex, epoch),
+  not from a shared generator, so they do not depend on which thread ran which vertex.
+
+The result does not depend on the number of threads. Everything else is umap-learn's own
+code: the fuzzy graph (`fuzzy_simplicial_set`), the spectral init (`spectral_layout`), the
+edge pruning and sampling schedule (`make_epochs_per_sample`), the curve (`find_ab_params`),
+the gradients, the clipping and the learning-rate decay. Two differences from umap-learn's
+sequential loop, both in how updates are ordered, not in what is optimised:
+
+1. umap-learn moves both ends of a sampled edge (head toward tail, tail toward head). Here a
+   vertex takes both of those steps when it processes its own edge; the graph is symmetric,
+   so each pair is still pulled together twice per sample, as in umap-learn.
+2. Positions of other points are at most one epoch old (Jacobi- rather than Gauss–Seidel-
+   style); umap-learn's parallel mode reads positions of unknown age.
+
+`benchmarks/cluster.py --bare` compares the maps and clusters with umap-learn's on real
+caption vectors (benchmarks/results/scale.md).
+
+The graph and the spectral init do not depend on the output dimension or on `min_dist`, so
+the cluster step builds them once and reuses them for the clustered reduction and the 2-D map
+(`SharedGraph`); umap-learn called twice builds each twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memeatlas.cluster.config import UMAP_OPTIMIZER as OPTIMIZER  # noqa: F401 (re-export)
+from memeatlas.cluster.numba_cache import configure_cache_dir
+
+configure_cache_dir()  # before numba is imported: the kernels below are cached on disk
+
+import numba  # noqa: E402
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(inline="always")
+def _mix(z):
+    """splitmix64's finaliser: a well-mixed 64-bit value from any 64-bit counter."""
+    z = (z ^ (z >> numba.uint64(30))) * _M1
+    z = (z ^ (z >> numba.uint64(27))) * _M2
+    return z ^ (z >> numba.uint64(31))
+
+
+def _mix_py(z: int) -> int:
+    """`_mix` in Python integers (for the per-run key, always passed to numba as uint64)."""
+    mask = (1 << 64) - 1
+    z &= mask
+    z = ((z ^ (z >> 30)) * int(_M1)) & mask
+    z = ((z ^ (z >> 27)) * int(_M2)) & mask
+    return z ^ (z >> 31)
+
+
+@numba.njit(inline="always")
+def _clip(v):
+    if v > 4.0:
+        return 4.0
+    if v < -4.0:
+        return -4.0
+    return v
+
+
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha,
+           key):
+    """One epoch of UMAP's SGD over every vertex's own edges (see the module docstring)."""
+    n_vertices = emb.shape[0]
+    dim = emb.shape[1]
+    for j in numba.prange(n_vertices):
+        cur = emb[j]
+        # Counter-based stream for this (seed, vertex, epoch): independent of thread timing.
+        ctr = _mix(key ^ (numba.uint64(j) * _GOLDEN)) ^ (numba.uint64(n) * _M1)
+        for e in range(indptr[j], indptr[j + 1]):
+            if next_s[e] > n:
+                continue
+            k = tail[e]
+            other = snap[k]
+            # The head step and the tail step umap-learn takes for the pair (j, k).
+            for _ in range(2):
+                d2 = 0.0
+                for d in range(dim):
+                    diff = cur[d] - other[d]
+                    d2 += diff * diff
+                if d2 > 0.0:
+                    gc = -2.0 * a * b * d2 ** (b - 1.0) / (a * d2 ** b + 1.0)
+                    for d in range(dim):
+                        cur[d] += _clip(gc * (cur[d] - other[d])) * alpha
+            next_s[e] += eps[e]
+            n_neg = int((n - next_neg[e]) / eps_neg[e])
+            for _p in range(n_neg):
+                ctr += _GOLDEN
+                k = int(_mix(ctr) % numba.uint64(n_vertices))
+                if k == j:
+                    continue
+                other = snap[k]
+                d2 = 0.0
+                for d in range(dim):
+                    diff = cur[d] - other[d]
+                    d2 += diff * diff
+                if d2 > 0.0:
+                    gc = 2.0 * gamma * b / ((0.001 + d2) * (a * d2 ** b + 1.0))
+                    for d in range(dim):
+                        cur[d] += _clip(gc * (cur[d] - other[d])) * alpha
+            next_neg[e] += n_neg * eps_neg[e]
+
+
+@numba.njit(parallel=True, cache=True)
+def _copy_rows(dst, src):
+    for i in numba.prange(src.shape[0]):
+        for d in range(src.shape[1]):
+            dst[i, d] = src[i, d]
+
+
+def optimize(init: np.ndarray, graph, *, n_epochs: int, a: float, b: float, seed: int,
+             gamma: float = 1.0, initial_alpha: float = 1.0,
+             negative_sample_rate: float = 5.0) -> np.ndarray:
+    """UMAP's SGD from `init` (float32 [n, d], already in umap-learn's [0, 10] box) on the
+    pruned fuzzy `graph` (scipy sparse, symmetric); float32 [n, d], the same for any number of
+    threads."""
+    from umap.umap_ import make_epochs_per_sample
+
+    csr = graph.tocsr()
+    csr.sum_duplicates()
+    csr.sort_indices()
+    emb = np.ascontiguousarray(init, dtype=np.float32).copy()
+    snap = np.empty_like(emb)
+    eps = make_epochs_per_sample(csr.data, n_epochs)
+    eps_neg = eps / negative_sample_rate
+    next_s = eps.copy()
+    next_neg = eps_neg.copy()
+    indptr = csr.indptr.astype(np.int64)
+    tail = csr.indices.astype(np.int32)
+    key = np.uint64(_mix_py(int(seed) + int(_GOLDEN)))
+    alpha = float(initial_alpha)
+    for n in range(n_epochs):
+        _copy_rows(snap, emb)
+        _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, float(a),
+               float(b), float(gamma), alpha, key)
+        alpha = initial_alpha * (1.0 - float(n) / float(n_epochs))
+    return emb
+
+
+def default_epochs(n: int) -> int:
+    """umap-learn's default: 500 epochs up to 10,000 points, 200 above."""
+    return 500 if n <= 10_000 else 200
+
+
+@dataclass
+class SharedGraph:
+    """The fuzzy graph and spectral inits of one k-NN, built once for every UMAP of a run."""
+
+    x: np.ndarray
+    knn: tuple[np.ndarray, np.ndarray]
+    n_neighbors: int
+    _graph: object = None
+    _pruned: dict[int, object] = field(default_factory=dict)
+    _spectral: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+
+    def graph(self):
+        """umap-learn's fuzzy simplicial set of the k-NN (what `UMAP.fit` stores as graph_)."""
+        if self._graph is None:
+            from umap.umap_ import fuzzy_simplicial_set
+
+            idx, dist = self.knn
+            k = self.n_neighbors
+            g, _, _ = fuzzy_simplicial_set(
+                self.x, k, np.random.RandomState(0), "cosine",
+                knn_indices=np.ascontiguousarray(idx[:, :k]),
+                knn_dists=np.ascontiguousarray(dist[:, :k]))
+            g = g.tocoo()
+            g.sum_duplicates()
+            self._graph = g
+        return self._graph
+
+    def pruned(self, n_epochs: int):
+        """The graph as umap-learn embeds it for `n_epochs`: edges too weak to be sampled once
+        are dropped (before the spectral init, as umap-learn does)."""
+        if n_epochs not in self._pruned:
+            g = self.graph().copy()
+            keep = n_epochs if n_epochs > 10 else default_epochs(g.shape[0])
+            g.data[g.data < g.data.max() / float(keep)] = 0.0
+            g.eliminate_zeros()
+            self._pruned[n_epochs] = g
+        return self._pruned[n_epochs]
+
+    def spectral(self, dims: int, seed: int, n_epochs: int) -> np.ndarray:
+        """umap-learn's spectral init with at least `dims` columns. Its first d columns are
+        the d-dimensional init (the eigenvectors of the d smallest non-zero eigenvalues), so
+        the 5-D solve also gives the 2-D map's start."""
+        have = self._spectral.get((seed, n_epochs))
+        if have is None or have.shape[1] < dims:
+            from umap.spectral import spectral_layout
+
+            self._spectral[(seed, n_epochs)] = np.asarray(spectral_layout(
+                self.x, self.pruned(n_epochs), dims, np.random.RandomState(seed),
+                metric="cosine"))
+        return self._spectral[(seed, n_epochs)][:, :dims]
+
+
+def embed(shared: SharedGraph, *, n_components: int, min_dist: float, seed: int,
+          n_epochs: int | None, init: np.ndarray | None = None) -> np.ndarray:
+    """A UMAP embedding of `shared`'s points, as `umap.UMAP(...).fit_transform` computes it
+    (spread 1, `min_dist`, spectral init unless `init`), with the reproducible parallel SGD.
+    float32 [n, n_components]."""
+    from umap.umap_ import find_ab_params, noisy_scale_coords
+
+    n = shared.x.shape[0]
+    epochs = int(n_epochs) if n_epochs is not None else default_epochs(n)
+    graph = shared.pruned(epochs)
+    rs = np.random.RandomState(seed)
+    if init is None:
+        start = noisy_scale_coords(shared.spectral(n_components, seed, epochs), rs,
+                                   max_coord=10, noise=0.0001)
+    else:
+        start = np.asarray(init, dtype=np.float32)
+    lo, hi = start.min(axis=0), start.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    start = (10.0 * (start - lo) / span).astype(np.float32, order="C")
+    a, b = find_ab_params(1.0, min_dist)
+    return optimize(start, graph, n_epochs=epochs, a=a, b=b, seed=seed)
