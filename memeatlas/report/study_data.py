@@ -44,12 +44,15 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
     # `period` is day/week/month (from PERIODS or the stored trend row checked below).
     if period not in ("day", "week", "month"):
         period = "week"
+    import pyarrow as pa
+
+    shown = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
     while True:
-        rows = store.fetchall(
-            f"SELECT ca.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM "
-            f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
-            [run_id])
-        starts = sorted({p for _, p in rows})
+        # The periods span every meme of the run; per-meme bins only for the memes shown.
+        starts = [r[0] for r in store.fetchall(
+            f"SELECT DISTINCT CAST(date_trunc('{period}', t.ts) AS DATE) AS p FROM "
+            f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ? "
+            f"ORDER BY p", [run_id])]
         # Every period between the first and the last, so gaps show as gaps.
         periods = _fill(starts, period)
         # A chart of more than MAX_BARS bars is unreadable (and slow): bin coarser.
@@ -57,6 +60,10 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
             break
         period = "week" if period == "day" else "month"
     index = {p: k for k, p in enumerate(periods)}
+    with store.registered("_report_time_ids", shown):
+        rows = store.fetchall(
+            f"SELECT t.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM meme_times t "
+            f"JOIN _report_time_ids USING (meme_id)")
     of = {m: index[p] for m, p in rows}
     per_meme = [of.get(m) for m in meme_ids]
     flags: dict[str, Any] = {}
