@@ -70,7 +70,7 @@ def stratified_sample(clusters: np.ndarray, required: np.ndarray, cap: int, *,
     """Choose at most about `cap` rows, stratified by `clusters` (one int per row).
 
     `required` (bool per row) rows are always kept. Each cluster then gets at least
-    min(size, floor) rows, and the remaining budget is split in proportion to the rows each
+    min(size, floor) rows (the floor lowered so that floors use at most half of `cap`), and the remaining budget is split in proportion to the rows each
     cluster still has (largest remainders, ties by cluster id), so a cluster's share of the
     sample follows its share of the run. Within a cluster the extra rows are a uniform random
     draw with a fixed seed: the same run and cap always give the same sample. The sample can
@@ -84,6 +84,8 @@ def stratified_sample(clusters: np.ndarray, required: np.ndarray, cap: int, *,
     ids, inv = np.unique(clusters, return_inverse=True)
     size = np.bincount(inv, minlength=len(ids))
     req = np.bincount(inv, weights=required, minlength=len(ids)).astype(np.int64)
+    # Floors take at most half the budget, so the rest can still follow cluster sizes.
+    floor = max(1, min(floor, cap // (2 * len(ids))))
     base = np.maximum(req, np.minimum(size, floor))
     left = max(0, cap - int(base.sum()))
     room = size - base
