@@ -73,7 +73,7 @@ def test_stratified_sample_is_deterministic_proportional_and_keeps_required():
 
 def test_parse_map_points():
     assert parse_map_points("all") == 0 and parse_map_points("0") == 0
-    assert parse_map_points("100,000") == 100_000 and parse_map_points(None) == 100_000
+    assert parse_map_points("100,000") == 100_000 and parse_map_points(None) == 50_000
     with pytest.raises(InputError, match="map-points"):
         parse_map_points("lots")
     with pytest.raises(InputError, match="map-points"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -370,7 +371,7 @@ def _names(paths: list, source_ids: list, meme_ids: list[str]) -> list[str]:
     out = []
     for p, sid, mid in zip(paths, source_ids, meme_ids, strict=False):
         if isinstance(p, str) and p:
-            out.append(Path(p).name)
+            out.append(os.path.basename(p) or Path(p).name)  # basename: 10x cheaper than Path
         elif isinstance(sid, str) and sid:
             out.append(sid)
         else:
@@ -418,10 +419,13 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     reps_rows: dict[int, list[int]] = {}
     gallery_rows: dict[int, list[int]] = {}
     required = np.zeros(n_all, dtype=bool)
+    all_reps = [(c, m) for c in order for m in labels.get(c, {}).get("representatives", [])]
+    rep_pos = row_of.get_indexer([m for _, m in all_reps]) if all_reps else []
+    for (c, _), p in zip(all_reps, rep_pos, strict=True):
+        if p >= 0:
+            reps_rows.setdefault(c, []).append(int(p))
     for c in order:
-        reps = labels.get(c, {}).get("representatives", [])
-        pos = row_of.get_indexer(reps) if reps else np.array([], dtype=np.int64)
-        reps_c = [int(p) for p in pos if p >= 0]
+        reps_c = reps_rows.get(c, [])
         rep_set = set(reps_c)
         s0, s1 = block[c]
         gal = reps_c[:per]

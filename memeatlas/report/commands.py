@@ -34,9 +34,9 @@ def register(app: typer.Typer) -> None:
                                                     "exceeds --max-thumbs (a run of many "
                                                     "clusters still shows each one).")] = 3,
         map_points: Annotated[str, typer.Option(
-            "--map-points", help="Most memes drawn on the map and held per meme in the page; "
+            "--map-points", help="Most memes drawn on the map and held per meme in the page (~190 bytes each); "
                                  "above it a stratified sample by cluster (sizes and statistics "
-                                 "still cover all memes). 0 or 'all': no sampling.")] = "100000",
+                                 "still cover all memes). 0 or 'all': no sampling.")] = "50000",
         neighbours: Annotated[int, typer.Option(
             "--neighbours", min=0, max=50, help="Nearest memes (in the run's space) shown for "
                                                 "each meme; 0 leaves them out.")] = 5,

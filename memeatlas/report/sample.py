@@ -16,7 +16,7 @@ import numpy as np
 
 from memeatlas.errors import InputError
 
-DEFAULT_MAP_POINTS = 100_000
+DEFAULT_MAP_POINTS = 50_000
 MIN_PER_CLUSTER = 20  # a cluster keeps at least this many map points (or all it has)
 SAMPLE_SEED = 0
 
