@@ -90,29 +90,44 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def _assignments(store: Store, run_id: str, noise: str = "apart"):
+    """The run's rows sorted by (cluster, probability desc, meme_id). Only narrow columns: at
+    10⁶ memes paths and source ids would double the peak memory; `_files` reads them for the
+    memes the page shows."""
     if noise == "assigned" and store.table_exists("cluster_granularity"):  # soft columns exist
         return store.df(
             "SELECT ca.meme_id, coalesce(ca.soft_cluster, ca.cluster) AS cluster, CASE WHEN "
             "ca.cluster >= 0 THEN ca.probability ELSE coalesce(ca.soft_probability, "
-            "ca.probability) END AS probability, ca.x, ca.y, m.path, m.source_id, "
-            "ca.cluster AS hard_cluster FROM cluster_assignments ca LEFT JOIN memes m "
-            "USING (meme_id) WHERE ca.run_id = ? ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id",
-            [run_id])
+            "ca.probability) END AS probability, ca.x, ca.y, ca.cluster AS hard_cluster "
+            "FROM cluster_assignments ca WHERE ca.run_id = ? "
+            "ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id", [run_id])
     return store.df(
-        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y, m.path, m.source_id "
-        "FROM cluster_assignments ca LEFT JOIN memes m USING (meme_id) "
+        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y FROM cluster_assignments ca "
         "WHERE ca.run_id = ? ORDER BY ca.cluster, ca.probability DESC NULLS LAST, ca.meme_id",
         [run_id])
 
 
-def _chosen_annotation_sql(space_pref: bool, members: str) -> str:
+def _files(store: Store, meme_ids: list[str]) -> tuple[list, list]:
+    """Image path and source id of each of `meme_ids` (None where the store has none)."""
+    import pyarrow as pa
+
+    ids = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
+    with store.registered("_report_file_ids", ids):
+        got = {m: (p, sid) for m, p, sid in store.fetchall(
+            "SELECT m.meme_id, m.path, m.source_id FROM memes m JOIN _report_file_ids "
+            "USING (meme_id)")}
+    rows = [got.get(m, (None, None)) for m in meme_ids]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def _chosen_annotation_sql(space_pref: bool, members: str, cols: str = "a.*") -> str:
     """SQL for one annotation per meme of `members` (a relation with a meme_id column): the
-    annotation its text embedding used, else the newest."""
+    annotation its text embedding used, else the newest. `cols`: the columns kept (fewer
+    columns through the window keep the query's memory small at 10⁶ memes)."""
     pref = ("LEFT JOIN (SELECT meme_id, annotator AS pref FROM embeddings WHERE space = ?) p "
             "USING (meme_id)") if space_pref else (
         "LEFT JOIN (SELECT NULL::VARCHAR AS meme_id, NULL::VARCHAR AS pref) p USING (meme_id)")
     return f"""
-        SELECT a.* FROM annotations a JOIN {members} m USING (meme_id) {pref}
+        SELECT {cols} FROM annotations a JOIN {members} m USING (meme_id) {pref}
         QUALIFY row_number() OVER (PARTITION BY a.meme_id
                                    ORDER BY (a.annotator = p.pref) DESC NULLS LAST,
                                             a.created_at DESC, a.annotator) = 1
@@ -170,8 +185,10 @@ def _snippets(store: Store, run_id: str, space: str, meme_ids: list[str]
         got = dict(store.fetchall(
             f"SELECT meme_id, {text} FROM ({_chosen_annotation_sql(has_emb, '_report_snip_ids')})",
             sp))
+    run_memes = "(SELECT meme_id FROM cluster_assignments WHERE run_id = ?)"
     annotators = [r[0] for r in store.fetchall(
-        f"SELECT DISTINCT annotator FROM ({_chosen_annotation_sql(has_emb, '(SELECT meme_id FROM cluster_assignments WHERE run_id = ?)')}) ORDER BY 1",
+        f"SELECT DISTINCT annotator FROM ({_chosen_annotation_sql(has_emb, run_memes, 'a.annotator')}) "
+        "ORDER BY 1",
         [run_id] + sp)]
     return [_clip(got.get(m) or "", SNIPPET_CHARS) for m in meme_ids], annotators
 
@@ -391,7 +408,6 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     (`memeatlas.report.sample`); cluster sizes, counts and statistics still cover every meme.
     """
     import numpy as np
-    import pandas as pd
 
     from memeatlas.cluster.config import NOISE_MODES
 
@@ -407,11 +423,10 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
 
     # Rows arrive sorted by cluster, so each cluster is one contiguous block of rows.
     cl_all = df["cluster"].to_numpy(dtype=np.int64)
-    ids_all = df["meme_id"].to_numpy()
+    ids_all = df["meme_id"]
     uniq, starts, counts = np.unique(cl_all, return_index=True, return_counts=True)
     size_of = {int(c): int(n) for c, n in zip(uniq, counts, strict=True)}
     block = {int(c): (int(s), int(s + n)) for c, s, n in zip(uniq, starts, counts, strict=True)}
-    row_of = pd.Index(ids_all)
     order = sorted(size_of, key=lambda c: (c == -1, -size_of[c], c))
 
     # Representatives (from the labels) and gallery memes, as rows of the whole run.
@@ -420,10 +435,20 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     gallery_rows: dict[int, list[int]] = {}
     required = np.zeros(n_all, dtype=bool)
     all_reps = [(c, m) for c in order for m in labels.get(c, {}).get("representatives", [])]
-    rep_pos = row_of.get_indexer([m for _, m in all_reps]) if all_reps else []
-    for (c, _), p in zip(all_reps, rep_pos, strict=True):
-        if p >= 0:
-            reps_rows.setdefault(c, []).append(int(p))
+    if all_reps:
+        # rows of the representatives: a hash lookup of the few ids, not an index over 10⁶
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        want = list(dict.fromkeys(m for _, m in all_reps))
+        hit = pc.index_in(pa.array(ids_all, type=pa.string()),
+                          value_set=pa.array(want, type=pa.string()))
+        rows = np.flatnonzero(hit.is_valid().to_numpy(zero_copy_only=False))
+        row_of = dict(zip((want[k] for k in hit.filter(hit.is_valid()).to_pylist()),
+                          rows.tolist(), strict=True))
+        for c, m in all_reps:
+            if m in row_of:
+                reps_rows.setdefault(c, []).append(row_of[m])
     for c in order:
         reps_c = reps_rows.get(c, [])
         rep_set = set(reps_c)
@@ -446,8 +471,7 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
 
     meme_ids = sub["meme_id"].tolist()
     clusters = sub["cluster"].astype(np.int64).tolist()
-    paths = sub["path"].tolist()
-    source_ids = sub["source_id"].tolist()
+    paths, source_ids = _files(store, meme_ids)
     names = _names(paths, source_ids, meme_ids)
     snippets, annotators = _snippets(store, run_id, run.get("space") or "", meme_ids)
 
