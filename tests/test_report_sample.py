@@ -242,3 +242,33 @@ def test_browser_member_list_pages(page, corpus):
     seen = page.evaluate("""() => { const c = window.memeatlasReport.data.clusters
         .filter(x => x.cluster === 1)[0]; return c.members.length; }""")
     assert seen == PER_CLUSTER
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_study_views_work_on_the_sample(page, store, tmp_path):
+    """Tree levels, the time chart, nearest memes and the compared run on a sampled page."""
+    from test_browser_study import add_study
+
+    ids = fill_store(store, tmp_path / "img")
+    add_study(store, ids)
+    out = tmp_path / "r.html"
+    build(store, ids["run_a"], out, compare=ids["run_b"], map_points=12, thumbs_per_cluster=1)
+    d = _data(out)
+    assert d["sample"]["shown"] == 12 and d["sample"]["total"] == 21
+    assert len(d["study"]["time"]["meme_period"]) == 12
+    _open(page, out)
+    assert page.errors == []
+    assert "estimated from the map sample" in page.inner_text("#time-panel")
+    assert int(page.get_attribute("#time-svg", "data-segments")) > 0
+    page.evaluate("() => { window.memeatlasReport.setLevel(1); window.memeatlasReport.selectCluster(100001); }")
+    head = page.inner_text("#cluster-size")
+    assert "12 memes" in head and "in the map sample" in head  # the group's size: 6 + 6, all memes
+    assert "cluster IN (0, 1)" in page.inner_text("#members-command")
+    page.evaluate("() => window.memeatlasReport.setLevel(null)")
+    page.evaluate("() => window.memeatlasReport.showMeme(0)")
+    assert "in the map sample" in page.inner_text("#neighbours")
+    page.select_option("#colour-by", "b")
+    sizes = page.locator("#cluster-list .csize").all_inner_texts()
+    assert sum(int(s) for s in sizes) == 21  # the compared run's sizes cover every meme
+    assert page.errors == []
