@@ -21,7 +21,7 @@ from memeatlas.report.sample import DEFAULT_MAP_POINTS
 from memeatlas.report.thumbnails import DEFAULT_THUMB_PX, data_uris
 from memeatlas.store import Store
 
-REPORT_FORMAT = "1"  # bump when the page layout changes, so existing reports are rebuilt
+REPORT_FORMAT = "2"  # bump when the page layout changes, so existing reports are rebuilt
 _FP_RE = re.compile(rb'<meta name="memeatlas-fingerprint" content="([0-9a-f]+)">')
 
 

@@ -134,13 +134,14 @@ def neighbour_data(store: Store, run: dict[str, Any], meme_ids: list[str], k: in
     idx, sim = nearest_neighbours(x, k, exact_max=20_000)
     pos = {m: i for i, m in enumerate(meme_ids)}
     to_report = np.array([pos[m] for m in ids], dtype=np.int64)
-    flat_idx: list[int | None] = [None] * (len(meme_ids) * idx.shape[1])
-    flat_sim: list[float | None] = [None] * (len(meme_ids) * idx.shape[1])
     kk = idx.shape[1]
-    for r, i in enumerate(to_report.tolist()):
-        for j in range(kk):
-            flat_idx[i * kk + j] = int(to_report[idx[r, j]])
-            flat_sim[i * kk + j] = round(float(sim[r, j]), 3)
+    # numpy, not a loop per meme and neighbour: the page may hold 50,000 memes
+    nb = np.full((len(meme_ids), kk), -1, dtype=np.int64)
+    nb_sim = np.full((len(meme_ids), kk), np.nan)
+    nb[to_report] = to_report[idx]
+    nb_sim[to_report] = np.round(np.asarray(sim, dtype=np.float64), 3)
+    flat_idx = [None if v < 0 else v for v in nb.ravel().tolist()]
+    flat_sim = [None if v != v else v for v in nb_sim.ravel().tolist()]
     return {"k": kk, "space": run.get("space"), "idx": flat_idx, "sim": flat_sim}
 
 
