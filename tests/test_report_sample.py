@@ -272,3 +272,19 @@ def test_browser_study_views_work_on_the_sample(page, store, tmp_path):
     sizes = page.locator("#cluster-list .csize").all_inner_texts()
     assert sum(int(s) for s in sizes) == 21  # the compared run's sizes cover every meme
     assert page.errors == []
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_members_command_for_the_compared_run(page, corpus):
+    _open(page, corpus["sampled"])
+    page.select_option("#colour-by", "b")
+    page.evaluate("() => window.memeatlasReport.selectCluster(1)")
+    cmd = page.inner_text("#members-command")
+    assert corpus["ids"]["run_b"] in cmd and "FROM cluster_members WHERE" in cmd
+    sql = cmd.split('"')[1]
+    res = CliRunner().invoke(app, ["sql", "--db", str(corpus["db"]), "-f", "csv", sql])
+    assert res.exit_code == 0, res.output
+    want = _data(corpus["sampled"])["compare"]["sizes"]["1"]
+    assert len(res.output.strip().splitlines()) == 1 + want
+    assert page.errors == []

@@ -491,6 +491,7 @@
     var leaves = state.mode === 'a' && treeNode[c] && !treeNode[c].leaf ? leavesUnder(c) : null;
     var sql = SAMPLE.members_sql.replace("run_id = '" + run.run_id.replace(/'/g, "''") + "'", "run_id = '" + rid.replace(/'/g, "''") + "'")
       .replace('cluster = CLUSTER', leaves ? 'cluster IN (' + leaves.join(', ') + ')' : 'cluster = ' + c);
+    if (state.mode === 'b') sql = sql.replace('FROM cluster_members_assigned ', 'FROM cluster_members ');  // the compared run's own clusters
     return 'memeatlas sql -f csv "' + sql + '" > cluster-' + c + '.csv';
   }
   function memberPage(host, members, page) {
