@@ -84,7 +84,7 @@ def test_report_contains_run_and_escapes_everything(store, filled, tmp_path):
 def test_report_compare_and_caps(store, filled, tmp_path):
     out = tmp_path / "r.html"
     s = build(store, filled["run_a"], out, compare=filled["run_b"], thumbs_per_cluster=2,
-              max_thumbs=5)
+              max_thumbs=5, min_thumbs_per_cluster=1)  # floor 1: the cap holds
     data = _data(out.read_text())
     cmp = data["compare"]
     assert cmp["run"]["run_id"] == filled["run_b"] and cmp["n_shared"] == 21

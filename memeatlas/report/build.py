@@ -15,12 +15,13 @@ from pathlib import Path
 from memeatlas import __version__, progress
 from memeatlas.leftout import counted
 from memeatlas.provenance import short_hash, utcnow
-from memeatlas.report.collect import collect
+from memeatlas.report.collect import MIN_THUMBS_PER_CLUSTER, collect
 from memeatlas.report.html import asset, render_page
+from memeatlas.report.sample import DEFAULT_MAP_POINTS
 from memeatlas.report.thumbnails import DEFAULT_THUMB_PX, data_uris
 from memeatlas.store import Store
 
-REPORT_FORMAT = "1"  # bump when the page layout changes, so existing reports are rebuilt
+REPORT_FORMAT = "2"  # bump when the page layout changes, so existing reports are rebuilt
 _FP_RE = re.compile(rb'<meta name="memeatlas-fingerprint" content="([0-9a-f]+)">')
 
 
@@ -37,6 +38,7 @@ class ReportSummary:
     bytes: int
     seconds: float
     skipped: bool = False  # the file already held this exact report
+    map_points: int | None = None  # memes in the page's map sample (None: every meme)
     coverage: dict | None = None  # memes of the store in the run, and why the rest are absent
 
     def as_dict(self) -> dict:
@@ -44,6 +46,8 @@ class ReportSummary:
         return {"report": str(self.path), "run": self.run_id, "memes": self.n_memes,
                 **({"memes in store": self.coverage["in_store"],
                     "left out": counted(absent)} if absent else {}),
+                **({"map points": f"{self.map_points:,} of {self.n_memes:,} (stratified sample)"}
+                   if self.map_points is not None else {}),
                 "clusters": self.n_clusters, "thumbnails": self.n_thumbnails,
                 "evaluations": self.n_evaluations, "size": f"{self.bytes / 1e6:.2f} MB",
                 "seconds": round(self.seconds, 2), "skipped": self.skipped}
@@ -63,7 +67,8 @@ def existing_fingerprint(path: Path) -> str | None:
 def build(store: Store, run_id: str | None, out_path: str | Path, compare: str | None = None, *,
           thumb_px: int = DEFAULT_THUMB_PX, thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
           quality: int = 70, force: bool = True, neighbours: int = 5,
-          noise: str = "assigned") -> ReportSummary:
+          noise: str = "assigned", map_points: int = DEFAULT_MAP_POINTS,
+          min_thumbs_per_cluster: int = MIN_THUMBS_PER_CLUSTER) -> ReportSummary:
     """Write the HTML report of cluster run `run_id` (None: the newest run) to `out_path`.
 
     `compare` names a second run over the same memes: the map can be coloured by it and the
@@ -74,11 +79,15 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     (0: none).
     `noise`: 'assigned' (default) shows HDBSCAN noise memes in their most likely cluster (the
     stored soft cluster), 'apart' shows them as noise.
+    Above `map_points` memes (0: no limit) the map and the per-meme views hold a deterministic
+    stratified sample by cluster; sizes, counts and statistics still cover every meme. Each
+    cluster gets at least `min_thumbs_per_cluster` thumbnails, even past `max_thumbs`.
     """
     t0 = time.perf_counter()
     out = Path(out_path)
     data = collect(store, run_id, compare=compare, thumbs_per_cluster=thumbs_per_cluster,
-                   max_thumbs=max_thumbs, neighbours=neighbours, noise=noise)
+                   max_thumbs=max_thumbs, min_thumbs_per_cluster=min_thumbs_per_cluster,
+                   neighbours=neighbours, noise=noise, map_points=map_points)
     payload = data.payload
     css, js, body = asset("report.css"), asset("report.js"), asset("report_body.html")
     # near-duplicates and templates (memeatlas.images): separate assets, appended
@@ -88,11 +97,14 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
                               "payload": payload, "thumb_px": thumb_px, "quality": quality,
                               "thumbs": sorted(data.thumb_paths)}, n=32)
     n_clusters = sum(1 for c in payload["clusters"] if c["cluster"] != -1)
+    sample = payload.get("sample")
+    n_memes = sample["total"] if sample else len(payload["memes"]["id"])
+    map_shown = sample["shown"] if sample else None
     if not force and out.exists() and existing_fingerprint(out) == fingerprint:
-        return ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
+        return ReportSummary(out, data.run_id, n_memes, n_clusters,
                              len(data.thumb_paths), len(payload["evaluations"]),
                              out.stat().st_size, time.perf_counter() - t0, skipped=True,
-                             coverage=payload.get("coverage"))
+                             coverage=payload.get("coverage"), map_points=map_shown)
 
     thumbs = data_uris(((str(i), p) for i, p in data.thumb_paths.items()), thumb_px,
                        quality=quality, desc="report thumbnails")
@@ -109,9 +121,9 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)  # never leave a half-written report behind
-    summary = ReportSummary(out, data.run_id, len(payload["memes"]["id"]), n_clusters,
+    summary = ReportSummary(out, data.run_id, n_memes, n_clusters,
                             len(payload["thumbs"]), len(payload["evaluations"]),
                             out.stat().st_size, time.perf_counter() - t0,
-                            coverage=payload.get("coverage"))
+                            coverage=payload.get("coverage"), map_points=map_shown)
     progress.info(f"report: wrote {out} ({summary.bytes / 1e6:.2f} MB)")
     return summary

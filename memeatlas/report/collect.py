@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ from typing import Any
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate.sweep import find_param
 from memeatlas.report.coverage import coverage
+from memeatlas.report.sample import DEFAULT_MAP_POINTS, stratified_sample
 from memeatlas.store import Store
 
 # Per-meme strings are capped so a 5,000-meme report stays a few MB.
 SNIPPET_CHARS = 140
 FIELD_CHARS = 1200
+# Every cluster gets at least this many gallery thumbnails, even past --max-thumbs.
+MIN_THUMBS_PER_CLUSTER = 3
 ANNOTATION_FIELDS = ("description", "ocr_text", "intent", "template", "tone")
 
 
@@ -86,40 +90,70 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def _assignments(store: Store, run_id: str, noise: str = "apart"):
+    """The run's rows sorted by (cluster, probability desc, meme_id). Only narrow columns: at
+    10⁶ memes paths and source ids would double the peak memory; `_files` reads them for the
+    memes the page shows."""
     if noise == "assigned" and store.table_exists("cluster_granularity"):  # soft columns exist
         return store.df(
             "SELECT ca.meme_id, coalesce(ca.soft_cluster, ca.cluster) AS cluster, CASE WHEN "
             "ca.cluster >= 0 THEN ca.probability ELSE coalesce(ca.soft_probability, "
-            "ca.probability) END AS probability, ca.x, ca.y, m.path, m.source_id, "
-            "ca.cluster AS hard_cluster FROM cluster_assignments ca LEFT JOIN memes m "
-            "USING (meme_id) WHERE ca.run_id = ? ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id",
-            [run_id])
+            "ca.probability) END AS probability, ca.x, ca.y, ca.cluster AS hard_cluster "
+            "FROM cluster_assignments ca WHERE ca.run_id = ? "
+            "ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id", [run_id])
     return store.df(
-        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y, m.path, m.source_id "
-        "FROM cluster_assignments ca LEFT JOIN memes m USING (meme_id) "
+        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y FROM cluster_assignments ca "
         "WHERE ca.run_id = ? ORDER BY ca.cluster, ca.probability DESC NULLS LAST, ca.meme_id",
         [run_id])
 
 
-def _annotations(store: Store, run_id: str, space: str) -> dict[str, dict[str, Any]]:
-    """One annotation per meme of the run: the one its text embedding used, else the newest."""
-    if not store.table_exists("annotations"):
-        return {}
-    has_emb = store.table_exists("embeddings")
+def _files(store: Store, meme_ids: list[str]) -> tuple[list, list]:
+    """Image path and source id of each of `meme_ids` (None where the store has none)."""
+    import pyarrow as pa
+
+    ids = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
+    with store.registered("_report_file_ids", ids):
+        got = {m: (p, sid) for m, p, sid in store.fetchall(
+            "SELECT m.meme_id, m.path, m.source_id FROM memes m JOIN _report_file_ids "
+            "USING (meme_id)")}
+    rows = [got.get(m, (None, None)) for m in meme_ids]
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
+def _chosen_annotation_sql(space_pref: bool, members: str, cols: str = "a.*") -> str:
+    """SQL for one annotation per meme of `members` (a relation with a meme_id column): the
+    annotation its text embedding used, else the newest. `cols`: the columns kept (fewer
+    columns through the window keep the query's memory small at 10⁶ memes)."""
     pref = ("LEFT JOIN (SELECT meme_id, annotator AS pref FROM embeddings WHERE space = ?) p "
-            "USING (meme_id)") if has_emb else "LEFT JOIN (SELECT NULL::VARCHAR AS meme_id, NULL::VARCHAR AS pref) p USING (meme_id)"
-    sql = f"""
-        WITH m AS (SELECT meme_id FROM cluster_assignments WHERE run_id = ?)
-        SELECT a.meme_id, a.annotator, a.description, a.ocr_text, a.intent, a.template, a.tone,
-               a.entities
-        FROM annotations a JOIN m USING (meme_id) {pref}
+            "USING (meme_id)") if space_pref else (
+        "LEFT JOIN (SELECT NULL::VARCHAR AS meme_id, NULL::VARCHAR AS pref) p USING (meme_id)")
+    return f"""
+        SELECT {cols} FROM annotations a JOIN {members} m USING (meme_id) {pref}
         QUALIFY row_number() OVER (PARTITION BY a.meme_id
                                    ORDER BY (a.annotator = p.pref) DESC NULLS LAST,
                                             a.created_at DESC, a.annotator) = 1
     """
-    params = [run_id, space] if has_emb else [run_id]
+
+
+def _annotations(store: Store, run_id: str, space: str,
+                 meme_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """One annotation per meme of the run (or of `meme_ids` only): the one its text embedding
+    used, else the newest."""
+    if not store.table_exists("annotations"):
+        return {}
+    import pyarrow as pa
+
+    has_emb = store.table_exists("embeddings")
+    ids = pa.table({"meme_id": pa.array(
+        meme_ids if meme_ids is not None else [], type=pa.string())})
+    members = ("_report_ann_ids" if meme_ids is not None
+               else "(SELECT meme_id FROM cluster_assignments WHERE run_id = ?)")
+    sql = (f"SELECT meme_id, annotator, description, ocr_text, intent, template, tone, entities "
+           f"FROM ({_chosen_annotation_sql(has_emb, members)})")
+    params = ([] if meme_ids is not None else [run_id]) + ([space] if has_emb else [])
+    with store.registered("_report_ann_ids", ids):
+        rows = store.fetchall(sql, params)
     out: dict[str, dict[str, Any]] = {}
-    for row in store.fetchall(sql, params):
+    for row in rows:
         meme_id, annotator, *vals, entities = row
         ann = {k: _clip(v, FIELD_CHARS) for k, v in zip(ANNOTATION_FIELDS, vals, strict=False) if v}
         ann["annotator"] = annotator
@@ -131,6 +165,32 @@ def _annotations(store: Store, run_id: str, space: str) -> dict[str, dict[str, A
             ]
         out[meme_id] = ann
     return out
+
+
+def _snippets(store: Store, run_id: str, space: str, meme_ids: list[str]
+              ) -> tuple[list[str], list[str]]:
+    """The list snippet of each of `meme_ids` (OCR text, else description, clipped), and the
+    annotators behind the run's shown annotations (over every meme of the run)."""
+    if not store.table_exists("annotations"):
+        return [""] * len(meme_ids), []
+    import pyarrow as pa
+
+    has_emb = store.table_exists("embeddings")
+    sp = [space] if has_emb else []
+    # left(…, n + 1) then _clip gives exactly what clipping the whole text gives
+    text = (f"left(coalesce(nullif(ocr_text, ''), nullif(description, ''), ''), "
+            f"{SNIPPET_CHARS + 1})")
+    ids = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
+    with store.registered("_report_snip_ids", ids):
+        got = dict(store.fetchall(
+            f"SELECT meme_id, {text} FROM ({_chosen_annotation_sql(has_emb, '_report_snip_ids')})",
+            sp))
+    run_memes = "(SELECT meme_id FROM cluster_assignments WHERE run_id = ?)"
+    annotators = [r[0] for r in store.fetchall(
+        f"SELECT DISTINCT annotator FROM ({_chosen_annotation_sql(has_emb, run_memes, 'a.annotator')}) "
+        "ORDER BY 1",
+        [run_id] + sp)]
+    return [_clip(got.get(m) or "", SNIPPET_CHARS) for m in meme_ids], annotators
 
 
 def _labels(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
@@ -230,32 +290,40 @@ def _sweep(store: Store, run: dict[str, Any], param: str = "min_cluster_size") -
     return sorted((p for p in points.values() if p["series"] in keep), key=key)
 
 
-def _compare(store: Store, other: str, meme_ids: list[str], clusters: list[int]) -> dict[str, Any]:
-    """How a second run groups the same memes: its cluster per meme, ARI/NMI against this run
-    (noise counted as one more group), and for each cluster here the largest overlaps there."""
+def _compare(store: Store, other: str, meme_ids: Any, clusters: Any, shown: Any) -> dict[str, Any]:
+    """How a second run groups the same memes: its cluster per shown meme (`shown`: row
+    positions of the map sample), and over every meme of this run: ARI/NMI against this run
+    (noise counted as one more group), its cluster sizes, and for each cluster here the largest
+    overlaps there."""
+    import numpy as np
+    import pandas as pd
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     info = run_info(store, other)
-    rows = dict(store.fetchall(
-        "SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ?", [other]))
-    per_meme = [rows.get(m) for m in meme_ids]
-    pairs = [(a, b) for a, b in zip(clusters, per_meme, strict=True) if b is not None]
+    b = store.df("SELECT meme_id, cluster AS b FROM cluster_assignments WHERE run_id = ?", [other])
+    both = pd.DataFrame({"meme_id": np.asarray(meme_ids), "a": np.asarray(clusters)}).merge(
+        b, on="meme_id", how="left", sort=False)
+    have = both["b"].notna().to_numpy()
+    bvals = both["b"].to_numpy()
+    per_meme = [None if v != v else int(v) for v in bvals[np.asarray(shown)].tolist()]
+    pairs = both[have]
     ari = nmi = None
     if len(pairs) >= 2:
-        a_lab, b_lab = zip(*pairs, strict=True)
+        a_lab, b_lab = pairs["a"].to_numpy(), pairs["b"].astype(np.int64).to_numpy()
         ari = round(float(adjusted_rand_score(a_lab, b_lab)), 4)
         nmi = round(float(normalized_mutual_info_score(a_lab, b_lab)), 4)
-    cross: dict[int, dict[int, int]] = {}
-    for a, b in pairs:
-        cross.setdefault(a, {}).setdefault(b, 0)
-        cross[a][b] += 1
+    counts = pairs.groupby(["a", "b"], sort=False).size()
+    cross: dict[int, list[list[int]]] = {}
+    for (a, bb), n in counts.items():
+        cross.setdefault(int(a), []).append([int(bb), int(n)])
     labels_b = _labels(store, other)
+    sizes_b = pairs["b"].astype(np.int64).value_counts()
     return _plain({
-        "run": info, "per_meme": per_meme, "n_shared": len(pairs), "ari": ari, "nmi": nmi,
+        "run": info, "per_meme": per_meme, "n_shared": int(len(pairs)), "ari": ari, "nmi": nmi,
         "labels": {str(k): {"label": v["label"], "keywords": v["keywords"][:8]}
                    for k, v in labels_b.items()},
-        "crosswalk": {str(a): sorted(([b, n] for b, n in d.items()), key=lambda t: -t[1])[:5]
-                      for a, d in cross.items()},
+        "crosswalk": {str(a): sorted(v, key=lambda t: (-t[1], t[0]))[:5] for a, v in cross.items()},
+        "sizes": {str(int(k)): int(v) for k, v in sizes_b.items()},
     })
 
 
@@ -300,13 +368,47 @@ def _granularity(store: Store, run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _thumbs_per_cluster(sizes: Any, per_cluster: int, max_thumbs: int, floor: int) -> int:
+    """Gallery memes per cluster: the most (up to `per_cluster`) that keeps the total within
+    `max_thumbs`, but never fewer than `floor` (so a run of many clusters still shows each
+    one; the total then exceeds the cap by what the floor needs)."""
+    import numpy as np
+
+    sizes = np.asarray(sizes)
+    if per_cluster <= 0 or max_thumbs <= 0:
+        return 0
+    low = max(1, min(floor, per_cluster))
+    per = per_cluster
+    while per > low and int(np.minimum(sizes, per).sum()) > max_thumbs:
+        per -= 1
+    return per
+
+
+def _names(paths: list, source_ids: list, meme_ids: list[str]) -> list[str]:
+    out = []
+    for p, sid, mid in zip(paths, source_ids, meme_ids, strict=False):
+        if isinstance(p, str) and p:
+            out.append(os.path.basename(p) or Path(p).name)  # basename: 10x cheaper than Path
+        elif isinstance(sid, str) and sid:
+            out.append(sid)
+        else:
+            out.append(mid[:12])
+    return out
+
+
 def collect(store: Store, run_id: str | None = None, *, compare: str | None = None,
             thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
-            neighbours: int = 5, noise: str = "assigned") -> ReportData:
+            min_thumbs_per_cluster: int = MIN_THUMBS_PER_CLUSTER,
+            neighbours: int = 5, noise: str = "assigned",
+            map_points: int = DEFAULT_MAP_POINTS) -> ReportData:
     """Read a run and everything about it into a `ReportData` (no images decoded yet).
 
     `noise` 'assigned' puts HDBSCAN noise memes in their most likely cluster; 'apart' keeps −1.
+    Above `map_points` memes (0: never) the per-meme arrays hold a stratified sample by cluster
+    (`memeatlas.report.sample`); cluster sizes, counts and statistics still cover every meme.
     """
+    import numpy as np
+
     from memeatlas.cluster.config import NOISE_MODES
 
     if noise not in NOISE_MODES:
@@ -316,69 +418,102 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     df = _assignments(store, run_id, noise)
     if df.empty:
         raise NotFoundError(f"cluster run {run_id!r} has no assignments; re-run `memeatlas cluster`")
-    anns = _annotations(store, run_id, run.get("space") or "")
     labels = _labels(store, run_id)
+    n_all = len(df)
 
-    meme_ids = df["meme_id"].tolist()
-    clusters = [int(c) for c in df["cluster"].tolist()]
-    paths = df["path"].tolist()
-    names = []
-    for p, sid, mid in zip(paths, df["source_id"].tolist(), meme_ids, strict=False):
-        if isinstance(p, str) and p:
-            names.append(Path(p).name)
-        elif isinstance(sid, str) and sid:
-            names.append(sid)
-        else:
-            names.append(mid[:12])
-    snippets = []
-    for mid in meme_ids:
-        a = anns.get(mid, {})
-        snippets.append(_clip(a.get("ocr_text") or a.get("description") or "", SNIPPET_CHARS))
+    # Rows arrive sorted by cluster, so each cluster is one contiguous block of rows.
+    cl_all = df["cluster"].to_numpy(dtype=np.int64)
+    ids_all = df["meme_id"]
+    uniq, starts, counts = np.unique(cl_all, return_index=True, return_counts=True)
+    size_of = {int(c): int(n) for c, n in zip(uniq, counts, strict=True)}
+    block = {int(c): (int(s), int(s + n)) for c, s, n in zip(uniq, starts, counts, strict=True)}
+    order = sorted(size_of, key=lambda c: (c == -1, -size_of[c], c))
 
-    def _num(v):
-        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(float(v), 4)
+    # Representatives (from the labels) and gallery memes, as rows of the whole run.
+    per = _thumbs_per_cluster(counts, thumbs_per_cluster, max_thumbs, min_thumbs_per_cluster)
+    reps_rows: dict[int, list[int]] = {}
+    gallery_rows: dict[int, list[int]] = {}
+    required = np.zeros(n_all, dtype=bool)
+    all_reps = [(c, m) for c in order for m in labels.get(c, {}).get("representatives", [])]
+    if all_reps:
+        # rows of the representatives: a hash lookup of the few ids, not an index over 10⁶
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    xs = [_num(v) for v in df["x"].tolist()]
-    ys = [_num(v) for v in df["y"].tolist()]
-    probs = [_num(v) for v in df["probability"].tolist()]
+        want = list(dict.fromkeys(m for _, m in all_reps))
+        hit = pc.index_in(pa.array(ids_all, type=pa.string()),
+                          value_set=pa.array(want, type=pa.string()))
+        rows = np.flatnonzero(hit.is_valid().to_numpy(zero_copy_only=False))
+        row_of = dict(zip((want[k] for k in hit.filter(hit.is_valid()).to_pylist()),
+                          rows.tolist(), strict=True))
+        for c, m in all_reps:
+            if m in row_of:
+                reps_rows.setdefault(c, []).append(row_of[m])
+    for c in order:
+        reps_c = reps_rows.get(c, [])
+        rep_set = set(reps_c)
+        s0, s1 = block[c]
+        gal = reps_c[:per]
+        r = s0
+        while len(gal) < per and r < s1:
+            if r not in rep_set:
+                gal.append(r)
+            r += 1
+        reps_rows[c], gallery_rows[c] = reps_c, gal
+        required[reps_c] = True
+        required[gal] = True
 
-    # Cluster table: members in the order read (cluster, probability desc).
-    members: dict[int, list[int]] = {}
-    for i, c in enumerate(clusters):
-        members.setdefault(c, []).append(i)
-    index_of = {m: i for i, m in enumerate(meme_ids)}
+    sample = stratified_sample(cl_all, required, map_points)
+    idx = sample.index
+    sub = df.iloc[idx].reset_index(drop=True) if sample.sampled else df
+    at = np.full(n_all, -1, dtype=np.int64)  # run row -> position in the page's arrays
+    at[idx] = np.arange(len(idx))
+
+    meme_ids = sub["meme_id"].tolist()
+    clusters = sub["cluster"].astype(np.int64).tolist()
+    paths, source_ids = _files(store, meme_ids)
+    names = _names(paths, source_ids, meme_ids)
+    snippets, annotators = _snippets(store, run_id, run.get("space") or "", meme_ids)
+
+    def _col(name: str) -> list:
+        v = sub[name].to_numpy(dtype=np.float64).round(4)
+        return [None if x != x or x in (np.inf, -np.inf) else x for x in v.tolist()]
+
+    xs, ys, probs = _col("x"), _col("y"), _col("probability")
+
+    # Cluster table: size over the whole run; members are the cluster's memes in the page's
+    # arrays (representatives first, then by probability).
     cluster_rows = []
-    for c in sorted(members, key=lambda c: (c == -1, -len(members[c]), c)):
+    shown_per: dict[int, int] = {}
+    thumb_paths: dict[int, str | None] = {}
+    for c in order:
         lab = labels.get(c, {})
-        reps = [index_of[m] for m in lab.get("representatives", []) if m in index_of]
+        reps = [int(at[r]) for r in reps_rows[c]]
+        s0, s1 = block[c]
+        mine = at[s0:s1]
+        mine = mine[mine >= 0]
+        shown_per[c] = len(mine)
         rep_set = set(reps)
-        ordered = reps + [i for i in members[c] if i not in rep_set]
-        cluster_rows.append({
+        ordered = reps + [i for i in mine.tolist() if i not in rep_set]
+        gallery = [int(at[r]) for r in gallery_rows[c]]
+        for i in gallery:
+            thumb_paths[i] = paths[i] if isinstance(paths[i], str) else None
+        row = {
             "cluster": c,
             "label": lab.get("label") or ("noise" if c == -1 else f"cluster {c}"),
             "keywords": (lab.get("keywords") or [])[:12],
-            "size": len(members[c]),
+            "size": size_of[c],
             "members": ordered,
-            "gallery": [],
-        })
-
-    # Thumbnails: the first N of each cluster (representatives first), capped overall
-    # by shrinking the per-cluster cap until it fits.
-    per = thumbs_per_cluster
-    while per > 1 and sum(min(per, r["size"]) for r in cluster_rows) > max_thumbs:
-        per -= 1
-    thumb_paths: dict[int, str | None] = {}
-    for r in cluster_rows:
-        r["gallery"] = r["members"][:per]
-        for i in r["gallery"]:
-            thumb_paths[i] = paths[i] if isinstance(paths[i], str) else None
+            "gallery": gallery,
+        }
+        if sample.sampled:
+            row["shown"] = len(mine)
+        cluster_rows.append(row)
 
     # Full annotations only for gallery memes; everyone else gets the snippet.
-    details = {}
-    for i in thumb_paths:
-        a = anns.get(meme_ids[i])
-        if a:
-            details[str(i)] = a
+    anns = _annotations(store, run_id, run.get("space") or "",
+                        [meme_ids[i] for i in thumb_paths])
+    details = {str(i): anns[meme_ids[i]] for i in thumb_paths if meme_ids[i] in anns}
 
     evaluations = _evaluations(store, [run_id] + ([compare] if compare else []))
     sizes = [{"cluster": r["cluster"], "size": r["size"], "label": r["label"]} for r in cluster_rows]
@@ -392,25 +527,36 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
         "evaluations": evaluations,
         "sweep": _sweep(store, run),
         "sizes": sizes,
-        "annotators": sorted({a["annotator"] for a in anns.values()}),
+        "annotators": annotators,
         "compare": None,
-        "coverage": coverage(store, run, len(meme_ids)),
+        "coverage": coverage(store, run, n_all),
     }
+    if sample.sampled:
+        payload["sample"] = sample.info(size_of, shown_per)
+        payload["sample"]["members_sql"] = _members_sql(run_id, noise)
     payload["granularity"] = _granularity(store, run)
+    n_noise = int(size_of.get(-1, 0))
     n_hard_noise = int((df["hard_cluster"] < 0).sum()) if "hard_cluster" in df else None
     payload["granularity"]["noise"] = {
-        "mode": noise, "hdbscan_noise": n_hard_noise if n_hard_noise is not None
-        else int(sum(c == -1 for c in clusters)),
-        "shown_as_noise": int(sum(c == -1 for c in clusters))}
+        "mode": noise, "hdbscan_noise": n_hard_noise if n_hard_noise is not None else n_noise,
+        "shown_as_noise": n_noise}
     if compare:
-        payload["compare"] = _compare(store, compare, meme_ids, clusters)
+        payload["compare"] = _compare(store, compare, ids_all, cl_all, idx)
     from memeatlas.report.study_data import study_payload
 
-    payload["study"] = study_payload(store, run, meme_ids, df["source_id"].tolist(),
-                                     neighbours=neighbours)
+    payload["study"] = study_payload(store, run, meme_ids, source_ids, neighbours=neighbours)
     from memeatlas.images.report_section import image_structure
 
     images = image_structure(store, meme_ids, paths, thumb_paths)
     if images:
         payload["images"] = images
     return ReportData(run_id=run_id, payload=payload, thumb_paths=thumb_paths)
+
+
+def _members_sql(run_id: str, noise: str) -> str:
+    """A ready `memeatlas sql` query for all members of one cluster (CLUSTER is replaced by the
+    page); the run id is a store key (hex and dashes), quoted here for SQL."""
+    view = "cluster_members_assigned" if noise == "assigned" else "cluster_members"
+    rid = run_id.replace("'", "''")
+    return (f"SELECT meme_id, source_id, path, cluster, probability, label, ocr_text, description "
+            f"FROM {view} WHERE run_id = '{rid}' AND cluster = CLUSTER ORDER BY probability DESC")

@@ -29,6 +29,14 @@ def register(app: typer.Typer) -> None:
         max_thumbs: Annotated[int, typer.Option(
             "--max-thumbs", min=0, help="Cap on thumbnails in the whole report (keeps its size "
                                         "reasonable for large corpora).")] = 2500,
+        min_thumbs: Annotated[int, typer.Option(
+            "--min-thumbs-per-cluster", min=0, help="Thumbnails every cluster gets even when that "
+                                                    "exceeds --max-thumbs (a run of many "
+                                                    "clusters still shows each one).")] = 3,
+        map_points: Annotated[str, typer.Option(
+            "--map-points", help="Most memes drawn on the map and held per meme in the page (~190 bytes each); "
+                                 "above it a stratified sample by cluster (sizes and statistics "
+                                 "still cover all memes). 0 or 'all': no sampling.")] = "50000",
         neighbours: Annotated[int, typer.Option(
             "--neighbours", min=0, max=50, help="Nearest memes (in the run's space) shown for "
                                                 "each meme; 0 leaves them out.")] = 5,
@@ -42,9 +50,13 @@ def register(app: typer.Typer) -> None:
         The file opens from disk in any browser, with no server and no network.
         """
         from memeatlas.report import build
+        from memeatlas.report.sample import parse_map_points
+
+        n_points = parse_map_points(map_points)
 
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
                             thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs,
-                            neighbours=neighbours, noise=noise)
+                            min_thumbs_per_cluster=min_thumbs, neighbours=neighbours,
+                            noise=noise, map_points=n_points)
         echo_summary("report", summary.as_dict())

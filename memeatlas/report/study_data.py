@@ -44,12 +44,15 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
     # `period` is day/week/month (from PERIODS or the stored trend row checked below).
     if period not in ("day", "week", "month"):
         period = "week"
+    import pyarrow as pa
+
+    shown = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
     while True:
-        rows = store.fetchall(
-            f"SELECT ca.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM "
-            f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
-            [run_id])
-        starts = sorted({p for _, p in rows})
+        # The periods span every meme of the run; per-meme bins only for the memes shown.
+        starts = [r[0] for r in store.fetchall(
+            f"SELECT DISTINCT CAST(date_trunc('{period}', t.ts) AS DATE) AS p FROM "
+            f"cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ? "
+            f"ORDER BY p", [run_id])]
         # Every period between the first and the last, so gaps show as gaps.
         periods = _fill(starts, period)
         # A chart of more than MAX_BARS bars is unreadable (and slow): bin coarser.
@@ -57,6 +60,10 @@ def time_data(store: Store, run_id: str, meme_ids: list[str]) -> dict[str, Any] 
             break
         period = "week" if period == "day" else "month"
     index = {p: k for k, p in enumerate(periods)}
+    with store.registered("_report_time_ids", shown):
+        rows = store.fetchall(
+            f"SELECT t.meme_id, CAST(date_trunc('{period}', t.ts) AS DATE) FROM meme_times t "
+            f"JOIN _report_time_ids USING (meme_id)")
     of = {m: index[p] for m, p in rows}
     per_meme = [of.get(m) for m in meme_ids]
     flags: dict[str, Any] = {}
@@ -127,13 +134,14 @@ def neighbour_data(store: Store, run: dict[str, Any], meme_ids: list[str], k: in
     idx, sim = nearest_neighbours(x, k, exact_max=20_000)
     pos = {m: i for i, m in enumerate(meme_ids)}
     to_report = np.array([pos[m] for m in ids], dtype=np.int64)
-    flat_idx: list[int | None] = [None] * (len(meme_ids) * idx.shape[1])
-    flat_sim: list[float | None] = [None] * (len(meme_ids) * idx.shape[1])
     kk = idx.shape[1]
-    for r, i in enumerate(to_report.tolist()):
-        for j in range(kk):
-            flat_idx[i * kk + j] = int(to_report[idx[r, j]])
-            flat_sim[i * kk + j] = round(float(sim[r, j]), 3)
+    # numpy, not a loop per meme and neighbour: the page may hold 50,000 memes
+    nb = np.full((len(meme_ids), kk), -1, dtype=np.int64)
+    nb_sim = np.full((len(meme_ids), kk), np.nan)
+    nb[to_report] = to_report[idx]
+    nb_sim[to_report] = np.round(np.asarray(sim, dtype=np.float64), 3)
+    flat_idx = [None if v < 0 else v for v in nb.ravel().tolist()]
+    flat_sim = [None if v != v else v for v in nb_sim.ravel().tolist()]
     return {"k": kk, "space": run.get("space"), "idx": flat_idx, "sim": flat_sim}
 
 

@@ -5,6 +5,11 @@
   'use strict';
   var D = JSON.parse(document.getElementById('memeatlas-data').textContent);
   var M = D.memes, N = M.id.length;
+  // Above `report --map-points` the per-meme arrays hold a stratified sample; TOTAL is the run.
+  var SAMPLE = D.sample || null, TOTAL = SAMPLE ? SAMPLE.total : N;
+  function sampleWeight(i) { // memes of the run each shown meme stands for (its cluster's rate)
+    return SAMPLE ? (SAMPLE.weight[String(M.cluster[i])] || 1) : 1;
+  }
   var SVGNS = 'http://www.w3.org/2000/svg';
   var $ = function (id) { return document.getElementById(id); };
 
@@ -117,13 +122,13 @@
   }
   function innerEntry(node) { // a cluster-like entry for an inner node, built on first use
     if (clusterById[node]) return clusterById[node];
-    var n = treeNode[node], members = [], gallery = [];
-    leavesUnder(node).forEach(function (c) {
+    var n = treeNode[node], members = [], gallery = [], size = 0, leaves = leavesUnder(node);
+    leaves.forEach(function (c) {
       var e = clusterById[c];
-      if (e) { members = members.concat(e.members); gallery = gallery.concat(e.gallery); }
+      if (e) { members = members.concat(e.members); gallery = gallery.concat(e.gallery); size += e.size; }
     });
     var e = { cluster: node, label: n.label || ('group ' + (node - 100000)), keywords: n.keywords || [],
-      size: members.length, members: members, gallery: gallery.slice(0, 24), inner: true };
+      size: size, members: members, gallery: gallery.slice(0, 24), inner: true, leaves: leaves };
     clusterById[node] = e;
     return e;
   }
@@ -159,11 +164,18 @@
     el('span', null, ' · space '), el('code', { text: run.space }),
     el('span', null, ' · ' + (run.algorithm || '') + (run.created_at ? ' · ' + run.created_at : '')));
   var nNoise = (clusterById[-1] || { size: 0 }).size;
-  [[N, 'memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters'],
-   [N ? (100 * nNoise / N).toFixed(1) + '%' : '–', 'noise'], [D.evaluations.length, 'evaluations']]
+  [[TOTAL, 'memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters'],
+   [TOTAL ? (100 * nNoise / TOTAL).toFixed(1) + '%' : '–', 'noise'], [D.evaluations.length, 'evaluations']]
     .forEach(function (s) { $('stats').append(el('div', { class: 'stat' }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
   // How many of the store's memes this run covers, and why the rest are absent (text only).
   if (D.coverage && D.coverage.note) $('stats').after(el('p', { class: 'coverage', id: 'coverage', text: 'This report ' + D.coverage.note + '.' }));
+  if (SAMPLE) {
+    $('map-box').before(el('p', { class: 'sample-note', id: 'sample-note', text: 'Map shows ' + fmt(SAMPLE.shown) + ' of ' + fmt(SAMPLE.total) +
+      ' memes (stratified sample): every cluster keeps its representatives, its gallery memes and at least ' + SAMPLE.floor +
+      ' points, the rest in proportion to its size (seed ' + SAMPLE.seed + '). Cluster sizes, counts and every statistic cover all ' +
+      fmt(SAMPLE.total) + ' memes; search, selection, nearest memes and the time chart work on the memes in the sample. ' +
+      'Open a cluster for a command that lists all of its members; report --map-points all draws every meme.' }));
+  }
 
   // ---- map -------------------------------------------------------------------
   var canvas = $('map'), box = $('map-box'), tip = $('tooltip');
@@ -338,7 +350,7 @@
       if (M.name[i].toLowerCase().indexOf(q) >= 0 || (M.snippet[i] || '').toLowerCase().indexOf(q) >= 0) state.find.push(i);
     }
     state.findSet = q ? true : null;
-    $('find-count').textContent = q ? state.find.length + ' found' : '';
+    $('find-count').textContent = q ? state.find.length + ' found' + (SAMPLE ? ' in the map sample' : '') : '';
     draw();
   });
   if (cmp) {
@@ -358,8 +370,8 @@
       return out;
     }
     if (state.mode === 'b') {
-      var count = {};
-      cmp.per_meme.forEach(function (c) { if (c !== null) count[c] = (count[c] || 0) + 1; });
+      var count = cmp.sizes || {};  // sizes over every meme (the per-meme list may be a sample)
+      if (!cmp.sizes) cmp.per_meme.forEach(function (c) { if (c !== null) count[c] = (count[c] || 0) + 1; });
       return Object.keys(count).map(function (c) {
         c = Number(c);
         var l = cmpLabels[String(c)] || {};
@@ -471,6 +483,41 @@
     draw();
     renderPanel();
   }
+  var PAGE = 50;  // members per page of a cluster's list: the DOM never holds a whole cluster
+  function membersCommand(c) {
+    // A ready `memeatlas sql` command for every member of cluster c (of this or the compared run).
+    if (!SAMPLE || !SAMPLE.members_sql) return null;
+    var rid = state.mode === 'b' ? cmp.run.run_id : run.run_id;
+    var leaves = state.mode === 'a' && treeNode[c] && !treeNode[c].leaf ? leavesUnder(c) : null;
+    var sql = SAMPLE.members_sql.replace("run_id = '" + run.run_id.replace(/'/g, "''") + "'", "run_id = '" + rid.replace(/'/g, "''") + "'")
+      .replace('cluster = CLUSTER', leaves ? 'cluster IN (' + leaves.join(', ') + ')' : 'cluster = ' + c);
+    if (state.mode === 'b') sql = sql.replace('FROM cluster_members_assigned ', 'FROM cluster_members ');  // the compared run's own clusters
+    return 'memeatlas sql -f csv "' + sql + '" > cluster-' + c + '.csv';
+  }
+  function memberPage(host, members, page) {
+    host.replaceChildren();
+    var pages = Math.max(1, Math.ceil(members.length / PAGE));
+    page = Math.max(0, Math.min(page, pages - 1));
+    var from = page * PAGE, to = Math.min(members.length, from + PAGE);
+    var ul = el('ul', { id: 'member-list', 'data-page': page });
+    for (var k = from; k < to; k++) {
+      (function (i) {
+        var li = el('li', { 'data-meme': i, title: M.snippet[i] || '' }, M.name[i]);
+        li.addEventListener('click', function () { showMeme(i); });
+        ul.append(li);
+      })(members[k]);
+    }
+    host.append(ul);
+    if (pages > 1) {
+      var prev = el('button', { type: 'button', id: 'member-prev', text: '‹ previous' });
+      var next = el('button', { type: 'button', id: 'member-next', text: 'next ›' });
+      prev.disabled = page === 0; next.disabled = page === pages - 1;
+      prev.addEventListener('click', function () { memberPage(host, members, page - 1); });
+      next.addEventListener('click', function () { memberPage(host, members, page + 1); });
+      host.append(el('div', { class: 'pager' }, prev,
+        el('span', { id: 'member-range', class: 'muted', text: fmt(from + 1) + '–' + fmt(to) + ' of ' + fmt(members.length) }), next));
+    }
+  }
   function renderPanel() {
     var p = $('cluster-panel'), c = state.selected;
     p.replaceChildren();
@@ -479,20 +526,24 @@
       return;
     }
     var members = [];
-    for (var i = 0; i < N; i++) if (clusterOf(i) === c) members.push(i);
     var info = state.mode === 'a' ? (clusterById[c] || (treeNode[c] ? innerEntry(c) : null)) : null;
-    var gallery = info ? info.gallery : members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
     if (info) members = info.members;
+    else for (var i = 0; i < N; i++) if (clusterOf(i) === c) members.push(i);
+    var gallery = info ? info.gallery : members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
+    // Size over the whole run (the member list may hold only the map sample).
+    var size = info ? info.size : (cmp && cmp.sizes && cmp.sizes[String(c)] !== undefined ? cmp.sizes[String(c)] : members.length);
     var inPeriod = periodFilter();
     if (inPeriod) {
       members = members.filter(inPeriod);
       gallery = members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
+      size = members.length;
     }
     var head = el('div', { class: 'phead' },
       el('h2', { text: labelOf(c) }),
-      el('div', { class: 'muted', text: (c === -1 ? 'noise (in no cluster)' : (c >= 100000 ? 'group of ' + leavesUnder(c).length + ' clusters' : 'cluster ' + c)) + ' · ' +
-        fmt(members.length) + ' memes' + (inPeriod ? ' in the ' + TIME.period + ' of ' + TIME.periods[state.period] : '') +
-        ' · ' + (N ? (100 * members.length / N).toFixed(1) : 0) + '% of the run' }));
+      el('div', { class: 'muted', id: 'cluster-size', text: (c === -1 ? 'noise (in no cluster)' : (c >= 100000 ? 'group of ' + leavesUnder(c).length + ' clusters' : 'cluster ' + c)) + ' · ' +
+        fmt(size) + ' memes' + (inPeriod ? (SAMPLE ? ' of the map sample' : '') + ' in the ' + TIME.period + ' of ' + TIME.periods[state.period] : '') +
+        (inPeriod && SAMPLE ? '' : ' · ' + (TOTAL ? (100 * size / TOTAL).toFixed(1) : 0) + '% of the run') +
+        (SAMPLE && !inPeriod ? ' · ' + fmt(members.length) + ' in the map sample' : '') }));
     p.append(head);
     if (inPeriod) {
       var clr = el('button', { type: 'button', id: 'period-clear', text: 'Show all periods' });
@@ -517,23 +568,18 @@
     var g = el('div', { class: 'gallery', id: 'gallery' });
     gallery.forEach(function (i) { g.append(figure(i)); });
     p.append(g);
-    if (gallery.length < members.length) {
-      p.append(el('p', { class: 'muted', text: 'Showing ' + gallery.length + ' of ' + members.length +
-        ' thumbnails (representatives first). All members are listed below; query them with SQL: ' +
-        "SELECT * FROM cluster_members WHERE run_id = '" + run.run_id + "' AND cluster = " + c + ';' }));
+    var cmd = membersCommand(c);
+    if (gallery.length < size) {
+      p.append(el('p', { class: 'muted', text: 'Showing ' + gallery.length + ' of ' + fmt(size) +
+        ' thumbnails (representatives first). ' + (cmd ? 'The list below holds the ' + fmt(members.length) + ' members in the map sample.' :
+        'All members are listed below; query them with SQL: ' +
+        "SELECT * FROM cluster_members WHERE run_id = '" + run.run_id + "' AND cluster = " + c + ';') }));
     }
-    var det = el('details', { class: 'members' }, el('summary', { text: 'All ' + members.length + ' members' }));
-    var ul = el('ul', { id: 'member-list' });
-    var cap = Math.min(members.length, 2000);
-    for (var k = 0; k < cap; k++) {
-      (function (i) {
-        var li = el('li', { 'data-meme': i, title: M.snippet[i] || '' }, M.name[i]);
-        li.addEventListener('click', function () { showMeme(i); });
-        ul.append(li);
-      })(members[k]);
-    }
-    det.append(ul);
-    if (cap < members.length) det.append(el('p', { class: 'muted', text: '… and ' + (members.length - cap) + ' more' }));
+    if (cmd) p.append(el('div', { class: 'muted' }, 'All ' + fmt(size) + ' members: ', el('code', { id: 'members-command', text: cmd })));
+    var det = el('details', { class: 'members' }, el('summary', { text: (SAMPLE ? 'The ' + fmt(members.length) + ' members in the map sample' : 'All ' + members.length + ' members') }));
+    var host = el('div', { id: 'member-pages' });
+    det.append(host);
+    memberPage(host, members, 0);
     p.append(det);
   }
 
@@ -701,7 +747,7 @@
     var c2 = cmp.run;
     $('compare').append(el('dl', { class: 'kv' },
       el('dt', { text: 'run' }), el('dd', { text: c2.run_id + ' (' + c2.space + ', ' + c2.algorithm + ')' }),
-      el('dt', { text: 'memes in both runs' }), el('dd', { text: fmt(cmp.n_shared) + ' of ' + fmt(N) }),
+      el('dt', { text: 'memes in both runs' }), el('dd', { text: fmt(cmp.n_shared) + ' of ' + fmt(TOTAL) }),
       el('dt', { text: 'adjusted Rand index' }), el('dd', { text: fmt(cmp.ari) }),
       el('dt', { text: 'normalised mutual information' }), el('dd', { text: fmt(cmp.nmi) }),
       el('dt', { text: 'clusters' }), el('dd', { text: fmt(c2.n_clusters) + ' (noise ' + (c2.noise_fraction === null ? '–' : (100 * c2.noise_fraction).toFixed(1) + '%') + ')' })),
@@ -765,7 +811,7 @@
     }
     var sb = $('stability-box');
     if (assignedNoise) {
-      sb.append(el('p', { id: 'noise-note', text: fmt(nz.hdbscan_noise - nz.shown_as_noise) + ' of ' + fmt(N) + ' memes (' + (100 * (nz.hdbscan_noise - nz.shown_as_noise) / N).toFixed(1) + '%) are HDBSCAN noise, shown in their most likely cluster (report --noise assigned; --noise apart shows them as noise).' }));
+      sb.append(el('p', { id: 'noise-note', text: fmt(nz.hdbscan_noise - nz.shown_as_noise) + ' of ' + fmt(TOTAL) + ' memes (' + (100 * (nz.hdbscan_noise - nz.shown_as_noise) / TOTAL).toFixed(1) + '%) are HDBSCAN noise, shown in their most likely cluster (report --noise assigned; --noise apart shows them as noise).' }));
     }
     if (st) {
       var weak = (G.clusters || []).filter(function (c) { return c.jaccard !== null && c.jaccard < 0.5; });
@@ -880,7 +926,10 @@
   function renderSelection() {
     var p = $('selection-panel'), n = state.selection.length;
     p.hidden = n === 0;
-    $('selection-count').textContent = n + ' memes selected';
+    $('selection-count').textContent = n + ' memes selected' + (SAMPLE ? ' (of the map sample)' : '');
+    $('selection-sample').hidden = !SAMPLE;
+    if (SAMPLE) $('selection-sample').textContent = 'The map shows a sample of ' + fmt(SAMPLE.shown) + ' of ' + fmt(SAMPLE.total) +
+      ' memes, so the selection and its CSV hold only the sampled memes in the area; open a cluster for a command that lists all of its members.';
     var by = {};
     state.selection.forEach(function (i) { var c = clusterOf(i); by[c] = (by[c] || 0) + 1; });
     var parts = Object.keys(by).map(Number).sort(function (a, b) { return by[b] - by[a]; })
@@ -903,7 +952,7 @@
   // ---- study: nearest neighbours of a meme -----------------------------------------
   function neighbourList(i) {
     if (!NB || !NB.k) return null;
-    var box = el('div', { class: 'field', id: 'neighbours' }, el('div', { class: 'k', text: 'nearest memes (' + (NB.space || 'run space') + ', cosine)' }));
+    var box = el('div', { class: 'field', id: 'neighbours' }, el('div', { class: 'k', text: 'nearest memes ' + (SAMPLE ? 'in the map sample ' : '') + '(' + (NB.space || 'run space') + ', cosine)' }));
     var g = el('div', { class: 'nbgrid' });
     for (var j = 0; j < NB.k; j++) {
       var n = NB.idx[i * NB.k + j];
@@ -940,7 +989,8 @@
       if (p === null || p === undefined) continue;
       var c = clusterOf(i);
       if (c === null || c === undefined) continue;
-      size[c] = (size[c] || 0) + 1; totals[p]++;
+      var wi = sampleWeight(i);  // a sampled meme counts for the memes of its cluster it stands for
+      size[c] = (size[c] || 0) + wi; totals[p] += wi;
     }
     // The 12 largest clusters get their own band; the rest are "other", noise stays grey.
     var top = Object.keys(size).map(Number).filter(function (c) { return c !== -1; })
@@ -954,7 +1004,7 @@
       c = clusterOf(i);
       if (c === null || c === undefined) continue;
       var bnd = bandOf(c);
-      counts[p][bnd] = (counts[p][bnd] || 0) + 1;
+      counts[p][bnd] = (counts[p][bnd] || 0) + sampleWeight(i);
     }
     var w = 900, h = 260, l = 44, r = 10, t = 10, b = 40, bw = (w - l - r) / Math.max(1, P);
     var sv = svg('svg', { viewBox: '0 0 ' + w + ' ' + h, role: 'img', 'aria-label': 'cluster shares per ' + TIME.period, id: 'time-svg' });
@@ -976,7 +1026,7 @@
           fill: bd === 'other' ? '#d0d5dd' : (colours[bd] || NOISE), 'fill-opacity': isSel ? (state.period === null || state.period === q ? 1 : 0.35) : 0.18,
           'data-period': q, 'data-cluster': bd });
         var ti = svg('title');
-        ti.textContent = TIME.periods[q] + ' · ' + (bd === 'other' ? 'other clusters' : labelOf(bd)) + ': ' + n + ' of ' + totals[q] + ' (' + (100 * n / totals[q]).toFixed(1) + '%)';
+        ti.textContent = TIME.periods[q] + ' · ' + (bd === 'other' ? 'other clusters' : labelOf(bd)) + ': ' + fmt(Math.round(n)) + ' of ' + fmt(Math.round(totals[q])) + (SAMPLE ? ' (estimated from the map sample, ' : ' (') + (100 * n / totals[q]).toFixed(1) + '%)';
         rect.append(ti);
         rect.addEventListener('click', (function (qq, bb) { return function () {
           if (bb !== 'other') selectCluster(bb);
@@ -992,7 +1042,8 @@
     sv.setAttribute('data-segments', String(drawnSegs));
     host.append(sv);
     var note = el('p', { class: 'muted' });
-    note.textContent = TIME.n_untimed ? TIME.n_untimed + ' memes have no timestamp and are not in the chart (they are in every other view).' : '';
+    note.textContent = (TIME.n_untimed ? TIME.n_untimed + ' memes' + (SAMPLE ? ' of the map sample' : '') + ' have no timestamp and are not in the chart (they are in every other view).' : '') +
+      (SAMPLE ? ' Shares are estimated from the map sample, each meme weighted by its cluster’s size over its memes in the sample.' : '');
     host.append(note);
     var flags = TIME.flags || {}, rising = [], fading = [];
     Object.keys(flags).forEach(function (c) {
