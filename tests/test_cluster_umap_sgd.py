@@ -104,3 +104,30 @@ def test_quality_matches_umap_learn(data):
     assert t_ours >= t_ref - 0.02, (t_ours, t_ref)
     labels = hdbscan.HDBSCAN(min_cluster_size=30).fit_predict(ours)
     assert adjusted_rand_score(lab, labels) > 0.9
+
+
+def test_graph_in_many_pieces_starts_from_pca(data, monkeypatch):
+    """Thousands of repost cliques would make umap-learn's multi-component layout build dense
+    pieces × pieces matrices; above MAX_COMPONENTS the start is PCA, and the run says so."""
+    from memeatlas.cluster import umap_sgd
+
+    x, lab, nn, _ = data  # six well-separated blobs: six graph components
+    monkeypatch.setattr(umap_sgd, "MAX_COMPONENTS", 3)
+    shared = umap_sgd.SharedGraph(x, nn, 15)
+    emb = umap_sgd.embed(shared, n_components=2, min_dist=0.1, seed=1, n_epochs=50)
+    assert np.isfinite(emb).all()
+    assert shared.init_method[(1, 50)] == "pca (6 graph components)"
+
+
+def test_run_records_a_pca_start(store, monkeypatch):
+    from helpers_cluster import synthetic_store
+
+    from memeatlas.cluster import ClusterConfig, get_run_info, run, umap_sgd
+
+    synthetic_store(store, n_per=40, n_clusters=3)
+    monkeypatch.setattr(umap_sgd, "MAX_COMPONENTS", 0)
+    rid = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10))[0]
+    params = get_run_info(store, rid)["params"]
+    params = params if isinstance(params, dict) else __import__("json").loads(params)
+    assert params["reduce"]["init"].startswith("pca (")
+    assert params["layout"]["init"].startswith("pca (")

@@ -212,6 +212,24 @@ class _Cache:
             self._shared[k] = umap_sgd.SharedGraph(self.x, (nn[0][:, :k], nn[1][:, :k]), k)
         return self._shared[k]
 
+    def record_inits(self, params: dict[str, Any], n: int, seed: int) -> dict[str, Any]:
+        """`params` with the start each UMAP used where it was not the spectral one (a graph
+        in too many pieces starts from PCA: umap_sgd.SharedGraph.spectral)."""
+        from memeatlas.cluster.umap_sgd import default_epochs
+
+        out = dict(params)
+        for part in ("reduce", "layout"):
+            p = out.get(part)
+            if not p or p.get("method") != "umap" or p.get("init") == "reduction":
+                continue
+            k = max(2, min(int(p["neighbors"]), n - 1))
+            sh = self._shared.get(k)
+            epochs = p.get("epochs") or default_epochs(n)
+            used = sh.init_method.get((seed, epochs)) if sh is not None else None
+            if used and used != "spectral":
+                out[part] = {**p, "init": used}
+        return out
+
     def reduce(self, dims: int, neighbors: int, min_dist: float, seed: int,
                epochs: int | None, what: str, start: np.ndarray | None = None,
                start_key: tuple = ()) -> np.ndarray:
@@ -458,6 +476,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
                               "layout", start=xr if from_red else None,
                               start_key=(red["dims"], red["min_dist"]) if from_red else ())
+        params = cache.record_inits(params, n, v.seed)
         timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
                    for k in ("knn", "import_umap", "umap", "layout", "stability")}
         if not v.stability:
