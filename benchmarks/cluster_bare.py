@@ -50,10 +50,13 @@ kw = dict(metric="cosine", n_neighbors=15, n_epochs=200)
 if seeded:
     kw["random_state"] = 42
 t1 = time.perf_counter()
+print(f"STAGE load {t1 - t0:.1f}", flush=True)
 r5 = umap.UMAP(n_components=5, min_dist=0.0, **kw).fit_transform(x)
 t2 = time.perf_counter()
+print(f"STAGE umap {t2 - t1:.1f}", flush=True)
 cl = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=5, prediction_data=True).fit(r5)
 t3 = time.perf_counter()
+print(f"STAGE hdbscan {t3 - t2:.1f}", flush=True)
 r2 = umap.UMAP(n_components=2, min_dist=0.1, **kw).fit_transform(x)
 t4 = time.perf_counter()
 np.savez(sys.argv[4], labels=cl.labels_, xy=r2)
@@ -137,16 +140,24 @@ def write_store(path: Path, x: np.ndarray) -> None:
                           [dim])
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout + stderr) of a fresh process."""
+def timed(cmd: list[str], env: dict[str, str], timeout: float | None = None
+          ) -> tuple[float, float, str, bool]:
+    """(wall seconds, peak RSS MiB, stdout + stderr, finished) of a fresh process; one that
+    runs past `timeout` is killed (finished False, RSS unknown)."""
     t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB=%M", *cmd], env=env,
-                       capture_output=True, text=True)
+    try:
+        p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB=%M", *cmd], env=env,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        subprocess.run(["pkill", "-f", cmd[-1]], check=False)  # the child under /usr/bin/time
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        return time.perf_counter() - t0, float("nan"), out, False
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
     rss = [ln for ln in p.stderr.splitlines() if ln.startswith("MAXRSS_KB=")]
-    return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stdout + p.stderr
+    return (wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"),
+            p.stdout + p.stderr, True)
 
 
 def newest_run(db: Path) -> dict:
@@ -184,7 +195,10 @@ def map_kept(x: np.ndarray, xy: np.ndarray, k: int = 15, sample: int = 2000) -> 
 
 
 def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
-                 bare: tuple[str, ...] = ("seeded", "unseeded")) -> None:
+                 bare: tuple[str, ...] = ("seeded", "unseeded"), ours_runs: int = 2,
+                 bare_timeout: float | None = None) -> None:
+    """Run the table for each N (see the module docstring); append it to `out`. A bare run
+    past `bare_timeout` seconds is stopped and reported as "> seconds"."""
     from sklearn.metrics import adjusted_rand_score as ari
 
     work = workdir or Path(tempfile.mkdtemp(prefix="memeatlas-bench-bare-"))
@@ -208,9 +222,9 @@ def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
             print(f"# wrote {db} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
         np.save(npy, x)
         ours_wall = None
-        for which in ("first", "second"):
-            wall, rss, _ = timed([exe, "cluster", "--db", str(db), "--space", "text:bench",
-                                  "--force"], env)
+        for which in ("first", "second")[:ours_runs]:
+            wall, rss, _, _ = timed([exe, "cluster", "--db", str(db), "--space",
+                                     "text:bench", "--force"], env)
             run = newest_run(db)
             t = run["timings"]
             lab = run["labels"]
@@ -224,8 +238,17 @@ def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
         mcs = int(run["params"]["min_cluster_size"])
         for mode in bare:
             res = work / f"bare-{n}-{mode}.npz"
-            wall, rss, text = timed([sys.executable, "-c", BARE, str(npy), str(mcs), mode,
-                                     str(res)], env)
+            wall, rss, text, done = timed([sys.executable, "-c", BARE, str(npy), str(mcs),
+                                           mode, str(res)], env, timeout=bare_timeout)
+            if not done:
+                stages = [ln.split() for ln in text.splitlines() if ln.startswith("STAGE ")]
+                got = {st[1]: float(st[2]) for st in stages}
+                lines.append(
+                    f"| {n:,} | bare umap-learn + hdbscan, {mode} | > {wall:.0f} (stopped) | "
+                    f"{got.get('umap', float('nan')):.0f} | {got.get('hdbscan', float('nan')):.0f}"
+                    f" | | (in UMAP) | | | | | | | > {wall / ours_wall:.2f} |")
+                print(lines[-1], flush=True)
+                continue
             t = json.loads(next(ln for ln in text.splitlines() if ln.startswith("BARE "))[5:])
             b = np.load(res)
             bl = b["labels"]
@@ -252,10 +275,16 @@ def main() -> None:
     ap.add_argument("--n", type=int, nargs="+", default=[200_000])
     ap.add_argument("--bare-modes", nargs="+", default=["seeded", "unseeded"],
                     choices=["seeded", "unseeded"])
+    ap.add_argument("--ours-runs", type=int, default=2, choices=[1, 2],
+                    help="memeatlas processes per N (1: only the first; the numba cache is "
+                         "warm when an earlier run on this machine compiled it)")
+    ap.add_argument("--bare-timeout", type=float, default=None,
+                    help="stop a bare run after this many seconds and report a lower bound")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     a = ap.parse_args()
-    side_by_side(a.n, workdir=a.workdir, out=a.out, bare=tuple(a.bare_modes))
+    side_by_side(a.n, workdir=a.workdir, out=a.out, bare=tuple(a.bare_modes),
+                 ours_runs=a.ours_runs, bare_timeout=a.bare_timeout)
 
 
 if __name__ == "__main__":
