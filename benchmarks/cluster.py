@@ -2,6 +2,8 @@
 
     python benchmarks/cluster.py --n 5000 50000 200000 [--dim 384] [--clusters 50]
                                  [--cold] [--vanilla-umap] [--out benchmarks/results/cluster.md]
+    python benchmarks/cluster.py --bare --n 200000 [--bare-timeout S]   # side by side with bare
+                                 umap-learn + hdbscan on real caption vectors (cluster_bare.py)
 
 For each N a DuckDB file with N synthetic 384-d unit vectors (clusters with low-rank in-cluster
 spread, like sentence embeddings) is written once; then `memeatlas cluster --force` runs as a
@@ -119,9 +121,20 @@ def main() -> None:
     ap.add_argument("--clusters", type=int, default=50)
     ap.add_argument("--cold", action="store_true", help="first process with an empty numba cache")
     ap.add_argument("--vanilla-umap", action="store_true")
+    ap.add_argument("--bare", action="store_true",
+                    help="compare with bare umap-learn + hdbscan on real caption vectors "
+                         "(benchmarks/cluster_bare.py)")
+    ap.add_argument("--bare-timeout", type=float, default=None)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     args = ap.parse_args()
+    if args.bare:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from cluster_bare import side_by_side
+
+        side_by_side(args.n, workdir=args.workdir, out=args.out,
+                     bare_timeout=args.bare_timeout)
+        return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="memeatlas-bench-cluster-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -196,9 +196,11 @@ def map_kept(x: np.ndarray, xy: np.ndarray, k: int = 15, sample: int = 2000) -> 
 
 def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
                  bare: tuple[str, ...] = ("seeded", "unseeded"), ours_runs: int = 2,
-                 bare_timeout: float | None = None) -> None:
+                 bare_timeout: float | None = None, bare_timeout_ratio: float | None = None
+                 ) -> None:
     """Run the table for each N (see the module docstring); append it to `out`. A bare run
-    past `bare_timeout` seconds is stopped and reported as "> seconds"."""
+    past `bare_timeout` seconds (or `bare_timeout_ratio` × memeatlas's time) is stopped and
+    reported as "> seconds": enough to show a ratio without waiting for the end."""
     from sklearn.metrics import adjusted_rand_score as ari
 
     work = workdir or Path(tempfile.mkdtemp(prefix="memeatlas-bench-bare-"))
@@ -239,7 +241,10 @@ def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
         for mode in bare:
             res = work / f"bare-{n}-{mode}.npz"
             wall, rss, text, done = timed([sys.executable, "-c", BARE, str(npy), str(mcs),
-                                           mode, str(res)], env, timeout=bare_timeout)
+                                           mode, str(res)], env,
+                                          timeout=bare_timeout or (
+                                              bare_timeout_ratio * ours_wall
+                                              if bare_timeout_ratio else None))
             if not done:
                 stages = [ln.split() for ln in text.splitlines() if ln.startswith("STAGE ")]
                 got = {st[1]: float(st[2]) for st in stages}
@@ -280,11 +285,14 @@ def main() -> None:
                          "warm when an earlier run on this machine compiled it)")
     ap.add_argument("--bare-timeout", type=float, default=None,
                     help="stop a bare run after this many seconds and report a lower bound")
+    ap.add_argument("--bare-timeout-ratio", type=float, default=None,
+                    help="stop a bare run after this multiple of memeatlas's time")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     a = ap.parse_args()
     side_by_side(a.n, workdir=a.workdir, out=a.out, bare=tuple(a.bare_modes),
-                 ours_runs=a.ours_runs, bare_timeout=a.bare_timeout)
+                 ours_runs=a.ours_runs, bare_timeout=a.bare_timeout,
+                 bare_timeout_ratio=a.bare_timeout_ratio)
 
 
 if __name__ == "__main__":
