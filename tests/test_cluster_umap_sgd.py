@@ -131,3 +131,16 @@ def test_run_records_a_pca_start(store, monkeypatch):
     params = params if isinstance(params, dict) else __import__("json").loads(params)
     assert params["reduce"]["init"].startswith("pca (")
     assert params["layout"]["init"].startswith("pca (")
+
+
+@pytest.mark.parametrize("n", [4, 7, 12, 150])
+def test_small_inputs(n):
+    """Down to a handful of memes (dense eigensolve below ~90 points, PCA below dims + 2)."""
+    from memeatlas.cluster.reduce import umap_reduce
+
+    x = np.random.default_rng(n).normal(size=(n, 16)).astype(np.float32)
+    nn = exact_knn(x, 15)
+    for dims in (5, 2):
+        e = umap_reduce(x, nn, n_components=dims, n_neighbors=15, min_dist=0.1, seed=1,
+                        n_epochs=None)
+        assert e.shape == (n, dims) and np.isfinite(e).all()

@@ -236,9 +236,12 @@ def _eigen_layout(graph, dim: int, rs: np.random.RandomState) -> tuple[np.ndarra
     inv = scipy.sparse.diags(1.0 / np.sqrt(deg))
     m = (inv @ graph @ inv).tocsr()
     try:
-        w, v = scipy.sparse.linalg.eigsh(m, k, which="LA", ncv=min(n - 1, max(2 * k + 1, 32)),
-                                         tol=1e-4, v0=np.ones(n), maxiter=n * 5)
-    except scipy.sparse.linalg.ArpackError:
+        if n <= 4 * k + 64:  # small: a dense solve (ARPACK needs k < ncv < n)
+            w, v = np.linalg.eigh(m.toarray())
+        else:
+            w, v = scipy.sparse.linalg.eigsh(m, k, which="LA", ncv=max(2 * k + 1, 32),
+                                             tol=1e-4, v0=np.ones(n), maxiter=n * 5)
+    except (scipy.sparse.linalg.ArpackError, np.linalg.LinAlgError):
         # umap-learn's fallback when its eigensolver fails: a random start
         return rs.uniform(low=-10.0, high=10.0, size=(n, dim)), "random (no spectral solution)"
     order = np.argsort(-w)[1:k]  # L's eigenvalues are 1 − w; skip the trivial one
