@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +29,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from cluster_bare import side_by_side, timed, write_store  # noqa: E402
 
 
 def make_db(path: Path, n: int, dim: int, n_clusters: int, seed: int = 0) -> None:
-    import pyarrow as pa
-
-    from memeatlas.store import Store
-
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, dim))
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -50,31 +47,7 @@ def make_db(path: Path, n: int, dim: int, n_clusters: int, seed: int = 0) -> Non
         blk = centres[lab[a:b]] + 0.35 * np.einsum("nl,nld->nd", z, basis[lab[a:b]]) * np.sqrt(
             dim / latent) + 0.05 * rng.normal(size=(b - a, dim))
         x[a:b] = blk / np.linalg.norm(blk, axis=1, keepdims=True)
-    ids = [f"{i:064x}" for i in range(n)]
-    with Store.open(path) as s:
-        s.execute("INSERT INTO embedding_spaces (space, kind, model, dim, params) VALUES "
-                  "('text:bench', 'text', 'synthetic', ?, '{}')", [dim])
-        tbl = pa.table({"meme_id": ids,
-                        "vector": pa.FixedSizeListArray.from_arrays(
-                            pa.array(x.reshape(-1)), dim).cast(pa.list_(pa.float32()))})
-        s.con.register("t", tbl)
-        s.execute("INSERT INTO memes (meme_id, source, has_image) SELECT meme_id, 'bench', "
-                  "false FROM t")
-        s.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT meme_id, "
-                  "'text:bench', 'synthetic', ?, vector FROM t", [dim])
-        s.con.unregister("t")
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stderr) of a fresh process."""
-    t0 = time.perf_counter()
-    p = subprocess.run(["/usr/bin/time", "-f", "MAXRSS_KB=%M", *cmd], env=env,
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
-    rss = [ln for ln in p.stderr.splitlines() if ln.startswith("MAXRSS_KB=")]
-    return wall, int(rss[-1].split("=")[1]) / 1024 if rss else float("nan"), p.stdout + p.stderr
+    write_store(path, x, model="synthetic")
 
 
 def same_assignments(db: Path) -> bool:
@@ -129,9 +102,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     args = ap.parse_args()
     if args.bare:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from cluster_bare import side_by_side
-
         side_by_side(args.n, workdir=args.workdir, out=args.out,
                      bare_timeout=args.bare_timeout)
         return
@@ -158,7 +128,7 @@ def main() -> None:
             print(f"# wrote {db} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         for which in ("first", "second"):
             cmd = [exe, "cluster", "--db", str(db), "--space", "text:bench", "--force"]
-            wall, rss, _ = timed(cmd, env)
+            wall, rss, _, _ = timed(cmd, env)
             t = last_timings(db)
             rest = wall - t.get("umap", 0) - t.get("layout", 0) - t.get("cluster", 0) - t.get(
                 "knn", 0)
@@ -175,7 +145,7 @@ def main() -> None:
             venv = dict(env, NUMBA_CACHE_DIR=str(work / "vanilla-numba-cache"))
             venv.pop("MEMEATLAS_NUMBA_CACHE_DIR", None)
             for which in ("first", "second"):
-                wall, rss, err = timed([sys.executable, "-c", VANILLA, str(db)], venv)
+                wall, rss, err, _ = timed([sys.executable, "-c", VANILLA, str(db)], venv)
                 v = [ln for ln in err.splitlines() if ln.startswith("VANILLA")]
                 out = (f"| {n:,} | vanilla umap.UMAP(cosine).fit, {which} process | {wall:.1f} "
                        f"| {v[-1] if v else ''} | | | | | {rss:,.0f} | | | |")

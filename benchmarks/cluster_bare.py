@@ -118,7 +118,8 @@ def scaled_up(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, labels[src]
 
 
-def write_store(path: Path, x: np.ndarray) -> None:
+def write_store(path: Path, x: np.ndarray, model: str = "all-MiniLM-L6-v2") -> None:
+    """A new store at `path` whose memes have the rows of `x` in space text:bench."""
     import pyarrow as pa
 
     from memeatlas.store import Store
@@ -127,7 +128,7 @@ def write_store(path: Path, x: np.ndarray) -> None:
     ids = [f"{i:064x}" for i in range(n)]  # sorted like the rows of x
     with Store.open(path, create=True) as s:
         s.execute("INSERT INTO embedding_spaces (space, kind, model, dim, params) VALUES "
-                  "('text:bench', 'text', 'all-MiniLM-L6-v2', ?, '{}')", [dim])
+                  "('text:bench', 'text', ?, ?, '{}')", [model, dim])
         for a in range(0, n, 100_000):
             b = min(n, a + 100_000)
             tbl = pa.table({"meme_id": ids[a:b], "vector": pa.FixedSizeListArray.from_arrays(
@@ -136,8 +137,7 @@ def write_store(path: Path, x: np.ndarray) -> None:
                 s.execute("INSERT INTO memes (meme_id, source, has_image) SELECT meme_id, "
                           "'bench', false FROM _bench")
                 s.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT "
-                          "meme_id, 'text:bench', 'all-MiniLM-L6-v2', ?, vector FROM _bench",
-                          [dim])
+                          "meme_id, 'text:bench', ?, ?, vector FROM _bench", [model, dim])
 
 
 def timed(cmd: list[str], env: dict[str, str], timeout: float | None = None

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memeatlas.cluster.config import UMAP_OPTIMIZER as OPTIMIZER  # noqa: F401 (re-export)
 from memeatlas.cluster.numba_cache import configure_cache_dir
 
 configure_cache_dir()  # before numba is imported: the kernels below are cached on disk
@@ -122,13 +121,6 @@ def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gam
             next_neg[e] += n_neg * eps_neg[e]
 
 
-@numba.njit(parallel=True, cache=True)
-def _copy_rows(dst, src):
-    for i in numba.prange(src.shape[0]):
-        for d in range(src.shape[1]):
-            dst[i, d] = src[i, d]
-
-
 def optimize(init: np.ndarray, graph, *, n_epochs: int, a: float, b: float, seed: int,
              gamma: float = 1.0, initial_alpha: float = 1.0,
              negative_sample_rate: float = 5.0) -> np.ndarray:
@@ -151,7 +143,7 @@ def optimize(init: np.ndarray, graph, *, n_epochs: int, a: float, b: float, seed
     key = np.uint64(_mix_py(int(seed) + int(_GOLDEN)))
     alpha = float(initial_alpha)
     for n in range(n_epochs):
-        _copy_rows(snap, emb)
+        np.copyto(snap, emb)
         _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, float(a),
                float(b), float(gamma), alpha, key)
         alpha = initial_alpha * (1.0 - float(n) / float(n_epochs))
