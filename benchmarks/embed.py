@@ -63,9 +63,9 @@ def machine() -> str:
 def bench_text(n: int, batch_size: int, repeats: int, cli: bool) -> dict:
     import hashlib
 
+    from memeatlas.corpus.texts import annotation_texts
     from memeatlas.embed import TextEmbedConfig, embed_text, load_space
     from memeatlas.embed.text import get_text_encoder
-    from memeatlas.embed.texts import annotation_texts
     from memeatlas.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="memeatlas-bench-embed-"))
@@ -142,8 +142,8 @@ def bench_text(n: int, batch_size: int, repeats: int, cli: bool) -> dict:
 
 
 def bench_load(m: int, dim: int = 384) -> dict:
+    from memeatlas.corpus.spaces import prepare_space, write_vectors
     from memeatlas.embed import load_space
-    from memeatlas.embed.space import prepare_space, write_vectors
     from memeatlas.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="memeatlas-bench-load-"))

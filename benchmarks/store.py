@@ -21,10 +21,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from memeatlas.corpus.where import where_ids
 from memeatlas.store import Store, migrate
 from memeatlas.store.convert import convert_storage
 from memeatlas.store.query import run_readonly
-from memeatlas.store.where import where_ids
 
 
 def fill(con: duckdb.DuckDBPyConnection, n: int, dim: int, seed: int = 0) -> None:

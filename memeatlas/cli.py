@@ -1,6 +1,6 @@
 """The `memeatlas` command line: a thin typer app.
 
-Every area registers its commands from its own `commands.py`; this module
+Every area registers its commands from its module in `memeatlas/commands/`; this module
 wires them together, handles the global switches, and turns memeatlas's own
 exceptions into a one-line error with exit code 1.
 """
@@ -43,17 +43,17 @@ app = typer.Typer(
 
 # Areas in pipeline order; each module has register(app).
 _AREAS = (
-    "memeatlas.ingest.commands",
-    "memeatlas.caption.commands",
-    "memeatlas.embed.commands",
-    "memeatlas.images.commands",
-    "memeatlas.cluster.commands",
-    "memeatlas.evaluate.commands",
-    "memeatlas.study.commands",
-    "memeatlas.classify.commands",
-    "memeatlas.report.commands",
-    "memeatlas.pipeline_commands",
-    "memeatlas.store.commands",
+    "memeatlas.commands.ingest",
+    "memeatlas.commands.caption",
+    "memeatlas.commands.embed",
+    "memeatlas.commands.images",
+    "memeatlas.commands.cluster",
+    "memeatlas.commands.evaluate",
+    "memeatlas.commands.study",
+    "memeatlas.commands.classify",
+    "memeatlas.commands.report",
+    "memeatlas.commands.pipeline",
+    "memeatlas.commands.store",
 )
 
 

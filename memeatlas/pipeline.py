@@ -107,6 +107,15 @@ class PipelineSummary:
         return out
 
 
+def status(store: Store) -> list[tuple[str, str, int | None]]:
+    """`memeatlas status`: the store's counts per step plus the rows of the steps above the
+    store (near-duplicate groups, template matches), assembled here where every step is known."""
+    from memeatlas.images.status import status_rows
+    from memeatlas.store.query import status as store_status
+
+    return store_status(store, extra=(status_rows,))
+
+
 def _make(cls, **kwargs):
     """A config dataclass from the kwargs it has fields for (the APIs grow; ours stay calls)."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from helpers_embed import add_meme, meme_id_for
 
-from memeatlas.embed.space import prepare_space, write_vectors
+from memeatlas.corpus.spaces import prepare_space, write_vectors
 from memeatlas.provenance import utcnow
 
 

@@ -7,9 +7,9 @@ import sys
 import pyarrow as pa
 import pytest
 
+from memeatlas.caption.ray_job import job_id_for
+from memeatlas.commands.engine_options import engine_settings
 from memeatlas.distributed import check_engine
-from memeatlas.distributed.caption_job import job_id_for
-from memeatlas.distributed.cli import engine_settings
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard
 from memeatlas.errors import BackendError, InputError
@@ -82,8 +82,8 @@ def test_merging_a_killed_jobs_shard_keeps_work_outside_this_selection(tmp_path,
 
     from helpers_caption import insert_memes, write_images
 
+    from memeatlas.caption.ray_job import RayCaptionExecutor
     from memeatlas.caption.run import CaptionConfig, CaptionSummary
-    from memeatlas.distributed.caption_job import RayCaptionExecutor
 
     ids = insert_memes(store, write_images(tmp_path / "imgs", 3))
     job = JobDir(str(tmp_path / "jobs"), "caption-x")

@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from memeatlas.cli import app
+from memeatlas.corpus.spaces import prepare_space, write_vectors
 from memeatlas.embed import ImageEmbedConfig, embed_image, get_space, load_space
-from memeatlas.embed.space import prepare_space, write_vectors
 from memeatlas.errors import MismatchError, NotFoundError
 from memeatlas.testing.tiny_clip import build_tiny_clip
 from tests.helpers_embed import add_image_meme, add_meme, meme_id_for, write_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memeatlas.embed import texts as T
+from memeatlas.corpus import texts as T
 from memeatlas.errors import InputError, NotFoundError
 from tests.helpers_embed import add_annotation, add_meme, meme_id_for
 
@@ -119,7 +119,7 @@ def test_importing_embed_api_and_commands_stays_light():
     import subprocess
     import sys
 
-    code = ("import sys, memeatlas.embed as e, memeatlas.embed.commands; e.TextEmbedConfig; "
+    code = ("import sys, memeatlas.embed as e, memeatlas.commands.embed; e.TextEmbedConfig; "
             "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

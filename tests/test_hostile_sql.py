@@ -17,9 +17,9 @@ from helpers_cluster import add_memes, add_space, blobs, meme_id
 from typer.testing import CliRunner
 
 from memeatlas.cli import app
+from memeatlas.corpus.where import where_ids
 from memeatlas.errors import InputError
 from memeatlas.store import Store
-from memeatlas.store.where import where_ids
 
 # Attacks on `memeatlas sql`: each must be refused (exit 1, one-line error, no traceback).
 SQL_ATTACKS = [
@@ -193,7 +193,7 @@ def test_where_attacks_change_nothing(hostile_dir, command):
             "assign": ["assign", "--run", rid],
             "caption": ["caption", "--backend", "ocr"]}[command]
     # Every attack through `cluster`; a spread of them through the others, which share the
-    # same check (memeatlas.store.where) and are covered in full by the library test below.
+    # same check (memeatlas.corpus.where) and are covered in full by the library test below.
     attacks = WHERE_ATTACKS if command == "cluster" else WHERE_ATTACKS[::4]
     tried = refused = unchanged = 0
     failures = []

@@ -172,7 +172,7 @@ def test_killed_caption_run_is_marked_interrupted(store, tmp_path):
     assert s.n_interrupted_runs == 1 and s.n_done == 3
     rows = dict(store.fetchall("SELECT run_id, status FROM caption_runs"))
     assert rows == {"dead": "interrupted", s.run_id: "finished"}
-    from memeatlas.store.query import status
+    from memeatlas.pipeline import status
 
     st = {what: n for _, what, n in status(store)}
     assert st["interrupted caption runs"] == 1

@@ -9,9 +9,9 @@ import pytest
 from helpers_report import chromium_available, fill_store, launch_browser
 
 from memeatlas.images import NearDupConfig, group_near_duplicates
+from memeatlas.pipeline import status
 from memeatlas.report import build
 from memeatlas.report.html import asset
-from memeatlas.store.query import status
 
 DATA_RE = re.compile(r'<script type="application/json" id="memeatlas-data">(.*?)</script>', re.S)
 

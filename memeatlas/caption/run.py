@@ -122,7 +122,7 @@ def _select(store, key: tuple[str, str, str], cfg: CaptionConfig, keep: set[str]
             ) -> tuple[list[tuple[str, str]], int]:
     """Memes to caption (meme_id, path) and how many were skipped as already done.
 
-    `keep`: the ids matching --where (memeatlas.store.where), or None for all.
+    `keep`: the ids matching --where (memeatlas.corpus.where), or None for all.
     """
     done_cond = ("EXISTS (SELECT 1 FROM annotations a WHERE a.meme_id = m.meme_id "
                  "AND a.annotator = ? AND a.prompt_hash = ? AND a.schema_hash = ?)")
@@ -185,11 +185,11 @@ def run(store, config: CaptionConfig, backend: Backend | None = None) -> Caption
         raise InputError("--batch-size must be at least 1")
     if cfg.retries < 0:
         raise InputError("--retries must be 0 or more")
-    from memeatlas.store.where import where_ids
+    from memeatlas.corpus.where import where_ids
 
     keep = where_ids(store, cfg.where)  # a bad --where is refused before anything is written
     if cfg.engine != "local":  # the same selection and rows, generated on a cluster
-        from memeatlas.distributed import run_caption
+        from memeatlas.caption.ray_job import run_caption
 
         return run_caption(store, cfg, backend, keep=keep)
     t_start = time.perf_counter()

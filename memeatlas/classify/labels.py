@@ -14,9 +14,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memeatlas.corpus.memes import RowErrors as _RowErrors
+from memeatlas.corpus.memes import meme_resolver
 from memeatlas.errors import InputError, NotFoundError
-from memeatlas.evaluate.ratings import _Errors as _RowErrors
-from memeatlas.evaluate.ratings import _meme_resolver
 from memeatlas.provenance import new_run_id, utcnow
 
 ID_COLUMNS = ("meme_id", "source_id", "id")
@@ -130,7 +130,7 @@ def import_labels(store, path: str | Path, *, task: str, coder: str | None = Non
     lc = _pick(cols, label_column, LABEL_COLUMNS, "label", path)
     if "coder" not in cols and not coder:
         raise InputError(f"{path}: no coder column; pass --coder NAME (who assigned these labels)")
-    resolve = _meme_resolver(store)
+    resolve = meme_resolver(store)
     errors = _Errors()
     records: dict[tuple[str, str], tuple[int, str]] = {}
     n_blank = 0

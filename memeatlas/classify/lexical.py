@@ -42,7 +42,7 @@ def texts_for(store, space: str, meme_ids: Sequence[str], annotator: str | None 
     `annotator` (the one a model was trained on) overrides the choice, so new annotators added
     after training do not change what a stored model reads.
     """
-    from memeatlas.embed.texts import annotation_texts, choose_annotator
+    from memeatlas.corpus.texts import annotation_texts, choose_annotator
 
     fields, named = parse(space)
     who = choose_annotator(store, fields, annotator or named, list(meme_ids))
@@ -87,7 +87,7 @@ def load_inputs(store, spaces: Sequence[str], meme_ids: Sequence[str], *,
     Stored spaces come from `embeddings`; lexical ones are computed from annotation text, fitting
     their transform on these memes unless `fitted` holds it (prediction).
     """
-    from memeatlas.cluster.inputs import load_aligned
+    from memeatlas.corpus.vectors import load_aligned
 
     stored = [s for s in spaces if not is_lexical(s)]
     ids = sorted(set(meme_ids))

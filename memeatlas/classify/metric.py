@@ -107,7 +107,7 @@ def _batches_triplet(labels: list[int], bs: int, rng: random.Random) -> list[lis
 
 def training_texts(store, cfg: TuneConfig) -> tuple[list[str], list[str]]:
     """(texts, labels) of the task's labelled memes with a non-empty text."""
-    from memeatlas.embed.texts import annotation_texts, choose_annotator
+    from memeatlas.corpus.texts import annotation_texts, choose_annotator
 
     ls = load_labels(store, cfg.task, coder=cfg.coder)
     ids = sorted(ls.labels)

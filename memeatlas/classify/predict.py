@@ -49,7 +49,7 @@ def predict(store, model: str = "latest", *, task: str | None = None, where: str
     are skipped unless `force`.
     """
     from memeatlas.classify.lexical import load_inputs
-    from memeatlas.cluster.inputs import filtered_ids
+    from memeatlas.corpus.vectors import filtered_ids
 
     info = get_model(store, model, task)
     keep = filtered_ids(store, where)
@@ -146,8 +146,8 @@ def evaluate_model(store, model: str, task: str, *, coder: str | None = None, wh
     'unknown' is reported (open-set rejection). Stored as evaluations (command classify-evaluate).
     """
     from memeatlas.classify.lexical import load_inputs
-    from memeatlas.cluster.inputs import filtered_ids
-    from memeatlas.evaluate.common import store_evaluations
+    from memeatlas.corpus.vectors import filtered_ids
+    from memeatlas.store.evaluations import store_evaluations
 
     info = get_model(store, model)
     keep = filtered_ids(store, where)

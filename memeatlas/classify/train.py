@@ -92,7 +92,7 @@ def load_training_set(store, task: str, spaces: list[str], *, coder: str | None 
                       ) -> tuple[list[str], list[np.ndarray], np.ndarray, list[str], int, int, dict]:
     """(meme ids, matrices, y, classes, n labelled without vectors, n ties, fitted lexical transforms)."""
     from memeatlas.classify.lexical import load_inputs
-    from memeatlas.cluster.inputs import filtered_ids
+    from memeatlas.corpus.vectors import filtered_ids
 
     keep = filtered_ids(store, where)
     ls = load_labels(store, task, coder=coder, meme_ids=keep)
@@ -170,7 +170,7 @@ def calibrate_threshold(proba: np.ndarray, y: np.ndarray, quantile: float) -> fl
 
 def train(store, cfg: TrainConfig) -> TrainSummary:
     """Cross-validate, fit and store one classifier; a re-run with the same fingerprint is skipped."""
-    from memeatlas.evaluate.common import store_evaluations
+    from memeatlas.store.evaluations import store_evaluations
 
     cls_ = head_class(cfg.head)
     make_head(cfg.head, cfg.params)  # parameter errors before any loading

@@ -48,27 +48,27 @@ def assign(store, run_id: str, where: str | None = None, **kwargs: Any) -> Assig
 
 def get_run(store, run_id: str):
     """A run as a pandas DataFrame (meme_id, cluster, probability, x, y, assigned_by, label, …)."""
-    from memeatlas.cluster.api import get_run as _get
+    from memeatlas.corpus.runs import get_run as _get
 
     return _get(store, run_id)
 
 
 def get_run_info(store, run_id: str) -> dict:
     """The run's `cluster_runs` row as a dict."""
-    from memeatlas.cluster.api import get_run_info as _info
+    from memeatlas.corpus.runs import get_run_info as _info
 
     return _info(store, run_id)
 
 
 def latest_run(store, kind: str | None = "cluster") -> str | None:
     """The newest run id, or None."""
-    from memeatlas.cluster.api import latest_run as _latest
+    from memeatlas.corpus.runs import latest_run as _latest
 
     return _latest(store, kind)
 
 
 def list_runs(store):
     """All runs as a pandas DataFrame, newest first."""
-    from memeatlas.cluster.api import list_runs as _list
+    from memeatlas.corpus.runs import list_runs as _list
 
     return _list(store)

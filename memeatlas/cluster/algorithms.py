@@ -126,3 +126,13 @@ def reassign_noise(model, labels: np.ndarray, probs: np.ndarray
     new[noise] = memb[noise].argmax(axis=1)
     newp[noise] = memb[noise].max(axis=1)
     return new, newp
+
+
+def for_engine(engine: str, name: str) -> Callable:
+    """The clustering function of an engine for algorithm `name` (cuML runs HDBSCAN only)."""
+    from memeatlas.cluster import engines
+
+    engines.check(engine, name)
+    if engine == "cuml":
+        return engines.cuml_hdbscan
+    return get(name)

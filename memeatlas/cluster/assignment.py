@@ -43,10 +43,10 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
     """Assign memes that are not in run `run_id` (and match `where`) to its clusters."""
     import pyarrow as pa
 
-    from memeatlas.cluster.api import load_model
     from memeatlas.cluster.fuse import fuse, fuse_new
-    from memeatlas.cluster.inputs import filtered_ids, load_aligned
     from memeatlas.cluster.knn import exact_knn
+    from memeatlas.corpus.runs import load_model
+    from memeatlas.corpus.vectors import filtered_ids, load_aligned
     from memeatlas.provenance import utcnow
 
     t0 = time.perf_counter()

@@ -159,13 +159,3 @@ def reducer(engine: str) -> Callable[..., np.ndarray]:
     from memeatlas.cluster.reduce import umap_reduce
 
     return umap_reduce
-
-
-def algorithm(engine: str, name: str) -> Callable:
-    """The clustering function of an engine for algorithm `name`."""
-    check(engine, name)
-    if engine == "cuml":
-        return cuml_hdbscan
-    from memeatlas.cluster import algorithms
-
-    return algorithms.get(name)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster.api import get_run_info, load_model
 from memeatlas.cluster.config import ALGORITHMS, FUSIONS, KNN_METHODS, ClusterConfig
+from memeatlas.corpus.runs import get_run_info, load_model
 from memeatlas.errors import BackendError, InputError
 from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
 
@@ -337,7 +337,7 @@ def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int
     The automatic size choice runs CPU HDBSCAN on the reduction whatever the engine: HDBSCAN
     is a small share of a run (docs/SCALE.md), and its models give soft membership.
     """
-    from memeatlas.cluster import engines
+    from memeatlas.cluster import algorithms
 
     knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
     red = params["reduce"]
@@ -354,7 +354,7 @@ def _fit_seed(cache: _Cache, v: ClusterConfig, params: dict[str, Any], seed: int
                         criterion=v.granularity_criterion)
         c = choice.chosen
         return c.labels, c.probabilities, c.model, xr, choice
-    labels, probs, model = engines.algorithm(v.engine, v.algorithm)(xr, params, knn_idx, seed)
+    labels, probs, model = algorithms.for_engine(v.engine, v.algorithm)(xr, params, knn_idx, seed)
     return labels, probs, model, xr, None
 
 
@@ -374,7 +374,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     that fingerprint is returned without recomputing unless `cfg.force`.
     """
     from memeatlas.cluster.fuse import fuse, validate_weights
-    from memeatlas.cluster.inputs import load_aligned
+    from memeatlas.corpus.vectors import load_aligned
 
     _validate(cfg)
     g = validate_weights(cfg.weights, len(cfg.spaces))

@@ -49,8 +49,8 @@ def _pick_annotator(store, ids: list[str]) -> str | None:
     return row[0] if row else None
 
 
-def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
-           ) -> tuple[dict[str, str], str | None, dict[str, Any]]:
+def label_texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
+                ) -> tuple[dict[str, str], str | None, dict[str, Any]]:
     """meme_id → text, the annotator(s) used, and how the text was chosen."""
     recipe: dict[str, Any] = {}
     for s in spaces:
@@ -72,7 +72,7 @@ def _texts(store, cfg: LabelConfig, spaces: list[str], ids: list[str]
                             "run `memeatlas caption` (or import annotations) first")
     how = {"annotator": annotator, "fields": fields if not template else None,
            "template": template}
-    from memeatlas.embed.texts import annotation_texts
+    from memeatlas.corpus.texts import annotation_texts
 
     rows, _ = annotation_texts(store, annotator, fields, template, meme_ids=ids)
     return dict(rows), annotator, how
@@ -210,8 +210,8 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
 
 def label(store, cfg: LabelConfig) -> LabelSummary:
     """Label every cluster of a run; replaces the run's labels (skips if labelled, unless force)."""
-    from memeatlas.cluster.api import get_run_info, latest_run
-    from memeatlas.cluster.inputs import load_space
+    from memeatlas.corpus.runs import get_run_info, latest_run
+    from memeatlas.corpus.vectors import load_space
 
     t0 = time.perf_counter()
     if isinstance(cfg.fields, str):
@@ -253,7 +253,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     for i, m in enumerate(ids):
         if m in pos:
             emb[i] = e_mat[pos[m]]
-    text_of, annotator, how = _texts(store, cfg, spaces, ids)
+    text_of, annotator, how = label_texts(store, cfg, spaces, ids)
     docs = [text_of.get(m, "") or "" for m in ids]
     if not any(d.strip() for d in docs):
         raise InputError(f"run {run_id}: none of its memes has annotation text from "

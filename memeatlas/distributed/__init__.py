@@ -1,4 +1,9 @@
-"""Run `caption` and `embed` on a Ray cluster with the same keys, rows and resume as a local run.
+"""The Ray engine: cluster connection, job directories, shards and URIs, for any step's batches.
+
+This package knows no step: `caption` (memeatlas.caption.ray_job) and `embed`
+(memeatlas.embed.ray_job) hand it their batch work, so the engine sits below the steps.
+Together they run `caption` and `embed` on a Ray cluster with the same keys, rows and resume
+as a local run.
 
     from memeatlas.caption import CaptionConfig, run
     run(store, CaptionConfig(model="/shared/models/qwen2.5-vl-3b", engine="ray",
@@ -18,9 +23,9 @@ Ray is optional (`pip install 'memeatlas[ray]'`) and imported only when a job st
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
 
-from memeatlas.errors import BackendError
+from memeatlas.errors import BackendError, InputError
 
 ENGINES = ("local", "ray")
 
@@ -32,29 +37,12 @@ def check_engine(name: str) -> str:
     return name
 
 
-def run_caption(store, cfg, backend=None, keep: set[str] | None = None) -> Any:
-    """`memeatlas.caption.run` on the engine named by `cfg.engine` (see caption_job); `keep`
-    holds the ids matching --where (None: all)."""
-    check_engine(cfg.engine)
-    from memeatlas.distributed.caption_job import run_caption as _run
-
-    return _run(store, cfg, backend, keep=keep)
-
-
-def run_embed_text(store, cfg, summary, **plan: Any) -> None:
-    """The encode-and-store part of `embed_text` on `cfg.engine` (see embed_job)."""
-    check_engine(cfg.engine)
-    from memeatlas.distributed.embed_job import run_embed_text as _run
-
-    _run(store, cfg, summary, **plan)
+def resolve(ref: str):
+    """'package.module:attr' → the object (a worker's wrapper or hook named in a job spec)."""
+    mod, _, attr = ref.partition(":")
+    if not attr:
+        raise InputError(f"expected 'module:callable', got {ref!r}")
+    return getattr(importlib.import_module(mod), attr)
 
 
-def run_embed_image(store, cfg, summary, **plan: Any) -> None:
-    """The encode-and-store part of `embed_image` on `cfg.engine` (see embed_job)."""
-    check_engine(cfg.engine)
-    from memeatlas.distributed.embed_job import run_embed_image as _run
-
-    _run(store, cfg, summary, **plan)
-
-
-__all__ = ["ENGINES", "check_engine", "run_caption", "run_embed_text", "run_embed_image"]
+__all__ = ["ENGINES", "check_engine", "resolve"]

@@ -18,10 +18,10 @@ _EXPORTS = {
     "EmbedSummary": "memeatlas.embed.config",
     "embed_text": "memeatlas.embed.run",
     "embed_image": "memeatlas.embed.run",
-    "load_space": "memeatlas.embed.space",
-    "list_spaces": "memeatlas.embed.space",
-    "get_space": "memeatlas.embed.space",
-    "SpaceInfo": "memeatlas.embed.space",
+    "load_space": "memeatlas.corpus.spaces",
+    "list_spaces": "memeatlas.corpus.spaces",
+    "get_space": "memeatlas.corpus.spaces",
+    "SpaceInfo": "memeatlas.corpus.spaces",
 }
 
 __all__ = [
@@ -30,9 +30,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from memeatlas.corpus.spaces import SpaceInfo, get_space, list_spaces, load_space
     from memeatlas.embed.config import EmbedSummary, ImageEmbedConfig, TextEmbedConfig
     from memeatlas.embed.run import embed_image, embed_text
-    from memeatlas.embed.space import SpaceInfo, get_space, list_spaces, load_space
 
 
 def __getattr__(name: str) -> Any:

@@ -8,10 +8,6 @@ from typing import Any
 
 from memeatlas.errors import ModelNotFoundError
 
-#: Annotation fields a text space can be built from (core columns of `annotations`).
-#: Any other name is looked up in the annotation's `raw` JSON (user-defined schema fields).
-CORE_FIELDS: tuple[str, ...] = ("description", "ocr_text", "intent", "template", "tone", "entities")
-
 DEFAULT_TEXT_FIELDS: tuple[str, ...] = ("description", "intent")
 DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_IMAGE_MODEL = "openai/clip-vit-base-patch32"

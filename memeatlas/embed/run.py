@@ -8,22 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from memeatlas import progress
-from memeatlas.embed import texts as T
-from memeatlas.embed.config import EmbedSummary, ImageEmbedConfig, TextEmbedConfig
-from memeatlas.embed.space import (
+from memeatlas.corpus import texts as T
+from memeatlas.corpus.spaces import (
     check_model,
     check_recipe,
-    get_space,
     prepare_space,
     stored_inputs,
     write_vectors,
 )
+from memeatlas.embed.config import EmbedSummary, ImageEmbedConfig, TextEmbedConfig
+from memeatlas.embed.summary import TEXT_RECIPE_VERSION
+from memeatlas.embed.summary import finish as _finish
 from memeatlas.errors import InputError
 from memeatlas.provenance import short_hash, software
 
-# Bumped when the way texts are built from annotations changes (stored in the space recipe,
-# so a space built the old way is not silently mixed with the new).
-TEXT_RECIPE_VERSION = 1
 _MAX_FAILURES_KEPT = 20
 
 
@@ -52,17 +50,6 @@ def _plan(items: Sequence[tuple[str, str]], stored: dict[str, tuple[str, str | N
             changed += 1
         todo.append((meme_id, h))
     return todo, changed, skipped
-
-
-def _finish(summary: EmbedSummary, store, t0: float) -> EmbedSummary:
-    summary.seconds = time.perf_counter() - t0
-    work = summary.seconds - summary.load_seconds
-    summary.items_per_s = summary.embedded / work if work > 0 and summary.embedded else 0.0
-    info = get_space(store, summary.space)
-    summary.total_in_space = info.n if info else 0
-    if info and not summary.dim:
-        summary.dim = info.dim
-    return summary
 
 
 def _text_params(cfg: TextEmbedConfig, max_seq_length: int | None, device: str
@@ -126,10 +113,11 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
                           f"an empty {'/'.join(fields)}")
         return _finish(summary, store, t0)
     if cfg.engine != "local":  # the same to-do set and vectors, encoded on a cluster
-        from memeatlas.distributed import run_embed_text
+        from memeatlas.embed.ray_job import run_embed_text
 
         run_embed_text(store, cfg, summary, todo=todo, text_of=text_of, space=space,
-                       model_name=model_name, recipe=recipe, params=_text_params)
+                       model_name=model_name, recipe=recipe, params=_text_params,
+                       commit_size=_commit_size(cfg.commit_every, cfg.batch_size))
         return _finish(summary, store, t0)
 
     from memeatlas.embed.text import get_text_encoder
@@ -232,10 +220,11 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     if not todo:
         return _finish(summary, store, t0)
     if cfg.engine != "local":
-        from memeatlas.distributed import run_embed_image
+        from memeatlas.embed.ray_job import run_embed_image
 
         run_embed_image(store, cfg, summary, todo=todo, path_of=path_of, space=space,
-                        model_name=model_name, recipe=recipe, params=_image_params)
+                        model_name=model_name, recipe=recipe, params=_image_params,
+                        commit_size=_commit_size(cfg.commit_every, cfg.batch_size))
         return _finish(summary, store, t0)
 
     from memeatlas.embed.image import ImageEncoder

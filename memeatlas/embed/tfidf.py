@@ -97,10 +97,11 @@ def fit_transform(texts: list[str], n_components: int = DEFAULT_COMPONENTS, seed
 def embed_tfidf(store, cfg) -> Any:
     """`embed_text` for --model tfidf-lsa: select texts as usual, fit, replace the space."""
     from memeatlas import progress
-    from memeatlas.embed import texts as T
+    from memeatlas.corpus import texts as T
+    from memeatlas.corpus.spaces import check_model, prepare_space, write_vectors
     from memeatlas.embed.config import EmbedSummary
-    from memeatlas.embed.run import TEXT_RECIPE_VERSION, _finish
-    from memeatlas.embed.space import check_model, prepare_space, write_vectors
+    from memeatlas.embed.summary import TEXT_RECIPE_VERSION
+    from memeatlas.embed.summary import finish as _finish
     from memeatlas.provenance import short_hash, software
 
     t0 = time.perf_counter()

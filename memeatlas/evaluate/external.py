@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from memeatlas.cluster.api import get_run_info
+from memeatlas.corpus.runs import get_run_info
 from memeatlas.errors import InputError
 from memeatlas.evaluate.common import (
     NOISE,
@@ -102,8 +102,8 @@ def load_truth(store, truth: str) -> dict[str, str]:
     sql = truth_sql(store, truth)
     if sql.lstrip().lower().startswith(("select", "with")) and truth.strip().lower().startswith(
             ("select", "with", "from")):
-        # The user's own query: never on the store's connection (memeatlas.store.where).
-        from memeatlas.store.where import user_query
+        # The user's own query: never on the store's connection (memeatlas.corpus.where).
+        from memeatlas.corpus.where import user_query
 
         cols, rows = user_query(store, sql, f"--truth {truth!r}")
         if len(cols) < 2:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from memeatlas.cluster.api import get_run_info
+from memeatlas.corpus.runs import get_run_info
 from memeatlas.errors import InputError
 from memeatlas.evaluate.common import (
     NOISE_TEXT,

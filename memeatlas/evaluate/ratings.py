@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memeatlas.corpus.memes import MAX_ERRORS_SHOWN  # noqa: F401  (re-exported)
+from memeatlas.corpus.memes import RowErrors as _Errors
+from memeatlas.corpus.memes import meme_resolver as _meme_resolver
 from memeatlas.errors import InputError
 from memeatlas.evaluate.pairs import SHEET_ID_COLUMNS, pair_id, pair_set_exists, require_pair_set
 from memeatlas.provenance import stable_json, utcnow
 
 SCALE_LOW, SCALE_HIGH = 1.0, 3.0
-MAX_ERRORS_SHOWN = 20
 _RESERVED = set(SHEET_ID_COLUMNS) | {"stratum", "position", "note", "notes", "comment", "comments"}
 _SCALE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:\.\.|-|:|,)\s*(-?\d+(?:\.\d+)?)\s*$")
 
@@ -66,51 +68,6 @@ def parse_scale(text: str | None) -> tuple[float, float]:
 def map_to_scale(value: float, lo: float, hi: float) -> float:
     """Linear map of [lo, hi] onto [1, 3]."""
     return SCALE_LOW + (value - lo) * (SCALE_HIGH - SCALE_LOW) / (hi - lo)
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[tuple[int, str]] = []
-
-    def add(self, line: int, msg: str) -> None:
-        self.items.append((line, msg))
-
-    def raise_if_any(self, path: Path) -> None:
-        if not self.items:
-            return
-        self.items.sort(key=lambda t: t[0])
-        shown = [f"  line {ln}: {msg}" for ln, msg in self.items[:MAX_ERRORS_SHOWN]]
-        more = len(self.items) - MAX_ERRORS_SHOWN
-        if more > 0:
-            shown.append(f"  ... and {more} more")
-        lines = sorted({ln for ln, _ in self.items})
-        raise InputError(
-            f"{path}: {len(self.items)} problem(s) on {len(lines)} row(s); nothing was imported. "
-            f"Fix the rows and import the file again:\n" + "\n".join(shown))
-
-
-def _meme_resolver(store):
-    """meme id or corpus source id → meme_id (None if unknown, 'AMBIGUOUS' if several)."""
-    ids = {r[0] for r in store.fetchall("SELECT meme_id FROM memes")}
-    by_source: dict[str, set[str]] = {}
-    for mid, sid in store.fetchall("SELECT meme_id, source_id FROM memes WHERE source_id IS NOT NULL"):
-        by_source.setdefault(str(sid), set()).add(mid)
-    if store.table_exists("meme_sources"):
-        for mid, sid in store.fetchall(
-                "SELECT meme_id, source_id FROM meme_sources WHERE source_id IS NOT NULL"):
-            by_source.setdefault(str(sid), set()).add(mid)
-
-    def resolve(text: str) -> str | None:
-        if text in ids:
-            return text
-        hits = by_source.get(text)
-        if not hits:
-            return None
-        if len(hits) > 1:
-            return "AMBIGUOUS"
-        return next(iter(hits))
-
-    return resolve
 
 
 def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None = None,

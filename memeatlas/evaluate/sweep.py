@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memeatlas.cluster.api import get_run_info
+from memeatlas.corpus.runs import get_run_info
 from memeatlas.errors import InputError
 from memeatlas.evaluate.common import resolve_runs
 from memeatlas.evaluate.quality import quality

@@ -268,7 +268,7 @@ def _hash_pairs(rows: list[tuple[str, str | None]], seen: set[str], radius: int,
 def _space_pairs(store, space: str, ids: list[str], seen: set[str], min_cos: float,
                  block: int, found: dict[tuple[str, str], list[Any]]) -> None:
     """New-vs-all pairs with cosine >= min_cos in the image space (blocked exact scan)."""
-    from memeatlas.embed.space import load_space
+    from memeatlas.corpus.spaces import load_space
 
     vids, X = load_space(store, space, meme_ids=ids)
     if not vids:

@@ -74,7 +74,7 @@ class ReportData:
 
 def latest_run_id(store: Store) -> str:
     """The newest cluster run, or NotFoundError telling the user to cluster first."""
-    from memeatlas.cluster.api import latest_run
+    from memeatlas.corpus.runs import latest_run
 
     run_id = latest_run(store, kind=None)
     if run_id is None:
@@ -84,7 +84,7 @@ def latest_run_id(store: Store) -> str:
 
 def run_info(store: Store, run_id: str) -> dict[str, Any]:
     """One cluster_runs row as a dict with JSON columns decoded (NotFoundError if absent)."""
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     return _plain(get_run_info(store, run_id))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import duckdb
@@ -162,8 +163,14 @@ _STATUS = [
 ]
 
 
-def status(store: Store) -> list[tuple[str, str, int | None]]:
-    """(step, what, count) for every pipeline step, plus per-annotator and per-space detail."""
+def status(store: Store, extra: Iterable[Callable[[Store], list[tuple[str, str, int]]]] = ()
+           ) -> list[tuple[str, str, int | None]]:
+    """(step, what, count) for every pipeline step, plus per-annotator and per-space detail.
+
+    `extra` holds the rows of steps above the store (near-duplicates, template matches): the
+    caller that knows every step passes them (`memeatlas.pipeline.status`), so the store never
+    imports a step.
+    """
     from memeatlas.store.connection import storage_version
 
     tag = storage_version(store.con)
@@ -179,9 +186,8 @@ def status(store: Store) -> list[tuple[str, str, int | None]]:
     for space, n in store.fetchall(
             "SELECT space, count(*) FROM embeddings GROUP BY 1 ORDER BY 1"):
         out.append(("embed", f"  in {space}", int(n)))
-    from memeatlas.images.status import status_rows  # near-duplicates, template matches
-
-    out.extend(status_rows(store))
+    for rows in extra:
+        out.extend(rows(store))
     return out
 
 

@@ -58,7 +58,7 @@ def restrict(con: duckdb.DuckDBPyConnection, allow_read: Sequence[str | os.PathL
     return con
 
 
-def _tokens(sql: str) -> list[tuple[int, str, str]]:
+def tokens(sql: str) -> list[tuple[int, str, str]]:
     """(position, type, text) of every non-comment token, from DuckDB's own tokenizer."""
     raw = duckdb.tokenize(sql)
     out = []
@@ -78,7 +78,7 @@ def _refuse(kind: str, what: str = "") -> ReadOnlyViolation:
 
 
 def _check_pragma(sql: str) -> None:
-    toks = _tokens(sql)
+    toks = tokens(sql)
     name = toks[1][2].lower() if len(toks) > 1 and toks[0][2].upper() == "PRAGMA" else ""
     if name not in READ_PRAGMAS:
         raise _refuse("PRAGMA", f" other than {', '.join(sorted(READ_PRAGMAS))}")
@@ -88,7 +88,7 @@ def _check_pragma(sql: str) -> None:
 
 def _explained(sql: str) -> str:
     """The statement an EXPLAIN wraps (its text), found with DuckDB's tokenizer."""
-    toks = _tokens(sql)
+    toks = tokens(sql)
     i = 1  # toks[0] is EXPLAIN
     if i < len(toks) and toks[i][2].upper() == "ANALYZE":
         i += 1
@@ -114,7 +114,7 @@ def check_statement(st: duckdb.Statement, *, depth: int = 0) -> None:
     if kind == "SELECT":
         return
     if kind == "MULTI":  # PIVOT without an explicit IN list plans as several statements
-        toks = _tokens(st.query)
+        toks = tokens(st.query)
         if toks and toks[0][2].upper() in ("PIVOT", "PIVOT_WIDER", "UNPIVOT", "PIVOT_LONGER"):
             return
         raise _refuse(kind)

@@ -247,7 +247,7 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
     InputError naming the edit, with nothing stored. The same edits on the same parent are
     skipped (returning the stored run) unless `force`.
     """
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     t0 = time.perf_counter()
     info = get_run_info(store, run_id)
@@ -418,7 +418,7 @@ def read_edit_file(path: str | Path) -> dict[str, Any]:
 
 
 def _base_run(store, doc: dict[str, Any], run_id: str | None, path: Path) -> str:
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     if run_id:
         get_run_info(store, run_id)
@@ -461,7 +461,7 @@ def apply_file(store, path: str | Path, *, run_id: str | None = None,
 def edit_chain(store, run_id: str) -> tuple[str, list[dict[str, Any]]]:
     """(base run, edits in order) of a curated run, following parent runs back to the first
     run that is not curated."""
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     chain = []
     rid = run_id

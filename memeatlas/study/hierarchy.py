@@ -56,7 +56,7 @@ class _Tree:
 
 def _condensed(store, run_id: str, info: dict) -> _Tree | None:
     """The tree from the run's HDBSCAN condensed tree, or None when there is none."""
-    from memeatlas.cluster.api import load_model
+    from memeatlas.corpus.runs import load_model
     from memeatlas.errors import NotFoundError
 
     if info.get("algorithm") != "hdbscan" or info.get("kind") not in ("cluster", None):
@@ -261,7 +261,7 @@ def ctfidf(class_docs: list[str], n_words: int = N_KEYWORDS) -> list[list[str]]:
 def _docs(store, run_id: str, info: dict, ids: list[str]) -> dict[str, str]:
     """meme_id → annotation text, chosen the way the run's labels were (empty without text)."""
     from memeatlas.cluster.config import LabelConfig
-    from memeatlas.cluster.labeling import _texts
+    from memeatlas.cluster.labeling import label_texts
     from memeatlas.errors import NotFoundError
 
     p = json.loads(store.scalar("SELECT params FROM cluster_labels WHERE run_id = ? AND "
@@ -270,7 +270,7 @@ def _docs(store, run_id: str, info: dict, ids: list[str]) -> dict[str, str]:
     cfg = LabelConfig(run_id=run_id, annotator=text.get("annotator"), fields=text.get("fields"))
     spaces = [s["space"] for s in info.get("spaces") or [{"space": info["space"]}]]
     try:
-        return _texts(store, cfg, spaces, ids)[0]
+        return label_texts(store, cfg, spaces, ids)[0]
     except (NotFoundError, InputError):
         return {}
 
@@ -281,7 +281,7 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
 
     Stored trees are kept (skipped) unless `force`, which replaces them.
     """
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     t0 = time.perf_counter()
     if method not in METHODS:

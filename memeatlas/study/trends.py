@@ -97,7 +97,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
     by their ancestor at that depth of the stored hierarchy (`memeatlas hierarchy`), so the
     `cluster` column holds tree nodes (inner nodes from 100000).
     """
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
 
     t0 = time.perf_counter()
     if period not in PERIODS:

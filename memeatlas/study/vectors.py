@@ -24,7 +24,7 @@ def run_vectors(store, info: dict, meme_ids: Sequence[str] | None = None
     is the weighted mean of the per-space ones) — for a `dynamic` fusion this is the static
     approximation. Memes missing from a space are left out.
     """
-    from memeatlas.cluster.inputs import load_aligned
+    from memeatlas.corpus.vectors import load_aligned
 
     names, weights = run_spaces(info)
     ids, mats = load_aligned(store, names, meme_ids=meme_ids)

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 
 from memeatlas.errors import InputError
-from memeatlas.store.sandbox import _tokens, restrict
+from memeatlas.store.sandbox import restrict, tokens
 
 _FIXED = "SELECT * FROM memes AS m WHERE "
 
@@ -113,7 +113,7 @@ def _parse(mem: duckdb.DuckDBPyConnection, where: str) -> dict[str, Any]:
     """The parse tree of the fixed query with `where` as its WHERE clause, checked for shape."""
     tree = json.loads(mem.execute("SELECT json_serialize_sql(?)", [_FIXED + where]).fetchone()[0])
     depth = 0
-    for _pos, kind, text in _tokens(where):
+    for _pos, kind, text in tokens(where):
         depth += (text == "(") - (text == ")") if kind == "operator" else 0
         if depth == 0 and kind == "keyword" and text.upper() == "WINDOW":
             # the parser drops an unused WINDOW clause, so the tree alone cannot show it

@@ -15,9 +15,12 @@ import string
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from memeatlas.embed.config import CORE_FIELDS
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import short_hash
+
+#: Annotation fields a text space can be built from (core columns of `annotations`).
+#: Any other name is looked up in the annotation's `raw` JSON (user-defined schema fields).
+CORE_FIELDS: tuple[str, ...] = ("description", "ocr_text", "intent", "template", "tone", "entities")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FIELD_SEPARATOR = "\n"

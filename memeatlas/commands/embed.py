@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
-from memeatlas.distributed import cli as R
+from memeatlas.commands import engine_options as R
+from memeatlas.commands.common import DbOption, ForceOption, echo_json, echo_summary, open_store
 from memeatlas.leftout import counted
 
 embed_app = typer.Typer(
@@ -80,8 +80,8 @@ def text_cmd(
 ) -> None:
     """Embed one text per meme built from annotation fields (default model all-MiniLM-L6-v2,
     bundled, offline)."""
+    from memeatlas.corpus.texts import parse_fields
     from memeatlas.embed import TextEmbedConfig, embed_text
-    from memeatlas.embed.texts import parse_fields
 
     eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
                                       ray_cpus_per_worker, ray_dir, ray_shard_size,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_err, echo_summary, open_store
+from memeatlas.commands.common import DbOption, ForceOption, echo_err, echo_summary, open_store
 
 TimeFormatOption = Annotated[str, typer.Option(
     "--time-format", help="How the values are written: iso (ISO 8601; no offset = UTC), epoch "
@@ -16,7 +16,7 @@ TimeFormatOption = Annotated[str, typer.Option(
 
 def _run_or_newest(store, run: str | None) -> str:
     """--run, else the newest cluster run of any kind."""
-    from memeatlas.cluster.api import latest_run
+    from memeatlas.corpus.runs import latest_run
     from memeatlas.errors import NotFoundError
 
     run_id = run or latest_run(store, kind=None)

@@ -12,15 +12,15 @@ from memeatlas.errors import InputError
 def load_space(store, space: str, meme_ids: Sequence[str] | None = None
                ) -> tuple[list[str], np.ndarray]:
     """(ids sorted, float32 matrix) of one space: `memeatlas.embed.load_space`."""
-    from memeatlas.embed import load_space as embed_load
+    from memeatlas.corpus.spaces import load_space as embed_load
 
     return embed_load(store, space, meme_ids=meme_ids)
 
 
 def filtered_ids(store, where: str | None) -> set[str] | None:
     """meme_ids of `memes` matching the user's --where (None: no filter); checked and
-    evaluated in a sandbox, never run on the store's connection (memeatlas.store.where)."""
-    from memeatlas.store.where import where_ids
+    evaluated in a sandbox, never run on the store's connection (memeatlas.corpus.where)."""
+    from memeatlas.corpus.where import where_ids
 
     return where_ids(store, where)
 

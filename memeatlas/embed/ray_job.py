@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from memeatlas import progress
-from memeatlas.distributed.caption_job import resolve
+from memeatlas.distributed import resolve
 from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
@@ -31,32 +31,31 @@ def job_id_for(space: str, model: str, recipe: dict[str, Any]) -> str:
 
 
 def run_embed_text(store, cfg, summary, *, todo: list[tuple[str, str]], text_of: dict[str, str],
-                   space: str, model_name: str, recipe: dict[str, Any], params) -> None:
-    """Encode `todo` [(meme_id, input_hash)] on Ray and store the vectors (see module doc)."""
-    from memeatlas.embed.run import _commit_size
-
+                   space: str, model_name: str, recipe: dict[str, Any], params,
+                   commit_size: int) -> None:
+    """Encode `todo` [(meme_id, input_hash)] on Ray and store the vectors (see module doc);
+    `commit_size` is the local run's commit chunk, so shards match its batches."""
     todo = sorted(todo, key=lambda it: -len(text_of[it[0]]))  # as the local loop orders them
     rows = pa.table({"meme_id": [m for m, _ in todo], "input_hash": [h for _, h in todo],
                      "text": [text_of[m] for m, _ in todo]})
     job = _EmbedJob(store, cfg, summary, kind="text", space=space, model_name=model_name,
                     recipe=recipe, params=params,
                     software=software("sentence-transformers", "transformers", "torch"))
-    job.run(todo, rows, _commit_size(cfg.commit_every, cfg.batch_size), {
+    job.run(todo, rows, commit_size, {
         "kind": "text", "model": cfg.model, "device": cfg.device, "batch_size": cfg.batch_size})
 
 
 def run_embed_image(store, cfg, summary, *, todo: list[tuple[str, str]], path_of: dict[str, str],
-                    space: str, model_name: str, recipe: dict[str, Any], params) -> None:
+                    space: str, model_name: str, recipe: dict[str, Any], params,
+                    commit_size: int) -> None:
     """Encode the images of `todo` on Ray and store the vectors; unreadable ones are counted."""
-    from memeatlas.embed.run import _commit_size
-
     rows = pa.table({"meme_id": [m for m, _ in todo], "input_hash": [h for _, h in todo],
                      "path": [path_of[m] for m, _ in todo]})
     job = _EmbedJob(store, cfg, summary, kind="image", space=space, model_name=model_name,
                     recipe=recipe, params=params,
                     software=software("transformers", "sentence-transformers", "torch",
                                       "pillow"))
-    job.run(todo, rows, _commit_size(cfg.commit_every, cfg.batch_size), {
+    job.run(todo, rows, commit_size, {
         "kind": "image", "model": cfg.model, "backend": cfg.backend, "device": cfg.device,
         "batch_size": cfg.batch_size, "max_pixels": recipe["max_pixels"]})
 
@@ -118,7 +117,7 @@ class _EmbedJob:
             job.remove_results(merged)
 
     def _prepare(self, meta: dict[str, Any]) -> None:
-        from memeatlas.embed.space import prepare_space
+        from memeatlas.corpus.spaces import prepare_space
 
         w = meta.get("encoder", {})
         if self.kind == "text":
@@ -136,7 +135,7 @@ class _EmbedJob:
 
     def _merge(self, job: JobDir, name: str, expected: dict[str, str]) -> None:
         """Store one result shard's vectors (rows whose input is still the one to embed)."""
-        from memeatlas.embed.space import write_vectors
+        from memeatlas.corpus.spaces import write_vectors
 
         table, meta = job.read_result(name)
         s = self.summary

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_summary, open_store, parse_kv
+from memeatlas.commands.common import DbOption, ForceOption, echo_summary, open_store, parse_kv
 
 DEMO_DIR = Path("memeatlas-demo")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, echo_summary, open_store
+from memeatlas.commands.common import DbOption, echo_summary, open_store
 
 
 def register(app: typer.Typer) -> None:

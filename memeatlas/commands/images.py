@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
+from memeatlas.commands.common import DbOption, ForceOption, echo_json, echo_summary, open_store
 
 images_app = typer.Typer(
     help="Image-level structure: near-duplicate groups and template matching against a "

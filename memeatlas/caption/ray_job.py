@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from memeatlas import progress
 from memeatlas.caption.backends.base import Backend, BackendInfo, GenerationResult
+from memeatlas.distributed import resolve
 from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
@@ -39,14 +40,6 @@ def _run_module():
 def job_id_for(key: tuple[str, str, str]) -> str:
     """One job per annotation key: a resumed run finds the shards of the killed one."""
     return "caption-" + short_hash(list(key), 16)
-
-
-def resolve(ref: str):
-    """'package.module:attr' → the object."""
-    mod, _, attr = ref.partition(":")
-    if not attr:
-        raise InputError(f"expected 'module:callable', got {ref!r}")
-    return getattr(importlib.import_module(mod), attr)
 
 
 class _InfoOnly(Backend):
@@ -81,7 +74,7 @@ def _probe(cfg, res: dict[str, Any], ray) -> _InfoOnly:
 def run_caption(store, cfg, backend: Backend | None = None, keep: set[str] | None = None):
     """`memeatlas.caption.run` with `cfg.engine == 'ray'`; returns its CaptionSummary.
 
-    `keep`: the ids matching --where (memeatlas.store.where), or None for all.
+    `keep`: the ids matching --where (memeatlas.corpus.where), or None for all.
     """
     R = _run_module()
     from memeatlas.caption.backends import backend_class, create

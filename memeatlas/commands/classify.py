@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, echo_err, echo_summary, open_store, parse_kv
+from memeatlas.commands.common import DbOption, echo_err, echo_summary, open_store, parse_kv
 
 classify_app = typer.Typer(
     help="Supervised classification: import coded labels, train heads on stored spaces, predict the rest.",

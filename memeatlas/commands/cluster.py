@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_summary, open_store
+from memeatlas.commands.common import DbOption, ForceOption, echo_summary, open_store
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -220,7 +220,7 @@ def assign_cmd(
 
 def _echo_left_out(store, run_id: str, n_items: int) -> None:
     """Memes of the store a run does not hold, by reason (issue 16: never silent)."""
-    from memeatlas.cluster.api import get_run_info
+    from memeatlas.corpus.runs import get_run_info
     from memeatlas.leftout import counted
     from memeatlas.report.coverage import coverage
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, echo_err, echo_summary, open_store, parse_kv
+from memeatlas.commands.common import DbOption, echo_err, echo_summary, open_store, parse_kv
 from memeatlas.ingest.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 
@@ -88,7 +88,7 @@ def _echo_times(times) -> None:
     if isinstance(times, Exception):
         raise times
     if times is not None:
-        from memeatlas.study.commands import echo_time_summary
+        from memeatlas.commands.study import echo_time_summary
 
         echo_time_summary(times)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_summary, open_store, parse_kv
-from memeatlas.distributed import cli as R
+from memeatlas.commands import engine_options as R
+from memeatlas.commands.common import DbOption, ForceOption, echo_summary, open_store, parse_kv
 
 _BACKEND_HELP = ("transformers (local model, default), vllm (local GPU, pip install "
                  "'memeatlas[vllm]'), openai (any OpenAI-compatible server, e.g. `vllm serve`), "

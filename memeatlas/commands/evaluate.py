@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_err, echo_summary, open_store
+from memeatlas.commands.common import DbOption, ForceOption, echo_err, echo_summary, open_store
 
 evaluate_app = typer.Typer(
     help="Score clusterings: human pair ratings (cluster quality), coder agreement, known labels.",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, echo_err, echo_summary, open_store
+from memeatlas.commands.common import DbOption, echo_err, echo_summary, open_store
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
@@ -94,7 +94,7 @@ def status(
     """Counts per pipeline step (memes, annotations, embeddings, runs, ratings, ...), and the
     store's schema version and DuckDB storage format (which DuckDB versions read the file)."""
     from memeatlas.output import FORMATS, write_rows
-    from memeatlas.store.query import status as run_status
+    from memeatlas.pipeline import status as run_status
 
     _check_format(fmt, FORMATS)
     with open_store(db, read_only=True) as store:
