@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -97,14 +97,7 @@ def caption(
         "--print-schema", help="Print the JSON Schema (with --schema additions) and exit.")] = False,
     print_prompt: Annotated[bool, typer.Option(
         "--print-prompt", help="Print the rendered prompt and exit.")] = False,
-    engine: R.EngineOpt = "local",
-    ray: R.RayOpt = None,
-    ray_workers: R.RayWorkersOpt = None,
-    ray_gpus_per_worker: R.RayGpusOpt = None,
-    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
-    ray_dir: R.RayDirOpt = None,
-    ray_shard_size: R.RayShardOpt = None,
-    ray_keep_shards: R.RayKeepOpt = False,
+    engine: tuple[str, dict[str, Any]] = ("local", {}),
 ) -> None:
     """Annotate memes with a vision-language model: description, text, intent, entity roles,
     template, tone, one JSON object per meme, stored in `annotations`.
@@ -168,9 +161,7 @@ def caption(
                 "adaptive": adaptive, "response_format": response_format,
                 "schema_form": schema_form, "revision": revision, "temperature": temperature}
     opts.update({k: _coerce(v) for k, v in parse_kv(option, "--option").items()})
-    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
-                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
-                                      ray_keep_shards)
+    eng, eng_opts = engine
     cfg = CaptionConfig(engine=eng, engine_options=eng_opts, backend=backend, model=model,
                         backend_options=opts, prompt_file=prompt,
                         schema_file=schema, limit=limit, where=where, batch_size=batch_size,
@@ -208,4 +199,4 @@ def caption(
 
 def register(app: typer.Typer) -> None:
     """Add `memeatlas caption` to the root app."""
-    app.command("caption")(caption)
+    app.command("caption")(R.with_engine_options(caption))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,7 @@ def _print(summary, as_json: bool) -> None:
 
 
 @embed_app.command("text")
+@R.with_engine_options
 def text_cmd(
     db: DbOption = None,
     fields: Annotated[str, typer.Option(
@@ -69,23 +70,14 @@ def text_cmd(
     force: ForceOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
-    engine: R.EngineOpt = "local",
-    ray: R.RayOpt = None,
-    ray_workers: R.RayWorkersOpt = None,
-    ray_gpus_per_worker: R.RayGpusOpt = None,
-    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
-    ray_dir: R.RayDirOpt = None,
-    ray_shard_size: R.RayShardOpt = None,
-    ray_keep_shards: R.RayKeepOpt = False,
+    engine: tuple[str, dict[str, Any]] = ("local", {}),
 ) -> None:
     """Embed one text per meme built from annotation fields (default model all-MiniLM-L6-v2,
     bundled, offline)."""
     from memeatlas.corpus.texts import parse_fields
     from memeatlas.embed import TextEmbedConfig, embed_text
 
-    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
-                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
-                                      ray_keep_shards)
+    eng, eng_opts = engine
     cfg = TextEmbedConfig(engine=eng, engine_options=eng_opts, fields=parse_fields(fields) if not template else (), template=template,
                           annotator=annotator, model=model, space=space, batch_size=batch_size,
                           commit_every=commit_every, device=device, force=force, limit=limit)
@@ -95,6 +87,7 @@ def text_cmd(
 
 
 @embed_app.command("image")
+@R.with_engine_options
 def image_cmd(
     db: DbOption = None,
     model: Annotated[str, typer.Option(
@@ -122,22 +115,13 @@ def image_cmd(
     force: ForceOption = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
-    engine: R.EngineOpt = "local",
-    ray: R.RayOpt = None,
-    ray_workers: R.RayWorkersOpt = None,
-    ray_gpus_per_worker: R.RayGpusOpt = None,
-    ray_cpus_per_worker: R.RayCpusOpt = 1.0,
-    ray_dir: R.RayDirOpt = None,
-    ray_shard_size: R.RayShardOpt = None,
-    ray_keep_shards: R.RayKeepOpt = False,
+    engine: tuple[str, dict[str, Any]] = ("local", {}),
 ) -> None:
     """Embed each meme's image with a CLIP / SigLIP model or a torchvision CNN; memes without
     images are skipped."""
     from memeatlas.embed import ImageEmbedConfig, embed_image
 
-    eng, eng_opts = R.engine_settings(engine, ray, ray_workers, ray_gpus_per_worker,
-                                      ray_cpus_per_worker, ray_dir, ray_shard_size,
-                                      ray_keep_shards)
+    eng, eng_opts = engine
     cfg = ImageEmbedConfig(engine=eng, engine_options=eng_opts, model=model, backend=backend,
                            space=space, batch_size=batch_size,
                            commit_every=commit_every, max_pixels=max_pixels, device=device,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -51,3 +54,29 @@ def engine_settings(engine: str, ray: str | None, workers: int | None, gpus: flo
         if v is not None:
             opts[k] = v
     return "ray", opts
+
+
+_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "engine": (EngineOpt, "local"), "ray": (RayOpt, None), "ray_workers": (RayWorkersOpt, None),
+    "ray_gpus_per_worker": (RayGpusOpt, None), "ray_cpus_per_worker": (RayCpusOpt, 1.0),
+    "ray_dir": (RayDirOpt, None), "ray_shard_size": (RayShardOpt, None),
+    "ray_keep_shards": (RayKeepOpt, False),
+}
+
+
+def with_engine_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the --engine / --ray* options above, last; the command takes one
+    `engine` parameter and receives (engine name, engine_options) from `engine_settings`."""
+    sig = inspect.signature(fn, eval_str=True)
+    kept = [p for p in sig.parameters.values() if p.name != "engine"]
+    added = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d)
+             for n, (a, d) in _OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        kwargs["engine"] = engine_settings(*(kwargs.pop(n) for n in _OPTIONS))
+        return fn(*args, **kwargs)
+
+    command.__signature__ = sig.replace(parameters=kept + added)  # what typer reads
+    command.__annotations__ = {p.name: p.annotation for p in kept + added}
+    return command
