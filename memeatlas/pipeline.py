@@ -23,6 +23,7 @@ from memeatlas.errors import InputError
 from memeatlas.store import Store
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+MIN_CLUSTER_ITEMS = 3  # a space with fewer vectors is not clustered (cluster.run refuses it)
 
 
 @dataclass
@@ -283,10 +284,17 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
 
     before = {r[0] for r in store.fetchall("SELECT run_id FROM cluster_runs")}
     runs: dict[str, str] = {}
+    from memeatlas.embed.space import get_space
+
     with _Timer(summary, "cluster") as st:
         new = 0
+        too_few = []
         for kind, space in (("text", text_space), ("image", image_space)):
             if space is None:
+                continue
+            n_vec = getattr(get_space(store, space), "n", 0) or 0
+            if n_vec < MIN_CLUSTER_ITEMS:  # e.g. OCR found text on none of the images
+                too_few.append(f"{kind}: not clustered ({n_vec} memes in {space})")
                 continue
             ids = cluster.run(store, _make(cluster.ClusterConfig, spaces=[space],
                                            min_cluster_size=cfg.min_cluster_size, seed=cfg.seed,
@@ -299,6 +307,10 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
             f"{k} run {r}: {info[k].get('n_clusters')} clusters, "
             f"{100 * (info[k].get('noise_fraction') or 0):.0f}% noise"
             + ("" if r not in before else " (stored)") for k, r in runs.items())
+        st.detail = "; ".join(p for p in (st.detail, *too_few) if p)
+        if not runs:
+            raise InputError("nothing to cluster: " + "; ".join(too_few) + " (pass --image-model "
+                             "for an image space)")
         st.info = {"runs": runs}
     summary.text_run_id = runs.get("text")
     summary.image_run_id = runs.get("image")
