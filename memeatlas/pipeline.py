@@ -23,6 +23,7 @@ from memeatlas.errors import InputError
 from memeatlas.store import Store
 
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")
+MIN_CLUSTER_ITEMS = 3  # a space with fewer vectors is not clustered (cluster.run refuses it)
 
 
 @dataclass
@@ -43,6 +44,9 @@ class PipelineConfig:
     report: HTML report path (None: no report).
     gallery: folder of template images named by template; when given, every meme gets its
       best template (`memeatlas images templates`).
+    min_text_coverage: the text run is the reported one (report, `cluster run`) when it covers
+      at least this share of the ingested images; else the image run, which covers them all
+      (an image folder whose OCR finds text on a few memes).
     """
 
     paths: list[str | Path] = field(default_factory=list)
@@ -62,6 +66,7 @@ class PipelineConfig:
     report: str | Path | None = "report.html"
     gallery: str | Path | None = None
     force: bool = False
+    min_text_coverage: float = 0.9
 
 
 @dataclass
@@ -82,8 +87,10 @@ class PipelineSummary:
 
     db: str
     steps: list[StepResult] = field(default_factory=list)
-    run_id: str | None = None
+    run_id: str | None = None              # the reported run (text, or image when text covers too few)
     image_run_id: str | None = None
+    text_run_id: str | None = None
+    reported: str = ""                     # which run is reported and why
     report: str | None = None
     rate_page: str | None = None
     seconds: float = 0.0
@@ -102,7 +109,7 @@ class PipelineSummary:
         for s in self.steps:
             out[s.name] = f"{s.detail} ({s.seconds:.1f}s)" if s.detail else f"{s.status} ({s.seconds:.1f}s)"
         if self.run_id:
-            out["cluster run"] = self.run_id
+            out["cluster run"] = f"{self.run_id} ({self.reported})" if self.reported else self.run_id
         out["total"] = f"{self.seconds:.1f}s" + ("" if self.did_work else " (nothing to do: all work was stored)")
         return out
 
@@ -241,7 +248,13 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
         st.work = done
         st.detail = f"{done} annotated, {skipped} already annotated, {failed} failed by {annotator}"
         st.detail += _left_out(getattr(cs, "left_out", None))
-        st.info = {"annotator": annotator, "done": done, "skipped": skipped, "failed": failed}
+        dropped = getattr(cs, "ocr_dropped", None) or {}
+        if dropped:
+            from memeatlas.leftout import counted
+
+            st.detail += f"; OCR lines dropped as not text: {counted(dropped)}"
+        st.info = {"annotator": annotator, "done": done, "skipped": skipped, "failed": failed,
+                   "ocr_dropped": dict(dropped)}
     backend_name = str(ccfg.backend or "").lower()
 
     # ---- embed --------------------------------------------------------------------------------
@@ -280,10 +293,17 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
 
     before = {r[0] for r in store.fetchall("SELECT run_id FROM cluster_runs")}
     runs: dict[str, str] = {}
+    from memeatlas.corpus.spaces import get_space
+
     with _Timer(summary, "cluster") as st:
         new = 0
+        too_few = []
         for kind, space in (("text", text_space), ("image", image_space)):
             if space is None:
+                continue
+            n_vec = getattr(get_space(store, space), "n", 0) or 0
+            if n_vec < MIN_CLUSTER_ITEMS:  # e.g. OCR found text on none of the images
+                too_few.append(f"{kind}: not clustered ({n_vec} memes in {space})")
                 continue
             ids = cluster.run(store, _make(cluster.ClusterConfig, spaces=[space],
                                            min_cluster_size=cfg.min_cluster_size, seed=cfg.seed,
@@ -296,9 +316,14 @@ def run_pipeline(store: Store, cfg: PipelineConfig) -> PipelineSummary:
             f"{k} run {r}: {info[k].get('n_clusters')} clusters, "
             f"{100 * (info[k].get('noise_fraction') or 0):.0f}% noise"
             + ("" if r not in before else " (stored)") for k, r in runs.items())
+        st.detail = "; ".join(p for p in (st.detail, *too_few) if p)
+        if not runs:
+            raise InputError("nothing to cluster: " + "; ".join(too_few) + " (pass --image-model "
+                             "for an image space)")
         st.info = {"runs": runs}
-    summary.run_id = runs.get("text")
+    summary.text_run_id = runs.get("text")
     summary.image_run_id = runs.get("image")
+    summary.run_id, summary.reported = _reported_run(store, runs, info, cfg.min_text_coverage)
 
     with _Timer(summary, "label") as st:
         n = 0
@@ -359,12 +384,31 @@ def _image_structure_steps(store: Store, summary: PipelineSummary, cfg: Pipeline
             st.info = t.as_dict()
 
 
+def _reported_run(store: Store, runs: dict[str, str], info: dict[str, dict[str, Any]],
+                  min_coverage: float) -> tuple[str | None, str]:
+    """The run to report (text, unless it covers fewer than `min_coverage` of the ingested
+    images and an image run covers more) and the reason, for the summary."""
+    n_images = int(store.scalar("SELECT count(*) FROM memes WHERE has_image") or 0)
+    n_text = int(info["text"].get("n_items") or 0) if "text" in runs else 0
+    n_image = int(info["image"].get("n_items") or 0) if "image" in runs else 0
+    share = n_text / n_images if n_images else 0.0
+    covers = f"text covers {n_text} of {n_images} memes ({100 * share:.0f}%)"
+    if "text" in runs and (share >= min_coverage or n_image <= n_text):
+        return runs["text"], f"text run: {covers}"
+    if "image" in runs:
+        return runs["image"], (f"image run: {covers}, below {100 * min_coverage:.0f}%; the image "
+                               f"space covers {n_image}")
+    return runs.get("text"), f"text run: {covers}; no image space to report instead"
+
+
 def _report_step(store: Store, summary: PipelineSummary, out: str | Path, force: bool) -> None:
-    """Write the report of the text run, compared with the image run when there is one."""
+    """Write the report of the reported run, compared with the other run when there is one."""
     from memeatlas.report import build
 
+    other = next((r for r in (summary.text_run_id, summary.image_run_id)
+                  if r and r != summary.run_id), None)
     with _Timer(summary, "report") as st:
-        rs = build(store, summary.run_id, out, compare=summary.image_run_id, force=force)
+        rs = build(store, summary.run_id, out, compare=other, force=force)
         st.work = 0 if rs.skipped else 1
         st.detail = (f"{rs.path} unchanged" if rs.skipped else
                      f"wrote {rs.path} ({rs.bytes / 1e6:.2f} MB, {rs.n_thumbnails} thumbnails)")
@@ -527,6 +571,6 @@ def _demo_evaluate(store: Store, summary: PipelineSummary, d: Path, force: bool)
         # The worked study's comparison: text clustering vs image clustering on the same pairs.
         from memeatlas.evaluate.quality import quality
 
-        quality(store, [summary.run_id, summary.image_run_id], pair_set)
+        quality(store, [summary.text_run_id or summary.run_id, summary.image_run_id], pair_set)
         work += 1
     return work, (f"{len(runs)} sweep runs, pair set {pair_set} rated by {SIMULATED_CODER}" + note)

@@ -60,9 +60,25 @@ def test_ocr_run_fills_ocr_text_only(store, tmp_path, ocr):
     nulls = store.fetchone("SELECT count(description), count(intent), count(tone), "
                            "count(entities) FROM annotations")
     assert nulls == (0, 0, 0, 0)
-    assert json.loads(store.scalar("SELECT raw FROM annotations WHERE meme_id = ?", [ids[0]])
-                      ) == {"ocr_text": rows[ids[0]]}
+    raw = json.loads(store.scalar("SELECT raw FROM annotations WHERE meme_id = ?", [ids[0]]))
+    assert raw["ocr_text"] == rows[ids[0]] and set(raw) <= {"ocr_text", "ocr_dropped"}
     again = run(store, CaptionConfig(backend="ocr"))
     assert (again.n_done, again.n_skipped) == (0, 2)
     with pytest.raises(InputError, match="ocr"):
         run(store, CaptionConfig(backend="ocr", prompt_file=tmp_path / "x.txt"))
+
+
+def test_ocr_fragments_are_dropped_with_a_count(store, tmp_path, ocr):
+    # The drawn sun is read as a glyph ('O', score about 0.7): not text, dropped and counted,
+    # beside the caption (kept) and beside a lone letter (both dropped: the meme has no text).
+    p1, p2 = tmp_path / "a.png", tmp_path / "b.png"
+    draw_meme(TOP, BOTTOM).save(p1)
+    draw_meme("X", "").save(p2)
+    ids = insert_memes(store, [p1, p2])
+    s = run(store, CaptionConfig(backend="ocr", batch_size=2))
+    assert s.ocr_dropped.get("fragment", 0) >= 2, s.ocr_dropped
+    rows = dict(store.fetchall("SELECT meme_id, ocr_text FROM annotations"))
+    assert rows[ids[1]] == "" and "O" not in rows[ids[0]].split("\n")
+    dropped = store.fetchall("SELECT raw->'ocr_dropped'->>'fragment' FROM annotations "
+                             "ORDER BY meme_id")
+    assert all(int(n) >= 1 for (n,) in dropped)

@@ -34,7 +34,7 @@ def test_memecap_import(store, tmp_path):
     f.write_text(json.dumps(MEMECAP))
     s = import_annotations(store, f, "memecap")
     assert (s.rows, s.imported, s.failed) == (3, 2, 1)
-    assert s.bad_lines == [(3, "missing post_id")]
+    assert s.bad_lines == [(3, "missing post_id and csv_id")]
     a = store.fetchone(
         "SELECT a.meme_id, a.annotator, a.description, a.intent, a.entities, m.has_image, "
         "m.source_id, m.meta->>'title', a.raw->>'url' FROM annotations a JOIN memes m USING (meme_id) "
@@ -42,7 +42,7 @@ def test_memecap_import(store, tmp_path):
     assert a[0] == sha256_text("memecap:abc123")
     assert a[1] == "human:memecap"
     assert a[2].startswith("A man looks back") and a[3].startswith("The poster is tempted")
-    assert json.loads(a[4])[1] == {"name": "other woman", "role": "other",
+    assert json.loads(a[4])[1] == {"name": "other woman", "role": "unspecified",
                                   "stands_for": "new video game"}
     assert a[5] is False and a[6] == "abc123" and a[7] == "Every time"
     assert a[8] == "https://i.redd.it/abc.jpg"
@@ -118,7 +118,7 @@ def test_cli_import_reports_lines(tmp_path):
     r = CliRunner().invoke(app, ["import-annotations", str(f), "--format", "memecap",
                                  "--db", str(tmp_path / "x.duckdb")])
     assert r.exit_code == 0, r.output
-    assert "imported" in r.output and f"{f}:3: missing post_id" in r.output
+    assert "imported" in r.output and f"{f}:3: missing post_id and csv_id" in r.output
 
 
 def test_repeated_id_last_annotation_wins_and_metadata_merges(store, tmp_path):

@@ -82,6 +82,7 @@ class CaptionSummary:
     failures: dict[str, int] = field(default_factory=dict)  # final error code -> memes
     first_failure: str | None = None      # detail of the first meme that failed
     left_out: dict[str, int] = field(default_factory=dict)  # memes not captioned, by reason
+    ocr_dropped: dict[str, int] = field(default_factory=dict)  # OCR lines dropped as not text, by reason
 
     @property
     def images_per_s(self) -> float:
@@ -404,6 +405,8 @@ def _write_batch(store, batch: list[_Item], key: tuple[str, str, str], cfg: Capt
                  json.dumps(ents) if ents is not None else None, json.dumps(o), summary.run_id,
                  r.tokens_in, r.tokens_out, it.model_ms])
             summary.n_done += 1
+            for reason, n in (o.get("ocr_dropped") or {}).items():
+                summary.ocr_dropped[reason] = summary.ocr_dropped.get(reason, 0) + int(n)
         if also is not None:
             also()
     timings["write"] += time.perf_counter() - t
@@ -417,7 +420,8 @@ def _check(res: GenerationResult, validator: Validator | None, is_ocr: bool,
     if not res.finished:
         return ("truncated", f"output hit max_new_tokens ({res.tokens_out} tokens) before EOS")
     if is_ocr:
-        return {"ocr_text": res.text}
+        dropped = (res.meta or {}).get("dropped")
+        return {"ocr_text": res.text, **({"ocr_dropped": dropped} if dropped else {})}
     try:
         obj = validator(res.text)
     except AnnotationError as exc:

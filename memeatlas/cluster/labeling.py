@@ -5,7 +5,9 @@ clustering are pass-through (`BaseDimensionalityReduction`, `BaseCluster` with y
 labels), so no second UMAP/HDBSCAN runs and topics are exactly the stored clusters. Documents
 are the annotation text the run's text space embedded (the space's recipe: annotator, fields or
 template; `--annotator`/`--fields` override; image-only runs fall back to description, intent
-and ocr_text of the annotator with most annotations). Embeddings are the stored vectors of the
+and ocr_text of the annotator with most annotations, and are labelled from their images'
+template matches and near-duplicate groups first, "unlabelled" when nothing describes them:
+cluster.image_labels). Embeddings are the stored vectors of the
 run's first text space (else its first space); nothing is downloaded.
 
 Keywords: c-TF-IDF over Unicode words, emoji and CJK bigrams (cluster.tokenize), optionally re-ranked by KeyBERTInspired or
@@ -26,6 +28,7 @@ import numpy as np
 
 from memeatlas import progress
 from memeatlas.cluster.config import NOISE_MODES, REPRESENTATIONS, LabelConfig, LabelSummary
+from memeatlas.cluster.image_labels import image_cluster_labels
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import software, stable_json, utcnow
 
@@ -253,14 +256,23 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     for i, m in enumerate(ids):
         if m in pos:
             emb[i] = e_mat[pos[m]]
-    text_of, annotator, how = label_texts(store, cfg, spaces, ids)
+    # An image-only run is labelled from what is known about its images (image_labels).
+    image_only = not any(k == "text" for k in kinds.values())
+    try:
+        text_of, annotator, how = label_texts(store, cfg, spaces, ids)
+    except NotFoundError:
+        if not image_only:
+            raise
+        text_of, annotator, how = {}, None, {}
     docs = [text_of.get(m, "") or "" for m in ids]
-    if not any(d.strip() for d in docs):
+    by_image = image_cluster_labels(store, ids, labels, docs) if image_only else {}
+    if not any(d.strip() for d in docs) and not image_only:
         raise InputError(f"run {run_id}: none of its memes has annotation text from "
                          f"{annotator}; pass --annotator/--fields")
     progress.info(f"labelling {len(set(labels.tolist()) - {-1})} clusters of {run_id} "
                   f"({cfg.representation})")
-    kw = _topic_keywords(docs, kw_labels, emb, cfg) if (kw_labels >= 0).any() else {}
+    kw = (_topic_keywords(docs, kw_labels, emb, cfg)
+          if (kw_labels >= 0).any() and any(d.strip() for d in docs) else {})
     reps: dict[int, list[str]] = {}
     sizes: dict[int, int] = {}
     for c in np.unique(labels):
@@ -278,7 +290,7 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     failed: dict[int, str] = {}
     decoding: dict[str, Any] = {}
     labeler = "bertopic"
-    if cfg.llm_backend:
+    if cfg.llm_backend and kw_words:
         examples = {c: [text_of.get(m, "") for m in reps[c]] for c in kw_words}
         names, llm_name, failed, decoding = _name_clusters(cfg, kw_words, examples)
         labeler = f"bertopic+{llm_name}"
@@ -293,6 +305,8 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
               "llm_model": cfg.llm_model, "software": software("bertopic", "scikit-learn")}
     if decoding:
         params["llm_decoding"] = decoding
+    if by_image:
+        params["image_labels"] = {str(c): v["basis"] for c, v in by_image.items()}
     now = utcnow()
     with store.transaction() as con:
         con.execute("DELETE FROM cluster_labels WHERE run_id = ?", [run_id])
@@ -307,6 +321,9 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                 continue
             words = kw.get(c, [])
             default = ", ".join(w for w, _ in words[:3]) or f"cluster {c}"
+            if (by_image.get(c) or {}).get("label"):  # not the keywords of a few memes' text
+                names.pop(c, None)
+                default = by_image[c]["label"]
             con.execute(
                 "INSERT INTO cluster_labels (run_id, cluster, size, keywords, keyword_scores, "
                 "label, representatives, representation, labeler, params, text_annotator, created_at) "

@@ -175,6 +175,7 @@ def caption(
         "failed": s.n_failed,
         "skipped (already done)": s.n_skipped,
         **({"left out": counted(s.left_out)} if s.left_out else {}),
+        **({"OCR lines dropped (not text)": counted(s.ocr_dropped)} if s.ocr_dropped else {}),
         **({"interrupted runs": f"{s.n_interrupted_runs} earlier run(s) had been killed; "
             "marked interrupted"} if s.n_interrupted_runs else {}),
         "seconds": s.seconds,

@@ -21,8 +21,9 @@ def ingest(
         "--manifest", "-m", help="CSV/TSV/JSONL manifest: a path column plus any metadata "
         "columns (kept as JSON in memes.meta). Relative paths are read from the manifest's "
         "folder.")] = None,
-    path_column: Annotated[str, typer.Option(
-        "--path-column", help="Manifest column holding the image path.")] = "path",
+    path_column: Annotated[str | None, typer.Option(
+        "--path-column", help="Manifest column holding the image path [default: path].",
+        show_default=False)] = None,
     id_column: Annotated[str | None, typer.Option(
         "--id-column", help="Manifest column with the source's own id (stored as "
         "memes.source_id, so ratings can name memes by it).")] = None,
@@ -34,9 +35,9 @@ def ingest(
     timestamp_column: Annotated[str | None, typer.Option(
         "--timestamp-column", help="Manifest column with each meme's time (see `memeatlas "
         "timestamps`); without it no timestamp is set.")] = None,
-    time_format: Annotated[str, typer.Option(
+    time_format: Annotated[str | None, typer.Option(
         "--time-format", help="With --timestamp-column: iso, epoch, epoch_ms or a strptime "
-        "pattern.")] = "iso",
+        "pattern [default: iso].", show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """Add images (folders, globs, files, manifest) with content-hash ids and pHashes."""
@@ -48,6 +49,15 @@ def ingest(
     if timestamp_column and manifest is None:
         raise InputError("--timestamp-column names a manifest column; give --manifest FILE too "
                          "(or set times later with `memeatlas timestamps --from-meta KEY`)")
+    # An option that would change nothing is refused, never ignored.
+    for name, given in (("--path-column", path_column), ("--id-column", id_column)):
+        if given is not None and manifest is None:
+            raise InputError(f"{name} names a manifest column; give --manifest FILE too, or "
+                             f"drop {name}")
+    if time_format is not None and not timestamp_column:
+        raise InputError("--time-format says how to read --timestamp-column; give "
+                         "--timestamp-column COLUMN too, or drop --time-format")
+    path_column, time_format = path_column or "path", time_format or "iso"
     with open_store(db, create=True) as store:
         s = ingest_paths(store, paths or [], recursive=recursive, manifest=manifest,
                          path_column=path_column, id_column=id_column,
@@ -101,7 +111,8 @@ def import_annotations(
         "--map", help="FIELD=COLUMN for jsonl/csv; fields: description, ocr_text, intent, "
         "template, tone, entities (a JSON list). Repeat the option.")] = None,
     id_field: Annotated[str | None, typer.Option(
-        "--id-field", help="Column with each row's own id (required for jsonl/csv).")] = None,
+        "--id-field", help="Column with each row's own id (required for jsonl/csv; MemeCap: "
+        "post_id, else csv_id).")] = None,
     corpus: Annotated[str | None, typer.Option(
         "--corpus", help="Name of the corpus (id namespace; annotator becomes human:<corpus>) "
         "[default: memecap, or the file name].")] = None,
@@ -113,17 +124,26 @@ def import_annotations(
     timestamp_field: Annotated[str | None, typer.Option(
         "--timestamp-field", help="Field with each row's time (kept in memes.meta; see "
         "`memeatlas timestamps`); without it no timestamp is set.")] = None,
-    time_format: Annotated[str, typer.Option(
+    time_format: Annotated[str | None, typer.Option(
         "--time-format", help="With --timestamp-field: iso, epoch, epoch_ms or a strptime "
-        "pattern.")] = "iso",
+        "pattern [default: iso].", show_default=False)] = None,
     images: Annotated[Path | None, typer.Option(
         "--images", help="Folder holding the corpus images (MemeCap: img_fname is looked up "
-        "here). Without it, memes are stored without images.")] = None,
+        "here; jsonl/csv: relative --image-field paths). Without it, memes are stored without "
+        "images.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Import an existing annotated corpus (MemeCap, JSONL, CSV) as human annotations."""
+    """Import an existing annotated corpus (MemeCap, JSONL, CSV) as human annotations.
+
+    An option the chosen format does not use is an error, never ignored.
+    """
+    from memeatlas.errors import InputError
     from memeatlas.ingest import import_annotations as run_import
 
+    if time_format is not None and not timestamp_field:
+        raise InputError("--time-format says how to read --timestamp-field; give "
+                         "--timestamp-field FIELD too, or drop --time-format")
+    time_format = time_format or "iso"
     with open_store(db, create=True) as store:
         s = run_import(store, file, fmt, mapping=parse_kv(mapping, "--map"), id_field=id_field,
                        corpus=corpus, annotator=annotator, image_field=image_field,
@@ -131,6 +151,9 @@ def import_annotations(
         times = _timestamps(store, timestamp_field, time_format)
     echo_summary(f"import-annotations: {s.rows} rows from {file} as {s.annotator}", {
         "imported": s.imported, "memes": s.memes, "with image": s.with_image, "failed": s.failed,
+        "entities": s.entities,
+        **({"metaphor pairs without meaning (not entities)": s.pairs_without_meaning}
+           if s.pairs_without_meaning else {}),
         **({"image problems (see ingest_errors)": s.image_problems} if s.image_problems else {}),
         **{f"warning {ln.split(':', 1)[0]}": ln.split(": ", 1)[1] for ln in s.warnings.lines()}})
     for line, why in s.bad_lines[:20]:

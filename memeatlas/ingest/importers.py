@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from memeatlas.errors import InputError
+from memeatlas.ingest.memecap import UNSPECIFIED_ROLE, metaphor_entities, parse_flat_metaphors
 from memeatlas.ingest.names import is_storable
 from memeatlas.ingest.notices import Notices
 from memeatlas.ingest.run import record_problems
@@ -33,8 +34,12 @@ from memeatlas.provenance import new_run_id, sha256_text, software
 from memeatlas.store import Store
 
 CORE_FIELDS = ("description", "ocr_text", "intent", "template", "tone", "entities")
-ROLES = ("hero", "villain", "victim", "other")
+ROLES = ("hero", "villain", "victim", "other", UNSPECIFIED_ROLE)
 FORMATS = ("memecap", "jsonl", "csv")
+MEMECAP_IDS = ("post_id", "csv_id")
+# MemeCap columns read into annotation fields (so not repeated in memes.meta).
+MEMECAP_USED = frozenset({"img_captions", "meme_captions", "metaphors", "ocr_text",
+                          "img_captions_flat", "meme_captions_flat", "metaphors_flat"})
 
 
 @dataclass
@@ -50,6 +55,8 @@ class ImportSummary:
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     image_problems: int = 0           # rows whose named image was missing or unusable
     memes: int = 0                    # distinct memes the imported rows annotate
+    entities: int = 0                 # entities stored (over the imported rows)
+    pairs_without_meaning: int = 0    # MemeCap metaphor pairs whose meaning says there is none
     warnings: Notices = field(default_factory=Notices)  # rows stored with a caveat
     seconds: float = 0.0
 
@@ -61,6 +68,7 @@ class _Row:
     fields: dict[str, Any]            # core annotation fields
     extra: dict[str, Any]             # everything else, kept in meta/raw
     image: Path | None = None
+    raw_only: dict[str, Any] = field(default_factory=dict)  # kept in the annotation's raw only
 
 
 def _clean(v: Any) -> Any:
@@ -92,42 +100,53 @@ def _joined(v: Any) -> str | None:
     return str(v)
 
 
-def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int, str]]:
+def _memecap_rows(file: Path, images: Path | None,
+                  id_field: str | None) -> Iterator[_Row | tuple[int, str]]:
     table = list(read_table(file))
     cols = columns_of(table)
-    require_column(file, cols, "post_id", "--format memecap")
-    if not cols & {"img_captions", "meme_captions"}:
+    if id_field:
+        require_column(file, cols, id_field, "--id-field")
+        id_fields: tuple[str, ...] = (id_field,)
+    else:
+        # A row's id is its post_id; the rebuilt trainval's csv_only rows have none and are
+        # keyed by their csv_id (one that equals another row's post_id is a counted duplicate).
+        id_fields = MEMECAP_IDS
+        if not cols & set(MEMECAP_IDS):
+            require_column(file, cols, "post_id", "--format memecap")
+    if not cols & {"img_captions", "meme_captions", "img_captions_flat", "meme_captions_flat"}:
         raise InputError(f"{file}: no row has img_captions or meme_captions, so this is not a "
                          f"MemeCap file (columns: {', '.join(sorted(cols))}); use --format "
                          f"jsonl/csv with --map")
     for line, obj in table:
-        post_id = _clean(obj.get("post_id"))
-        if post_id is None:
-            yield line, "missing post_id"
+        used_id, sid = next(((k, _clean(obj.get(k))) for k in id_fields
+                             if _clean(obj.get(k)) is not None), (None, None))
+        if sid is None:
+            yield line, f"missing {' and '.join(id_fields)}"
             continue
-        if not _is_id(post_id):
-            yield line, f"post_id must be a string or a number, not {type(post_id).__name__}"
+        if not _is_id(sid):
+            yield line, f"{used_id} must be a string or a number, not {type(sid).__name__}"
             continue
-        bad = next((k for k in ("img_captions", "meme_captions") if not _is_text(obj.get(k))), None)
+        # The structured field, else the csv_only row's flattened one.
+        text = {k: obj.get(k) if _clean(obj.get(k)) is not None else obj.get(f"{k}_flat")
+                for k in ("img_captions", "meme_captions", "ocr_text")}
+        bad = next((k for k in text if not _is_text(text[k])), None)
         if bad:
             yield line, f"{bad} must be a string or a list of strings"
             continue
-        if not isinstance(obj.get("metaphors") or [], list):
+        metaphors = obj.get("metaphors")
+        if _clean(metaphors) is None:
+            metaphors = parse_flat_metaphors(obj.get("metaphors_flat"))
+        if not isinstance(metaphors or [], list):
             yield line, "metaphors must be a list of {metaphor, meaning} objects"
             continue
-        description = _joined(obj.get("img_captions"))
-        intent = _joined(obj.get("meme_captions"))
+        description = _joined(text["img_captions"])
+        intent = _joined(text["meme_captions"])
         if description is None and intent is None:
             yield line, "neither img_captions nor meme_captions has text"
             continue
-        entities = []
-        for m in obj.get("metaphors") or []:
-            if isinstance(m, dict) and _clean(m.get("metaphor")) is not None:
-                entities.append({"name": str(m["metaphor"]), "role": "other",
-                                 "stands_for": _joined(m.get("meaning"))})
+        entities, no_meaning = metaphor_entities(metaphors or [])
         extra = {k: v for k, v in obj.items()
-                 if k not in ("img_captions", "meme_captions", "metaphors", "post_id")
-                 and _clean(v) is not None}
+                 if k not in MEMECAP_USED and k != used_id and _clean(v) is not None}
         image = None
         fname = _clean(obj.get("img_fname"))
         if images is not None and fname and "\x00" in str(fname):
@@ -135,10 +154,11 @@ def _memecap_rows(file: Path, images: Path | None) -> Iterator[_Row | tuple[int,
             continue
         if images is not None and fname:
             image = images / str(fname).strip()
-        yield _Row(line, str(post_id),
+        yield _Row(line, str(sid),
                    {"description": description, "intent": intent, "entities": entities,
-                    "ocr_text": None, "template": None, "tone": None},
-                   extra, image)
+                    "ocr_text": _joined(text["ocr_text"]), "template": None, "tone": None},
+                   extra, image,
+                   raw_only={"metaphors_without_meaning": no_meaning} if no_meaning else {})
 
 
 def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_field: str | None,
@@ -187,6 +207,7 @@ def _generic_rows(file: Path, id_field: str, mapping: dict[str, str], image_fiel
 
 
 def _entities_ok(ents: Any) -> str | None:
+    """Why an entity list cannot be stored, or None; an entity without a role gets `unspecified`."""
     if ents is None:
         return None
     if not isinstance(ents, list):
@@ -194,9 +215,33 @@ def _entities_ok(ents: Any) -> str | None:
     for e in ents:
         if not isinstance(e, dict) or not e.get("name"):
             return "each entity needs a name"
-        if e.get("role", "other") not in ROLES:
+        if e.get("role") is None:
+            # The source names no role: say so, rather than claim one (`other`) it did not give.
+            e["role"] = UNSPECIFIED_ROLE
+        if e["role"] not in ROLES:
             return f"entity role {e.get('role')!r} is not one of {', '.join(ROLES)}"
     return None
+
+
+def _check_options(fmt: str, *, mapping: dict[str, str] | None, id_field: str | None,
+                   image_field: str | None, images: str | Path | None) -> None:
+    """Refuse an option the chosen format does not use, naming it, before anything is read."""
+    if fmt == "memecap":
+        if mapping:
+            raise InputError("--map is for --format jsonl/csv; MemeCap's fields are fixed "
+                             "(img_captions → description, meme_captions → intent, ocr_text, "
+                             "metaphors → entities)")
+        if image_field:
+            raise InputError("--image-field is for --format jsonl/csv; MemeCap rows name their "
+                             "image in img_fname, looked up in --images FOLDER")
+        return
+    if not id_field:
+        raise InputError(f"--id-field is required for --format {fmt} (the column with each "
+                         f"row's own id)")
+    if images is not None and not image_field:
+        raise InputError(f"--images is used with --image-field for --format {fmt} (relative "
+                         f"image paths are read from it); give --image-field COLUMN, or drop "
+                         f"--images")
 
 
 def import_annotations(store: Store, file: str | Path, fmt: str, *,
@@ -208,7 +253,9 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
 
     `fmt` is memecap, jsonl or csv. For jsonl/csv, `mapping` maps core fields
     (description, ocr_text, intent, template, tone, entities) to column names and
-    `id_field` names the id column. Rows missing required fields are recorded in
+    `id_field` names the id column; for memecap, `id_field` picks the id column (default:
+    post_id, else csv_id). An option the format does not use is refused (InputError), never
+    ignored. Rows missing required fields are recorded in
     `ingest_errors` as `<file>:<line>` and listed in the summary; the rest import.
     Re-importing the same file replaces its annotations (same key), never duplicates.
     """
@@ -216,18 +263,17 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
     file = Path(file)
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    _check_options(fmt, mapping=mapping, id_field=id_field, image_field=image_field,
+                   images=images)
     if not file.exists():
         raise InputError(f"{file}: file not found")
     img_dir = Path(images) if images else None
     if fmt == "memecap":
         corpus = corpus or "memecap"
-        rows: Iterator[_Row | tuple[int, str]] = _memecap_rows(file, img_dir)
+        rows: Iterator[_Row | tuple[int, str]] = _memecap_rows(file, img_dir, id_field)
         mapping_used: dict[str, str] = {"description": "img_captions", "intent": "meme_captions",
-                                        "entities": "metaphors"}
+                                        "ocr_text": "ocr_text", "entities": "metaphors"}
     else:
-        if not id_field:
-            raise InputError(f"--id-field is required for --format {fmt} (the column with each "
-                             f"row's own id)")
         mapping = dict(mapping or {})
         unknown = sorted(set(mapping) - set(CORE_FIELDS))
         if unknown:
@@ -259,6 +305,12 @@ def import_annotations(store: Store, file: str | Path, fmt: str, *,
                                  "the last row's annotation kept, metadata merged",
                                  f"{key}:{r.line}")
         first_line.setdefault(r.source_id, r.line)
+        no_meaning = len(r.raw_only.get("metaphors_without_meaning") or [])
+        if no_meaning:
+            summary.pairs_without_meaning += no_meaning
+            summary.warnings.add("metaphors_without_meaning", "rows with metaphor pairs whose "
+                                 "meaning says there is none; not stored as entities, kept in "
+                                 "the annotation's raw", f"{key}:{r.line}")
         good.append(r)
 
     def image_info(r: _Row) -> ImageInfo | Problem | None:
@@ -314,13 +366,14 @@ def _write(store: Store, file: Path, fmt: str, corpus: str, annotator: str, impo
             patches.setdefault(meme_id, []).append((meta, r.source_id))
         sources.setdefault((meme_id, path), (meme_id, path, r.source_id, meta))
         f = r.fields
-        raw = {**{k: v for k, v in f.items() if v is not None}, **r.extra,
+        raw = {**{k: v for k, v in f.items() if v is not None}, **r.extra, **r.raw_only,
                "source_id": r.source_id}
         notes[meme_id] = (meme_id, _s(f.get("description")), _s(f.get("ocr_text")),
                           _s(f.get("intent")), _s(f.get("template")), _s(f.get("tone")),
                           json.dumps(f.get("entities") or [], ensure_ascii=False),
                           json.dumps(raw, ensure_ascii=False, default=str))
         summary.imported += 1
+        summary.entities += len(f.get("entities") or [])
 
     def table(names: str, rows) -> pa.Table:
         cols = names.split()

@@ -50,6 +50,7 @@ class GenerationResult:
     tokens_out: int | None = None
     latency_ms: float | None = None  # wall time of the call that produced it (shared in a batch)
     error: str | None = None
+    meta: dict[str, Any] | None = None  # backend facts about the output (ocr: lines dropped, by reason)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 Runs offline on any laptop; `memeatlas demo` captions with it. It fills
 `ocr_text` only (annotator `ocr:rapidocr`). Text lines come back in reading
-order (top to bottom, then left to right) joined by newlines.
+order (top to bottom, then left to right) joined by newlines. Lines that are
+not text (fragments, low-confidence glyphs, a script the image does not carry)
+are dropped and counted by reason (memeatlas.caption.backends.ocr_filter).
 
 The engine loads its three ONNX models once per process (about a second) and
 is shared by every OCRBackend instance.
@@ -22,6 +24,7 @@ from memeatlas.caption.backends.base import (
     GenerationRequest,
     GenerationResult,
 )
+from memeatlas.caption.backends.ocr_filter import TextFilter, keep_lines
 from memeatlas.errors import BackendError
 from memeatlas.provenance import software
 
@@ -45,11 +48,10 @@ def engine():
     return _ENGINE
 
 
-def _reading_order(boxes, txts, scores, min_score: float) -> list[str]:
+def _reading_order(boxes, txts, keep: list[bool]) -> list[str]:
     items = []
-    for box, txt, score in zip(boxes, txts, scores, strict=False):
-        # Lines without a letter or digit are shapes read as glyphs (a circle as '●').
-        if not txt or score < min_score or not any(ch.isalnum() for ch in txt):
+    for box, txt, k in zip(boxes, txts, keep, strict=False):
+        if not k:
             continue
         pts = np.asarray(box, dtype=float)
         y0, y1 = pts[:, 1].min(), pts[:, 1].max()
@@ -66,16 +68,30 @@ def _reading_order(boxes, txts, scores, min_score: float) -> list[str]:
 
 
 class OCRBackend(Backend):
-    """rapidocr (PP-OCR det + cls + rec on onnxruntime). Options: min_score (drop low-confidence lines)."""
+    """rapidocr (PP-OCR det + cls + rec on onnxruntime).
+
+    Options (see ocr_filter.TextFilter): min_score (drop low-confidence lines), confident_score,
+    sure_score, min_chars.
+    """
 
     name = "ocr"
     produces = "ocr_text"
     default_model = "rapidocr"
 
-    def __init__(self, model: str | None = None, *, min_score: float = 0.5) -> None:
+    def __init__(self, model: str | None = None, *, min_score: float = 0.5,
+                 confident_score: float = 0.9, sure_score: float = 0.95,
+                 min_chars: int = 3) -> None:
         if model not in (None, "rapidocr"):
             raise BackendError(f"the ocr backend has one engine, 'rapidocr'; got --model {model!r}")
-        self.min_score = float(min_score)
+        for name, v in (("min_score", min_score), ("confident_score", confident_score),
+                        ("sure_score", sure_score)):
+            if not 0.0 <= float(v) <= 1.0:
+                raise BackendError(f"ocr option {name} must be between 0 and 1, got {v}")
+        if int(min_chars) < 1:
+            raise BackendError(f"ocr option min_chars must be at least 1, got {min_chars}")
+        self.filter = TextFilter(float(min_score), float(confident_score), float(sure_score),
+                                 int(min_chars))
+        self.min_score = self.filter.min_score
         self._engine = engine()
 
     @property
@@ -83,7 +99,7 @@ class OCRBackend(Backend):
         sw = software("rapidocr", "onnxruntime")
         return BackendInfo(backend=self.name, model="rapidocr", revision=sw.get("rapidocr"),
                            annotator="ocr:rapidocr",
-                           config={"min_score": self.min_score}, software=sw)
+                           config=self.filter.config(), software=sw)
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -91,11 +107,18 @@ class OCRBackend(Backend):
 
     def read(self, image) -> str:
         """The text in one PIL image, lines in reading order joined by newlines."""
+        return self.read_counted(image)[0]
+
+    def read_counted(self, image) -> tuple[str, dict[str, int]]:
+        """The text in one PIL image and the lines dropped as not text, by reason."""
         arr = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()  # rapidocr wants BGR like cv2
         out = self._engine(arr)
         if out is None or getattr(out, "txts", None) is None or out.boxes is None:
-            return ""
-        return "\n".join(_reading_order(out.boxes, out.txts, out.scores, self.min_score))
+            return "", {}
+        txts = [str(t or "") for t in out.txts]
+        scores = [float(s) for s in (out.scores if out.scores is not None else [0.0] * len(txts))]
+        keep, dropped = keep_lines(txts, scores, self.filter)
+        return "\n".join(_reading_order(out.boxes, txts, keep)), dict(dropped)
 
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """OCR each request's image; the prompt and schema are ignored. Text-only requests raise."""
@@ -106,10 +129,11 @@ class OCRBackend(Backend):
         for r in requests:
             t = time.perf_counter()
             try:
-                text = self.read(r.image)
+                text, dropped = self.read_counted(r.image)
                 results.append(GenerationResult(text=text, finished=True, tokens_in=0,
                                                 tokens_out=0,
-                                                latency_ms=(time.perf_counter() - t) * 1000))
+                                                latency_ms=(time.perf_counter() - t) * 1000,
+                                                meta={"dropped": dropped} if dropped else None))
             except Exception as exc:  # one unreadable image must not stop the run
                 results.append(GenerationResult(text="", finished=False,
                                                 latency_ms=(time.perf_counter() - t) * 1000,
