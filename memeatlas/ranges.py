@@ -46,7 +46,7 @@ class Range:
         elif hi is not None:
             text = f"{what} {'<' if self.hi_open else '<='} {_num(hi)}"
         else:
-            text = f"a finite number" if not self.integer else what
+            text = "a finite number" if not self.integer else what
         extra = [repr(w) for w in self.words] + (["none"] if self.none_ok else [])
         return f"{' or '.join(extra)} or {text}" if extra else text
 

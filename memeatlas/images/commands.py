@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, in_range, open_store
+from memeatlas.cli_common import (
+    DbOption,
+    ForceOption,
+    echo_json,
+    echo_summary,
+    in_range,
+    open_store,
+)
 from memeatlas.ranges import Range
 
 images_app = typer.Typer(
