@@ -194,7 +194,8 @@ def _apply(state: _State, edits: list[dict[str, Any]], run_id: str, store, info:
                 state.need(e["to"], where, run_id)
             missing = [m for m in e["memes"] if m not in state.pos]
             if missing:
-                raise InputError(f"{where}: meme {missing[0]} is not in run {run_id}"
+                raise InputError(f"{where}: meme {_plain(missing[0])} is not in "
+                                 f"run {run_id}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                                  + "; name memes by their meme_id (the report's CSV has them)")
             idx = np.array([state.pos[m] for m in e["memes"]], dtype=np.int64)
@@ -627,18 +628,35 @@ def write_edit_file(doc: dict[str, Any], path: str | Path) -> None:
 
 def memes_from_csv(path: str | Path) -> list[str]:
     """meme_ids from a CSV with a `meme_id` column (the report's selection download)."""
-    import csv
+    from memeatlas.userfiles import csv_rows, read_text
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "meme_id" not in reader.fieldnames:
-            raise InputError(f"{path}: needs a meme_id column (found "
-                             f"{', '.join(reader.fieldnames or []) or 'no header'})")
-        ids = [(row.get("meme_id") or "").strip() for row in reader]
-    ids = [m for m in ids if m]
+    what = "memes file"
+    rows = csv_rows(read_text(path, what), path, what, strict=True)
+    header = next(rows, None)
+    cols = [c.strip() for c in header[1]] if header else []
+    if "meme_id" not in cols:
+        raise InputError(f"{what} {path}: needs a meme_id column (found "
+                         f"{_shown(', '.join(cols)) if cols else 'no header'})")
+    at = cols.index("meme_id")
+    ids = []
+    for line, row in rows:
+        m = row[at].strip() if at < len(row) else ""
+        if len(m) > 256 or not m.isprintable():
+            raise InputError(f"{what} {path}: line {line}: {_shown(m)} is not a meme id "
+                             f"({len(m):,} characters{', control characters' if not m.isprintable() else ''})")
+        if m:
+            ids.append(m)
     if not ids:
-        raise InputError(f"{path}: no meme ids in the meme_id column")
+        raise InputError(f"{what} {path}: no meme ids in the meme_id column")
     return ids
+
+
+def _plain(text: str) -> str:
+    """Printable text of at most 80 characters as is, anything else as `_shown`."""
+    return text if len(text) <= 80 and text.isprintable() else _shown(text)
+
+
+def _shown(text: str, n: int = 60) -> str:
+    """User text for a message: repr (control characters escaped), at most `n` characters."""
+    r = repr(text)
+    return r if len(r) <= n else r[:n - 3] + "..."
