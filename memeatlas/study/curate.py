@@ -540,8 +540,11 @@ def apply_file(store, path: str | Path, *, run_id: str | None = None,
     if n_want is not None and n_want != len(doc["edits"]):
         raise InputError(f"{path}: holds {len(doc['edits'])} edit(s) but its result was "
                          f"recorded after {n_want}; the file was cut or edited; nothing stored")
-    if doc.get("editor") is not None and not isinstance(doc["editor"], str):
-        raise InputError(f"{path}: 'editor' must be a string")
+    for key in ("editor", "note"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise InputError(f"{path}: '{key}' must be a string")
+    if doc.get("base") is not None and not isinstance(doc["base"], dict):
+        raise InputError(f"{path}: 'base' must be a mapping with run_id and fingerprint")
     base = _base_run(store, doc, run_id, path)
     with store.transaction():  # curate's transaction joins this one: a mismatch rolls it back
         s = curate(store, base, doc["edits"], editor=editor or doc.get("editor"),
