@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.cli_common import DbOption, ForceOption, echo_err, echo_summary, open_store
+from memeatlas.cli_common import (
+    DbOption,
+    ForceOption,
+    echo_err,
+    echo_summary,
+    in_range,
+    open_store,
+)
+from memeatlas.study.trends import CONFIDENCE, WINDOW  # light: numpy/scipy load lazily there
 
 TimeFormatOption = Annotated[str, typer.Option(
     "--time-format", help="How the values are written: iso (ISO 8601; no offset = UTC), epoch "
@@ -61,10 +69,10 @@ def trends_cmd(
     by: Annotated[str, typer.Option("--by", help="Period: day, week (ISO, from Monday) or "
                                                  "month.")] = "week",
     window: Annotated[int | None, typer.Option(
-        "--window", help="Compare the first N with the last N periods [default: the first "
+        "--window", callback=in_range(WINDOW), help="Compare the first N with the last N periods [default: the first "
                          "and the last half].")] = None,
     confidence: Annotated[float, typer.Option(
-        "--confidence", help="Level of the Δshare interval; about 1 - level of steady clusters "
+        "--confidence", callback=in_range(CONFIDENCE), help="Level of the Δshare interval; about 1 - level of steady clusters "
                              "are flagged by chance, so with k clusters consider 1 - 0.05/k.")] = 0.95,
     level: Annotated[int | None, typer.Option(
         "--level", help="Group clusters by their ancestor at this depth of the run's "

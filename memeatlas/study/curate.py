@@ -345,7 +345,7 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
 
 
 def _label_gaps(store, run_id: str, parent: str) -> bool:
-    """Does curated run `run_id` lack label rows it should have? (memeatlas before 0.2 wrote
+    """Does curated run `run_id` lack label rows it should have? (memeatlas 0.1 wrote
     them in transactions of their own after the run, so a kill could leave none or some)."""
     have = {c for (c,) in store.fetchall("SELECT cluster FROM cluster_labels WHERE run_id = ?",
                                          [run_id])}

@@ -29,6 +29,7 @@ from memeatlas.ranges import Range
 
 PERIODS = ("day", "week", "month")
 WINDOW = Range(1, 10_000, integer=True)  # --window: periods compared at each end
+CONFIDENCE = Range(0.5, 1, hi_open=True)  # --confidence: level of the Δshare interval
 Z95 = 1.959963984540054
 
 
@@ -109,8 +110,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
     t0 = time.perf_counter()
     if period not in PERIODS:
         raise InputError(f"unknown --by {period!r}; choose one of {', '.join(PERIODS)}")
-    if not 0.5 <= confidence < 1:
-        raise InputError(f"--confidence must be in [0.5, 1), e.g. 0.95 or 0.99; got {confidence}")
+    CONFIDENCE.check("--confidence", confidence)  # e.g. 0.95 or 0.99
     if window is not None:
         WINDOW.check("--window", window)
     from scipy.stats import norm
