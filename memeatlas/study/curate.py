@@ -374,8 +374,13 @@ def _complete(store, run_id: str, parent: str, info: dict, canon: list[dict[str,
                       "ORDER BY meme_id", [run_id])
     mine = stored["cluster"].to_numpy(dtype=np.int64)
     if stored["meme_id"].tolist() != state.ids or not np.array_equal(mine, state.labels):
+        names = state.names
         state = _State(stored["meme_id"].tolist(), mine)
-        state.touched = state.clusters()
+        state.touched, state.names = state.clusters(), names
+    for args, ed in store.fetchall("SELECT args, editor FROM curation_edits WHERE run_id = ? "
+                                   "AND op = 'rename' ORDER BY seq", [run_id]):
+        if ed:
+            state.name_editor[json.loads(args)["cluster"]] = ed
     who = store.scalar("SELECT editor FROM curation_edits WHERE run_id = ? ORDER BY seq "
                        "LIMIT 1", [run_id]) or editor
     present = state.clusters()
