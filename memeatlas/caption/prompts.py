@@ -17,6 +17,7 @@ from typing import Any
 from memeatlas.caption.schema import describe_fields
 from memeatlas.errors import InputError
 from memeatlas.provenance import short_hash
+from memeatlas.userfiles import check_file
 
 DEFAULT_PROMPT_VERSION = "meme_v1"
 
@@ -48,7 +49,7 @@ def load_prompt(path: str | Path | None, schema: dict[str, Any]) -> Prompt:
     """The default prompt, or the user's text file at `path` (version `file:<name>`), rendered."""
     if path is None:
         return Prompt(render(default_template(), schema), DEFAULT_PROMPT_VERSION)
-    p = Path(path)
+    p = check_file(path, "--prompt file")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memeatlas.errors import InputError
 from memeatlas.provenance import short_hash
+from memeatlas.userfiles import check_file
 
 SCHEMA_VERSION = "v1"
 
@@ -182,7 +183,7 @@ def load_schema(path: str | Path | None) -> dict[str, Any]:
     """The schema a run decodes with: v1, or v1 extended by the JSON Schema file at `path`."""
     if path is None:
         return core_json_schema()
-    p = Path(path)
+    p = check_file(path, "--schema file")
     try:
         user = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

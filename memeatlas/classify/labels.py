@@ -8,7 +8,6 @@ training uses the majority label per meme (ties are left out and counted).
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from memeatlas.corpus.memes import RowErrors as _RowErrors
 from memeatlas.corpus.memes import meme_resolver
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import new_run_id, utcnow
+from memeatlas.userfiles import csv_rows, read_text
 
 ID_COLUMNS = ("meme_id", "source_id", "id")
 LABEL_COLUMNS = ("label", "class", "category")
@@ -63,10 +63,7 @@ class LabelSet:
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """(columns, [(line, row)]) of a CSV (header row) or JSONL file; lines count from 1."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from None
+    text = read_text(path, "labels file")
     if not text.strip():
         raise InputError(f"{path} is empty; expected a header row (CSV) or JSON objects (JSONL)")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{"):
@@ -87,15 +84,42 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]
         return cols, rows
     first = text.splitlines()[0]
     delim = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
-    reader = csv.reader(text.splitlines(), delimiter=delim)
-    header = [h.strip().lower() for h in next(reader)]
+    reader = csv_rows(text, path, "labels file", delimiter=delim)
+    header = [h.strip().lower() for h in next(reader)[1]]
     rows = []
-    for k, r in enumerate(reader):
+    for line, r in reader:
         if not any(c.strip() for c in r):
             continue
         r = r + [""] * (len(header) - len(r))
-        rows.append((k + 2, dict(zip(header, r, strict=False))))
+        rows.append((line, dict(zip(header, r, strict=False))))
     return header, rows
+
+
+MAX_NAME = 200  # characters of a class label, task or coder name
+
+
+def name_problem(value: str, what: str) -> str | None:
+    """Why `value` cannot be a class label / task / coder name (None when it can): control
+    characters (NUL, ESC, BEL, tabs, newlines…) would reach terminals and files raw."""
+    if not value.isprintable():
+        bad = next(ch for ch in value if not ch.isprintable())
+        return f"{what} {_shown(value)} holds a control character ({bad!r})"
+    if len(value) > MAX_NAME:
+        return f"{what} of {len(value):,} characters (at most {MAX_NAME})"
+    return None
+
+
+def check_name(value: str, what: str) -> str:
+    """`value` when `name_problem` finds nothing, else a one-line InputError."""
+    why = name_problem(value, what)
+    if why:
+        raise InputError(why)
+    return value
+
+
+def _shown(text: str, n: int = 60) -> str:
+    r = repr(text)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 def _pick(cols: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, path: Path) -> str:
@@ -123,8 +147,9 @@ def import_labels(store, path: str | Path, *, task: str, coder: str | None = Non
     path = Path(path)
     if not task or not task.strip():
         raise InputError("--task must name the labelling task, e.g. --task template")
-    if not path.is_file():
-        raise InputError(f"labels file {path} not found")
+    check_name(task, "--task")
+    if coder:
+        check_name(coder, "--coder")
     cols, rows = _read_rows(path)
     idc = _pick(cols, id_column, ID_COLUMNS, "meme id", path)
     lc = _pick(cols, label_column, LABEL_COLUMNS, "label", path)
@@ -147,9 +172,13 @@ def import_labels(store, path: str | Path, *, task: str, coder: str | None = Non
         if not who:
             errors.add(line, "empty coder (fill the coder column or pass --coder)")
             continue
+        why = name_problem(lab, "label") or name_problem(who, "coder")
+        if why:
+            errors.add(line, why)
+            continue
         mid = resolve(ref)
         if mid is None:
-            errors.add(line, f"unknown meme {ref!r} (neither a meme_id nor a source_id in this database)")
+            errors.add(line, f"unknown meme {_shown(ref)} (neither a meme_id nor a source_id in this database)")
             continue
         if mid == "AMBIGUOUS":
             errors.add(line, f"source id {ref!r} names several memes; use the meme_id")
@@ -192,6 +221,8 @@ def _write(store, task: str, source: str, records: dict[tuple[str, str], str],
 
 def labels_from_meta(store, *, task: str, field: str, force: bool = False) -> LabelImport:
     """Labels from a manifest column / metadata key (`memes.meta->>field`), coder `meta:<field>`."""
+    check_name(task, "--task")
+    check_name(field, "--from-meta")
     coder = f"meta:{field}"
     rows = store.fetchall("SELECT meme_id, meta->>? FROM memes WHERE meta IS NOT NULL "
                           "AND coalesce(meta->>?, '') <> ''", [field, field])
@@ -201,6 +232,12 @@ def labels_from_meta(store, *, task: str, field: str, force: bool = False) -> La
         raise InputError(f"no meme has a value for meta field {field!r}; fields in memes.meta: "
                          f"{', '.join(keys) or '(none)'}")
     records = {(m, coder): str(v).strip() for m, v in rows}
+    bad = sorted((m, why) for (m, _), v in records.items()
+                 if (why := name_problem(v, f"meta field {field!r}: label")))
+    if bad:
+        raise InputError(f"meme {bad[0][0]}: {bad[0][1]}"
+                         + (f" (and {len(bad) - 1} more memes)" if len(bad) > 1 else "")
+                         + "; nothing was imported")
     stored = {m for (m,) in store.fetchall(
         "SELECT meme_id FROM class_labels WHERE task = ? AND coder = ?", [task, coder])}
     if stored and not force:

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from memeatlas.commands import engine_options as R
-from memeatlas.commands.common import DbOption, ForceOption, echo_summary, open_store, parse_kv
+from memeatlas.commands.common import (
+    DbOption,
+    ForceOption,
+    echo_summary,
+    in_range,
+    open_store,
+    parse_kv,
+)
+from memeatlas.ranges import Range
+
+TEMPERATURE = Range(0, 10)  # sampling temperature; 0 is greedy
 
 _BACKEND_HELP = ("transformers (local model, default), vllm (local GPU, pip install "
                  "'memeatlas[vllm]'), openai (any OpenAI-compatible server, e.g. `vllm serve`), "
@@ -48,7 +58,8 @@ def caption(
         "--max-pixels", help="Resize each image to at most this many pixels before the model "
                              "(default 802816 = 1024 Qwen visual tokens).")] = 1024 * 28 * 28,
     temperature: Annotated[float, typer.Option(
-        "--temperature", help="Sampling temperature of the first attempt (0 = greedy).")] = 0.0,
+        "--temperature", callback=in_range(TEMPERATURE),
+        help="Sampling temperature of the first attempt (0 = greedy).")] = 0.0,
     prompt: Annotated[Path | None, typer.Option(
         "--prompt", help="Text file with your own instruction; '{fields}' is replaced by the "
                          "field list. Changes the prompt hash, so rows are kept apart.")] = None,

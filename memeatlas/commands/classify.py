@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.commands.common import DbOption, echo_err, echo_summary, open_store, parse_kv
+from memeatlas.commands.common import (
+    DbOption,
+    echo_err,
+    echo_summary,
+    in_range,
+    open_store,
+    parse_kv,
+)
+from memeatlas.ranges import RESAMPLES, Range
 
 classify_app = typer.Typer(
     help="Supervised classification: import coded labels, train heads on stored spaces, predict the rest.",
@@ -26,7 +34,8 @@ CoderOption = Annotated[str | None, typer.Option(
     "--coder", help="Only this coder's labels [default: the majority over coders; ties left out].")]
 ModelOption = Annotated[str, typer.Option(
     "--model", help="Classifier id (see `classify models`), or 'latest' (of --task when given).")]
-BootstrapOption = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs (0: none).")]
+BootstrapOption = Annotated[int, typer.Option("--bootstrap", callback=in_range(RESAMPLES),
+                                              help="Bootstrap resamples for the 95 % CIs (0: none).")]
 
 _PER_CLASS = ("class", "support", "precision", "recall", "f1", "f1_ci_low", "f1_ci_high")
 
@@ -232,7 +241,8 @@ def tune_encoder_cmd(
         "--loss", help="mnrl (in-batch negatives, same-class positives) or triplet (batch-hard triplets).")] = "mnrl",
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the labelled memes.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size", min=2, help="Texts per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 2e-5,
+    lr: Annotated[float, typer.Option("--lr", callback=in_range(Range(0, 1, lo_open=True)),
+                                      help="AdamW learning rate.")] = 2e-5,
     max_examples: Annotated[int | None, typer.Option(
         "--max-examples", min=2, help="Use at most this many labelled memes (a seeded, stratified sample).")] = None,
     seed: SeedOption = 0,

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from memeatlas.ranges import Range
 from memeatlas.store import Store
 
 DbOption = Annotated[
@@ -72,3 +73,21 @@ def parse_kv(items: list[str] | None, option: str) -> dict[str, str]:
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def in_range(rng: Range):
+    """A typer `callback=` that checks an option against `rng` while the command line is parsed.
+
+    So the check runs before any work, and a value out of range (NaN and infinities included,
+    which typer's own min/max let through or word as a usage error) is a one-line `Error:`
+    naming the option, its valid range and the value.
+    """
+    def check(param: typer.CallbackParam, value: Any) -> Any:
+        if value is None:
+            return None
+        name = param.opts[0] if param.opts else str(param.name)
+        if isinstance(value, (list, tuple)):
+            return type(value)(rng.check(name, v) for v in value)
+        return rng.check(name, value)
+
+    return check

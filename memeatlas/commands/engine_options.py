@@ -20,10 +20,10 @@ RayWorkersOpt = Annotated[int | None, typer.Option(
     "--ray-workers", min=1, help="Actors (model replicas) [default: one per GPU, else one "
                                  "per CPU].")]
 RayGpusOpt = Annotated[float | None, typer.Option(
-    "--ray-gpus-per-worker", min=0.0, help="GPUs each actor reserves [default: 1 when the "
+    "--ray-gpus-per-worker", min=0.0, max=4096.0, help="GPUs each actor reserves [default: 1 when the "
                                            "cluster has GPUs, else 0].")]
 RayCpusOpt = Annotated[float, typer.Option(
-    "--ray-cpus-per-worker", min=0.0, help="CPUs each actor reserves.")]
+    "--ray-cpus-per-worker", min=0.0, max=4096.0, help="CPUs each actor reserves.")]
 RayDirOpt = Annotated[str | None, typer.Option(
     "--ray-dir", help="Job directory for input/result shards, reachable from every node: a "
                       "shared path or s3://... / gs://... [default: <db>.ray beside the DB].")

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.commands.common import DbOption, ForceOption, echo_err, echo_summary, open_store
+from memeatlas.commands.common import (
+    DbOption,
+    ForceOption,
+    echo_err,
+    echo_summary,
+    in_range,
+    open_store,
+)
+from memeatlas.ranges import RESAMPLES
 
 evaluate_app = typer.Typer(
     help="Score clusterings: human pair ratings (cluster quality), coder agreement, known labels.",
@@ -127,7 +135,8 @@ def agreement_cmd(
         "--dimension", help="Only these dimensions (comma-separated); default all.")] = None,
     level: Annotated[str, typer.Option(
         "--level", help="Krippendorff level: ordinal (default), interval, nominal, ratio.")] = "ordinal",
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples of pairs for the CI (0: none).")] = 1000,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", callback=in_range(RESAMPLES),
+                                                   help="Bootstrap resamples of pairs for the CI (0: none).")] = 1000,
     seed: SeedOption = 0,
     fmt: FormatOption = "table",
     db: DbOption = None,
@@ -150,7 +159,8 @@ def quality_cmd(
     runs: RunsOption,
     pair_set: PairSetOption,
     dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", callback=in_range(RESAMPLES),
+                                                   help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
     noise: NoiseOption = "assigned",
     weights: Annotated[str, typer.Option(
@@ -203,7 +213,8 @@ def sweep_cmd(
     series: Annotated[str, typer.Option(
         "--series", help="What makes one line: a cluster_runs column (space, algorithm, name) or a params key.")] = "space",
     dimension: Annotated[str | None, typer.Option("--dimension", help="Only this dimension; default all.")] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the 95 % CIs.")] = 2000,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", callback=in_range(RESAMPLES),
+                                                   help="Bootstrap resamples for the 95 % CIs.")] = 2000,
     seed: SeedOption = 0,
     noise: NoiseOption = "assigned",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the plot as PNG here.")] = None,

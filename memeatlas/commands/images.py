@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.commands.common import DbOption, ForceOption, echo_json, echo_summary, open_store
+from memeatlas.commands.common import (
+    DbOption,
+    ForceOption,
+    echo_json,
+    echo_summary,
+    in_range,
+    open_store,
+)
+from memeatlas.ranges import Range
 
 images_app = typer.Typer(
     help="Image-level structure: near-duplicate groups and template matching against a "
@@ -74,7 +82,8 @@ def templates_cmd(
     space: Annotated[str | None, typer.Option(
         "--space", help="Image space of the memes [default: image:<model short name>].")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", help="Score below which a meme is 'unknown' [default: calibrated on "
+        "--threshold", callback=in_range(Range(-1, 1)),
+        help="Score (a cosine) below which a meme is 'unknown' [default: calibrated on "
                             "the gallery].")] = None,
     quantile: Annotated[float, typer.Option(
         "--quantile", min=0.0, max=1.0,

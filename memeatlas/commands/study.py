@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from memeatlas.commands.common import DbOption, ForceOption, echo_err, echo_summary, open_store
+from memeatlas.commands.common import (
+    DbOption,
+    ForceOption,
+    echo_err,
+    echo_summary,
+    in_range,
+    open_store,
+)
+from memeatlas.study.trends import CONFIDENCE, WINDOW  # light: numpy/scipy load lazily there
 
 TimeFormatOption = Annotated[str, typer.Option(
     "--time-format", help="How the values are written: iso (ISO 8601; no offset = UTC), epoch "
@@ -61,10 +69,10 @@ def trends_cmd(
     by: Annotated[str, typer.Option("--by", help="Period: day, week (ISO, from Monday) or "
                                                  "month.")] = "week",
     window: Annotated[int | None, typer.Option(
-        "--window", help="Compare the first N with the last N periods [default: the first "
+        "--window", callback=in_range(WINDOW), help="Compare the first N with the last N periods [default: the first "
                          "and the last half].")] = None,
     confidence: Annotated[float, typer.Option(
-        "--confidence", help="Level of the Δshare interval; about 1 - level of steady clusters "
+        "--confidence", callback=in_range(CONFIDENCE), help="Level of the Δshare interval; about 1 - level of steady clusters "
                              "are flagged by chance, so with k clusters consider 1 - 0.05/k.")] = 0.95,
     level: Annotated[int | None, typer.Option(
         "--level", help="Group clusters by their ancestor at this depth of the run's "
@@ -133,14 +141,17 @@ def _curate(db, run_id: str, edit: dict, editor, note, no_relabel, force) -> Non
     _echo_curate(s)
 
 
-def _echo_curate(s) -> None:
+def _echo_curate(s, replay: bool = False) -> None:
     echo_summary(f"curated run {s.run_id} (parent {s.parent_run})", {
         "edits": s.n_edits, "memes changed": s.n_changed, "clusters": s.n_clusters,
         "touched clusters": ", ".join(map(str, s.touched)) or "-",
         "keywords recomputed": "yes" if s.relabelled else "no",
-        **({"reproduced": "yes" if s.reproduced else "NO: assignments differ from the file's"}
-           if s.reproduced is not None else {}),
+        **({"reproduced": "not checked (the file records no result)" if s.reproduced is None
+            else "yes" if s.reproduced else
+            f"NO: kept as run {s.run_id}, which does not reproduce the file"}
+           if replay else {}),
         **({"skipped": "already stored (--force to redo)"} if s.skipped else {}),
+        **({"completed": "labels an interrupted earlier run left out"} if s.completed else {}),
         "seconds": s.seconds})
     typer.echo(s.run_id)
 
@@ -221,18 +232,22 @@ def apply_cmd(file: Annotated[Path, typer.Argument(help="Edit file (YAML or JSON
                   "--run", help="Run to apply it to [default: the file's base run, found by "
                                 "id or by fingerprint].")] = None,
               editor: EditorOption = None, no_relabel: NoRelabelOption = False,
+              keep_mismatch: Annotated[bool, typer.Option(
+                  "--keep-mismatch", help="Keep the new run even when it does not reproduce "
+                                          "the file's result (its name says so) [default: "
+                                          "store nothing].")] = False,
+              unchecked: Annotated[bool, typer.Option(
+                  "--unchecked", help="Apply a file that records no result (hand-written); "
+                                      "without it such a file, e.g. one cut short, is "
+                                      "refused.")] = False,
               force: ForceOption = False, db: DbOption = None) -> None:
     """Replay an edit file as one new curated run; checks it reproduces the recorded result."""
-    from memeatlas.errors import MismatchError
     from memeatlas.study.curate import apply_file
 
     with open_store(db) as store:
         s = apply_file(store, file, run_id=run, editor=editor, relabel=not no_relabel,
-                       force=force)
-    _echo_curate(s)
-    if s.reproduced is False:
-        raise MismatchError(f"{file}: the replayed run {s.run_id} differs from the assignments "
-                            f"the file recorded (other vectors or another base run?)")
+                       force=force, keep_mismatch=keep_mismatch, unchecked=unchecked)
+    _echo_curate(s, replay=True)
 
 
 def export_cmd(run: Annotated[str, typer.Option("--run", help="A curated run.")],

@@ -29,6 +29,7 @@ from memeatlas.evaluate.common import (
 )
 from memeatlas.evaluate.ratings import MAX_ERRORS_SHOWN
 from memeatlas.provenance import new_run_id, stable_json, utcnow
+from memeatlas.userfiles import check_file
 
 
 @dataclass
@@ -187,9 +188,7 @@ def score_label_task(store, task_id: str, answers: str | Path, *, coder: str | N
     for _, c, lab in opts:
         by_label.setdefault(lab.strip().lower(), set()).add(c)
     key = dict(store.fetchall("SELECT item_id, cluster FROM label_task_items WHERE task_id = ?", [task_id]))
-    path = Path(answers)
-    if not path.is_file():
-        raise InputError(f"answers file {path} not found")
+    path = check_file(answers, "answers file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -201,6 +200,9 @@ def score_label_task(store, task_id: str, answers: str | Path, *, coder: str | N
                     for r in reader]
     except UnicodeDecodeError as exc:
         raise InputError(f"{path} is not UTF-8 text ({exc}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:  # e.g. a cell over the csv module's field limit
+        raise InputError(f"answers file {path}: line {reader.line_num}: cannot parse as CSV "
+                         f"({exc})") from None
     errors: list[tuple[int, str]] = []
     seen: dict[tuple[str, str], int] = {}
     y_true, y_pred, who = [], [], []

@@ -26,6 +26,7 @@ from memeatlas.corpus.memes import meme_resolver as _meme_resolver
 from memeatlas.errors import InputError
 from memeatlas.evaluate.pairs import SHEET_ID_COLUMNS, pair_id, pair_set_exists, require_pair_set
 from memeatlas.provenance import stable_json, utcnow
+from memeatlas.userfiles import check_file
 
 SCALE_LOW, SCALE_HIGH = 1.0, 3.0
 _RESERVED = set(SHEET_ID_COLUMNS) | {"stratum", "position", "note", "notes", "comment", "comments"}
@@ -81,8 +82,7 @@ def import_ratings(store, path: str | Path, *, pair_set: str, coder: str | None 
     are already stored for the same (pair, coder, dimension) are an error unless `force` replaces them.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ratings file {path} not found")
+    check_file(path, "ratings file")  # missing, a folder, a FIFO: one line each
     lo, hi = scale if isinstance(scale, tuple) else parse_scale(scale)
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:

@@ -81,15 +81,27 @@ class TemplateMatchSummary:
 def read_gallery(folder: str | Path) -> list[tuple[str, Path]]:
     """(template, image path) of every gallery image, sorted; raises InputError when empty."""
     root = Path(folder).expanduser()
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: the gallery is a file, not a folder; pass the folder of "
+                         f"template images (named by template)")
     if not root.is_dir():
         raise InputError(f"{root}: gallery folder not found (a folder of template images named "
                          f"by template)")
     out = []
+    unnamed: list[str] = []  # names that are not UTF-8: no template name, no stored path
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         rel = p.relative_to(root)
+        try:
+            str(p).encode("utf-8")
+        except UnicodeEncodeError:
+            unnamed.append(ascii(str(rel)))
+            continue
         out.append((rel.parts[0] if len(rel.parts) > 1 else p.stem, p))
+    if unnamed:
+        progress.info(f"templates: skipped {len(unnamed)} gallery file(s) whose names are not "
+                      f"UTF-8 (rename them), e.g. {unnamed[0]}")
     if not out:
         raise InputError(f"{root}: no template images ({', '.join(IMAGE_SUFFIXES)}) in the "
                          f"gallery folder")

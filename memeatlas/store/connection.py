@@ -90,6 +90,7 @@ class Store:
         self.path = path
         self.read_only = read_only
         self.sandboxed = sandboxed
+        self._tx_depth = 0  # open transaction() blocks; inner ones join the outermost
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None, *, read_only: bool = False,
@@ -222,8 +223,22 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """BEGIN … COMMIT, rolling back on any exception so nothing is half-written."""
+        """BEGIN … COMMIT, rolling back on any exception so nothing is half-written.
+
+        A block opened inside another joins it: only the outermost commits, so a derived run
+        and everything that makes it whole (e.g. a curated run and its labels, written by
+        `cluster.label`'s own block) commit together. An exception in an inner block rolls
+        back the whole transaction when it reaches the outer one.
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.con
+            finally:
+                self._tx_depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._tx_depth = 1
         try:
             yield self.con
         except BaseException:
@@ -231,6 +246,8 @@ class Store:
             raise
         else:
             self.con.execute("COMMIT")
+        finally:
+            self._tx_depth = 0
 
     def table_exists(self, name: str) -> bool:
         return bool(self.scalar(

@@ -37,7 +37,7 @@ OPS = ("merge", "split", "move", "rename", "discard")
 EDIT_FILE_VERSION = 1
 _ARGS = {"merge": {"clusters", "into"}, "split": {"cluster", "k", "seed"},
          "move": {"memes", "to"}, "rename": {"cluster", "name"}, "discard": {"clusters"}}
-_COMMON = {"op", "note"}
+_COMMON = {"op", "note", "editor"}  # editor: who made this edit (edit files)
 _FIELD_ORDER = ("clusters", "cluster", "memes", "into", "to", "k", "seed", "name", "note")
 
 
@@ -56,6 +56,7 @@ class CurateSummary:
     reproduced: bool | None = None    # apply_file: does the result match the file's hash?
     seconds: float = 0.0
     skipped: bool = False
+    completed: bool = False           # a skipped run's missing labels were written
 
 
 def default_editor() -> str:
@@ -123,7 +124,18 @@ def normalise_edit(raw: Any, n: int) -> dict[str, Any]:
         e["name"] = name.strip()[:200]
     if raw.get("note") is not None:
         e["note"] = str(raw["note"])[:500]
+    # `editor` is not part of the edit (the same edit by someone else is the same run); it is
+    # checked here and read by `edit_editors`.
+    if raw.get("editor") is not None and (not isinstance(raw["editor"], str)
+                                          or not raw["editor"].strip()):
+        raise InputError(f"{where}: 'editor' must be a non-empty string")
     return e
+
+
+def edit_editors(edits: list[Any]) -> list[str | None]:
+    """Per-edit editors of raw edits (an exported chain of sessions names them), else None."""
+    return [(e.get("editor") or "").strip()[:200] or None if isinstance(e, dict) else None
+            for e in edits]
 
 
 class _State:
@@ -134,6 +146,7 @@ class _State:
         self.pos = {m: i for i, m in enumerate(ids)}
         self.labels = labels.copy()
         self.names: dict[int, str] = {}
+        self.name_editor: dict[int, str] = {}  # who named a cluster, when not the run's editor
         self.touched: set[int] = set()
 
     def clusters(self) -> set[int]:
@@ -181,7 +194,8 @@ def _apply(state: _State, edits: list[dict[str, Any]], run_id: str, store, info:
                 state.need(e["to"], where, run_id)
             missing = [m for m in e["memes"] if m not in state.pos]
             if missing:
-                raise InputError(f"{where}: meme {missing[0]} is not in run {run_id}"
+                raise InputError(f"{where}: meme {_plain(missing[0])} is not in "
+                                 f"run {run_id}"
                                  + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
                                  + "; name memes by their meme_id (the report's CSV has them)")
             idx = np.array([state.pos[m] for m in e["memes"]], dtype=np.int64)
@@ -254,15 +268,21 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
     if not isinstance(edits, list) or not edits:
         raise InputError("no edits given")
     canon = [normalise_edit(e, n) for n, e in enumerate(edits, 1)]
+    per_edit = edit_editors(edits)
     fp = short_hash({"parent": run_id, "parent_fingerprint": info.get("fingerprint"),
                      "edits": canon}, 32)
     found = store.scalar("SELECT run_id FROM cluster_runs WHERE kind = 'curated' AND "
                          "parent_run = ? AND fingerprint = ? ORDER BY created_at DESC LIMIT 1",
                          [run_id, fp])
     if found and not force:
-        progress.info(f"run {found} already holds these edits of {run_id}; skipping "
-                      f"(--force to write it again)")
-        return _stored_summary(store, found, skipped=True, t0=t0)
+        completed = _complete(store, found, run_id, info, canon, editor or default_editor(),
+                              relabel)
+        progress.info(f"run {found} already holds these edits of {run_id}; "
+                      + ("completed the labels an interrupted earlier run left out; "
+                         if completed else "") + "skipping (--force to write it again)")
+        s = _stored_summary(store, found, skipped=True, t0=t0)
+        s.completed = completed
+        return s
     asg = store.df("SELECT meme_id, cluster, probability, x, y, assigned_by FROM "
                    "cluster_assignments WHERE run_id = ? ORDER BY meme_id", [run_id])
     ids = asg["meme_id"].tolist()
@@ -287,6 +307,13 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
                     "x": pa.array(asg["x"].to_numpy(dtype=np.float64), from_pandas=True),
                     "y": pa.array(asg["y"].to_numpy(dtype=np.float64), from_pandas=True),
                     "assigned_by": pa.array(assigned_by.tolist(), pa.string())})
+    present = set(np.unique(new).tolist())
+    touched = sorted(c for c in state.touched if c in present)
+    for e, ed in zip(canon, per_edit, strict=True):
+        if e["op"] == "rename" and ed:
+            state.name_editor[e["cluster"]] = ed
+    # One transaction for the run, its assignments, its edit log and its labels (the
+    # labelling's own transaction joins this one): a kill at any point leaves all or nothing.
     with store.registered("_curate_batch", tbl), store.transaction():
         store.execute(
             "INSERT INTO cluster_runs (run_id, name, space, spaces, algorithm, params, seed, "
@@ -306,17 +333,61 @@ def curate(store, run_id: str, edits: list[Any], *, editor: str | None = None,
         store.insert_rows("curation_edits", (
             "run_id", "seq", "parent_run", "op", "args", "result", "n_changed", "editor",
             "note", "edited_at"),
-            [(new_run, n, run_id, e["op"], stable_json(e), stable_json(r), r["n_changed"], who,
-              e.get("note") or note, now) for n, (e, r) in enumerate(zip(canon, results,
-                                                                           strict=True), 1)])
-    present = set(np.unique(new).tolist())
-    touched = sorted(c for c in state.touched if c in present)
-    relabelled = _labels(store, run_id, new_run, state, touched, who, relabel)
-    t = time.perf_counter() - t0
-    store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
-                  [stable_json({"total": round(t, 4)}), new_run])
+            [(new_run, n, run_id, e["op"], stable_json(e), stable_json(r), r["n_changed"],
+              ed or who, e.get("note") or note, now)
+             for n, (e, r, ed) in enumerate(zip(canon, results, per_edit, strict=True), 1)])
+        relabelled = _labels(store, run_id, new_run, state, touched, who, relabel)
+        t = time.perf_counter() - t0
+        store.execute("UPDATE cluster_runs SET timings = ? WHERE run_id = ?",
+                      [stable_json({"total": round(t, 4)}), new_run])
     return CurateSummary(new_run, run_id, len(canon), int(changed.sum()), n_clusters, touched,
                          relabelled, assignments_sha256(store, new_run), None, t)
+
+
+def _label_gaps(store, run_id: str, parent: str) -> bool:
+    """Does curated run `run_id` lack label rows it should have? (memeatlas 0.1 wrote
+    them in transactions of their own after the run, so a kill could leave none or some)."""
+    have = {c for (c,) in store.fetchall("SELECT cluster FROM cluster_labels WHERE run_id = ?",
+                                         [run_id])}
+    present = {c for (c,) in store.fetchall("SELECT DISTINCT cluster FROM cluster_assignments "
+                                            "WHERE run_id = ?", [run_id])}
+    if store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ?", [parent]):
+        return bool(present - have)
+    renamed = {json.loads(a).get("cluster") for (a,) in store.fetchall(
+        "SELECT args FROM curation_edits WHERE run_id = ? AND op = 'rename'", [run_id])}
+    return bool(((renamed & present) | ({-1} & present)) - have)
+
+
+def _complete(store, run_id: str, parent: str, info: dict, canon: list[dict[str, Any]],
+              editor: str, relabel: bool) -> bool:
+    """Write the labels a stored curated run lacks (left by a run killed under an older
+    memeatlas); True when something was written. The edits are replayed on the parent for
+    the touched clusters and names; when the replay no longer gives the stored assignments
+    (the space's vectors changed since), every cluster counts as touched."""
+    if not _label_gaps(store, run_id, parent):
+        return False
+    asg = store.df("SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ? "
+                   "ORDER BY meme_id", [parent])
+    state = _State(asg["meme_id"].tolist(), asg["cluster"].to_numpy(dtype=np.int64))
+    _apply(state, canon, parent, store, info)
+    stored = store.df("SELECT meme_id, cluster FROM cluster_assignments WHERE run_id = ? "
+                      "ORDER BY meme_id", [run_id])
+    mine = stored["cluster"].to_numpy(dtype=np.int64)
+    if stored["meme_id"].tolist() != state.ids or not np.array_equal(mine, state.labels):
+        names = state.names
+        state = _State(stored["meme_id"].tolist(), mine)
+        state.touched, state.names = state.clusters(), names
+    for args, ed in store.fetchall("SELECT args, editor FROM curation_edits WHERE run_id = ? "
+                                   "AND op = 'rename' ORDER BY seq", [run_id]):
+        if ed:
+            state.name_editor[json.loads(args)["cluster"]] = ed
+    who = store.scalar("SELECT editor FROM curation_edits WHERE run_id = ? ORDER BY seq "
+                       "LIMIT 1", [run_id]) or editor
+    present = state.clusters()
+    with store.transaction():
+        store.execute("DELETE FROM cluster_labels WHERE run_id = ?", [run_id])
+        _labels(store, parent, run_id, state, sorted(state.touched & present), who, relabel)
+    return True
 
 
 def _labels(store, parent: str, run_id: str, state: _State, touched: list[int], editor: str,
@@ -369,12 +440,13 @@ def _labels(store, parent: str, run_id: str, state: _State, touched: list[int], 
             if store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ? AND "
                             "cluster = ?", [run_id, c]):
                 store.execute("UPDATE cluster_labels SET label = ?, labeler = ? WHERE "
-                              "run_id = ? AND cluster = ?", [name, f"human:{editor}", run_id, c])
+                              "run_id = ? AND cluster = ?", [name, f"human:{state.name_editor.get(c, editor)}", run_id, c])
             else:
                 store.execute("INSERT INTO cluster_labels (run_id, cluster, size, keywords, "
                               "keyword_scores, label, representatives, labeler) VALUES "
                               "(?, ?, ?, [], [], ?, [], ?)",
-                              [run_id, c, sizes[c], name, f"human:{editor}"])
+                              [run_id, c, sizes[c], name,
+                               f"human:{state.name_editor.get(c, editor)}"])
     return relabelled
 
 
@@ -440,27 +512,70 @@ def _base_run(store, doc: dict[str, Any], run_id: str | None, path: Path) -> str
 
 
 def apply_file(store, path: str | Path, *, run_id: str | None = None,
-               editor: str | None = None, relabel: bool = True, force: bool = False
-               ) -> CurateSummary:
-    """Replay an edit file onto its base run (or `run_id`); `reproduced` tells whether the
-    assignments match the SHA-256 the file recorded (None when it recorded none)."""
+               editor: str | None = None, relabel: bool = True, force: bool = False,
+               keep_mismatch: bool = False, unchecked: bool = False) -> CurateSummary:
+    """Replay an edit file onto its base run (or `run_id`) and check the result.
+
+    The file's `result.assignments_sha256` is compared with the new run's before anything
+    commits: a mismatch (a tampered file, another base run) raises MismatchError with nothing
+    stored, unless `keep_mismatch`, which keeps the run with its name and params saying it does
+    not reproduce the file. A file that records no result (hand-written, or cut short: its
+    last lines are lost first) is refused unless `unchecked`; `reproduced` is then None.
+    """
+    from memeatlas.errors import MismatchError
+
     path = Path(path)
     doc = read_edit_file(path)
     version = doc.get("memeatlas_edits", EDIT_FILE_VERSION)
     if version != EDIT_FILE_VERSION:
         raise InputError(f"{path}: edit file version {version!r}; this memeatlas reads "
                          f"version {EDIT_FILE_VERSION}")
+    result = doc.get("result")
+    if result is not None and not isinstance(result, dict):
+        raise InputError(f"{path}: 'result' must be a mapping with assignments_sha256")
+    want = (result or {}).get("assignments_sha256")
+    if want is not None and not isinstance(want, str):
+        raise InputError(f"{path}: result.assignments_sha256 must be a string")
+    if not want and not unchecked:
+        raise InputError(f"{path}: records no result.assignments_sha256, so the replay could "
+                         f"not be checked (a file cut short loses its last lines, the result "
+                         f"first); nothing stored. Pass --unchecked to apply a hand-written "
+                         f"file without one")
+    n_want = (result or {}).get("n_edits")
+    if n_want is not None and n_want != len(doc["edits"]):
+        raise InputError(f"{path}: holds {len(doc['edits'])} edit(s) but its result was "
+                         f"recorded after {n_want}; the file was cut or edited; nothing stored")
+    for key in ("editor", "note"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise InputError(f"{path}: '{key}' must be a string")
+    if doc.get("base") is not None and not isinstance(doc["base"], dict):
+        raise InputError(f"{path}: 'base' must be a mapping with run_id and fingerprint")
     base = _base_run(store, doc, run_id, path)
-    s = curate(store, base, doc["edits"], editor=editor or doc.get("editor"),
-               note=doc.get("note"), relabel=relabel, force=force)
-    want = (doc.get("result") or {}).get("assignments_sha256")
-    s.reproduced = None if not want else (want == s.assignments_sha256)
+    with store.transaction():  # curate's transaction joins this one: a mismatch rolls it back
+        s = curate(store, base, doc["edits"], editor=editor or doc.get("editor"),
+                   note=doc.get("note"), relabel=relabel, force=force)
+        s.reproduced = None if not want else (want == s.assignments_sha256)
+        if s.reproduced is False and not keep_mismatch:
+            raise MismatchError(
+                f"{path}: replaying its {s.n_edits} edit(s) on run {base} gives assignments "
+                f"{s.assignments_sha256[:12]}…, not the file's {want[:12]}… (a changed file, "
+                f"other vectors or another base run?); nothing stored"
+                + ("" if s.skipped else "; --keep-mismatch keeps the run, named as not "
+                   "reproducing the file"))
+        if s.reproduced is False and not s.skipped:
+            params = json.loads(store.scalar("SELECT params FROM cluster_runs WHERE run_id = ?",
+                                             [s.run_id]) or "{}")
+            params["replay"] = {"file": path.name, "assignments_sha256": want,
+                                "reproduces": False}
+            store.execute("UPDATE cluster_runs SET params = ?, name = concat(coalesce(name, "
+                          "run_id), ?) WHERE run_id = ?",
+                          [stable_json(params), f" (does not reproduce {path.name})", s.run_id])
     return s
 
 
 def edit_chain(store, run_id: str) -> tuple[str, list[dict[str, Any]]]:
     """(base run, edits in order) of a curated run, following parent runs back to the first
-    run that is not curated."""
+    run that is not curated. Each edit carries its `editor` from the edit log."""
     from memeatlas.corpus.runs import get_run_info
 
     chain = []
@@ -475,29 +590,35 @@ def edit_chain(store, run_id: str) -> tuple[str, list[dict[str, Any]]]:
                          f"edits of a run written by `memeatlas curate`")
     edits: list[dict[str, Any]] = []
     for r in reversed(chain):
-        for (args,) in store.fetchall("SELECT args FROM curation_edits WHERE run_id = ? "
-                                      "ORDER BY seq", [r]):
+        for args, who in store.fetchall("SELECT args, editor FROM curation_edits WHERE "
+                                        "run_id = ? ORDER BY seq", [r]):
             e = json.loads(args)
             # op first, then the fields in the order the docs write them (YAML keeps order)
             edits.append({"op": e.pop("op"), **{k: e[k] for k in _FIELD_ORDER if k in e},
-                          **{k: v for k, v in e.items() if k not in _FIELD_ORDER}})
+                          **{k: v for k, v in e.items() if k not in _FIELD_ORDER},
+                          **({"editor": who} if who else {})})
     return rid, edits
 
 
 def export_edits(store, run_id: str) -> dict[str, Any]:
-    """The edit file (as a dict) that reproduces curated run `run_id` from its base run."""
+    """The edit file (as a dict) that reproduces curated run `run_id` from its base run.
+
+    One editor over the whole chain is written once at the top; several are kept per edit."""
     base, edits = edit_chain(store, run_id)
     info = store.fetch_dict("SELECT fingerprint, space, algorithm FROM cluster_runs "
                             "WHERE run_id = ?", [base])
-    editors = [r[0] for r in store.fetchall(
-        "SELECT DISTINCT editor FROM curation_edits WHERE run_id = ? AND editor IS NOT NULL",
-        [run_id])]
+    editors = {e.get("editor") for e in edits}
+    if len(editors) == 1:
+        for e in edits:
+            e.pop("editor", None)
+    one = next(iter(editors)) if len(editors) == 1 else None
     return {"memeatlas_edits": EDIT_FILE_VERSION,
             "base": {"run_id": base, "fingerprint": info["fingerprint"], "space": info["space"],
                      "algorithm": info["algorithm"]},
-            **({"editor": editors[0]} if len(editors) == 1 else {}),
+            **({"editor": one} if one else {}),
             "edits": edits,
-            "result": {"run_id": run_id, "assignments_sha256": assignments_sha256(store, run_id)}}
+            "result": {"run_id": run_id, "n_edits": len(edits),
+                       "assignments_sha256": assignments_sha256(store, run_id)}}
 
 
 def write_edit_file(doc: dict[str, Any], path: str | Path) -> None:
@@ -515,18 +636,35 @@ def write_edit_file(doc: dict[str, Any], path: str | Path) -> None:
 
 def memes_from_csv(path: str | Path) -> list[str]:
     """meme_ids from a CSV with a `meme_id` column (the report's selection download)."""
-    import csv
+    from memeatlas.userfiles import csv_rows, read_text
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "meme_id" not in reader.fieldnames:
-            raise InputError(f"{path}: needs a meme_id column (found "
-                             f"{', '.join(reader.fieldnames or []) or 'no header'})")
-        ids = [(row.get("meme_id") or "").strip() for row in reader]
-    ids = [m for m in ids if m]
+    what = "memes file"
+    rows = csv_rows(read_text(path, what), path, what, strict=True)
+    header = next(rows, None)
+    cols = [c.strip() for c in header[1]] if header else []
+    if "meme_id" not in cols:
+        raise InputError(f"{what} {path}: needs a meme_id column (found "
+                         f"{_shown(', '.join(cols)) if cols else 'no header'})")
+    at = cols.index("meme_id")
+    ids = []
+    for line, row in rows:
+        m = row[at].strip() if at < len(row) else ""
+        if len(m) > 256 or not m.isprintable():
+            raise InputError(f"{what} {path}: line {line}: {_shown(m)} is not a meme id "
+                             f"({len(m):,} characters{', control characters' if not m.isprintable() else ''})")
+        if m:
+            ids.append(m)
     if not ids:
-        raise InputError(f"{path}: no meme ids in the meme_id column")
+        raise InputError(f"{what} {path}: no meme ids in the meme_id column")
     return ids
+
+
+def _plain(text: str) -> str:
+    """Printable text of at most 80 characters as is, anything else as `_shown`."""
+    return text if len(text) <= 80 and text.isprintable() else _shown(text)
+
+
+def _shown(text: str, n: int = 60) -> str:
+    """User text for a message: repr (control characters escaped), at most `n` characters."""
+    r = repr(text)
+    return r if len(r) <= n else r[:n - 3] + "..."

@@ -25,8 +25,11 @@ from typing import Any
 
 from memeatlas.errors import InputError
 from memeatlas.provenance import new_run_id, short_hash, software, stable_json, utcnow
+from memeatlas.ranges import Range
 
 PERIODS = ("day", "week", "month")
+WINDOW = Range(1, 10_000, integer=True)  # --window: periods compared at each end
+CONFIDENCE = Range(0.5, 1, hi_open=True)  # --confidence: level of the Δshare interval
 Z95 = 1.959963984540054
 
 
@@ -74,14 +77,19 @@ def newcombe_diff(k1: int, n1: int, k2: int, n2: int, z: float = Z95
     return d, max(-1.0, low), min(1.0, high)
 
 
-def _windows(periods: list, window: int | None) -> tuple[list, list]:
+def _finer(period: str) -> str:
+    """The advice to bin finer, where a finer period exists (day is the finest)."""
+    return "" if period == "day" else " or a finer --by"
+
+
+def _windows(periods: list, window: int | None, period: str = "week") -> tuple[list, list]:
     n = len(periods)
     if window is None:
         h = n // 2
         return periods[:h], periods[n - h:]
-    if window < 1 or 2 * window > n:
-        raise InputError(f"--window {window} needs at least {2 * max(window, 1)} periods with "
-                         f"memes; this run has {n} (use a smaller --window or a finer --by)")
+    if 2 * window > n:
+        raise InputError(f"--window {window} needs at least {2 * window} periods with "
+                         f"memes; this run has {n} (use a smaller --window{_finer(period)})")
     return periods[:window], periods[n - window:]
 
 
@@ -102,8 +110,9 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
     t0 = time.perf_counter()
     if period not in PERIODS:
         raise InputError(f"unknown --by {period!r}; choose one of {', '.join(PERIODS)}")
-    if not 0.5 <= confidence < 1:
-        raise InputError(f"--confidence must be in [0.5, 1), e.g. 0.95 or 0.99; got {confidence}")
+    CONFIDENCE.check("--confidence", confidence)  # e.g. 0.95 or 0.99
+    if window is not None:
+        WINDOW.check("--window", window)
     from scipy.stats import norm
 
     z = float(norm.ppf(0.5 + confidence / 2))
@@ -172,7 +181,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
 
     flag_rows = []
     if len(periods) >= 2:
-        early, late = _windows(periods, window)
+        early, late = _windows(periods, window, period)
         e_tot = sum(totals[p] for p in early)
         l_tot = sum(totals[p] for p in late)
         params["early"] = [str(early[0]), str(early[-1])]
@@ -190,7 +199,8 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
                               kl / l_tot if l_tot else None, d, lo, hi, ke, kl, e_tot, l_tot))
     else:
         s.note = (f"{len(periods)} {period}(s) with timed memes: no rising/fading flags "
-                  f"(need at least 2; try a finer --by)")
+                  f"(need at least 2"
+                  + ("; try a finer --by)" if period != "day" else ")"))
     now = utcnow()
     with store.transaction():
         store.execute(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from memeatlas.classify.heads.torch_common import TorchHead
+from memeatlas.ranges import Range
 
 
 class AdapterHead(TorchHead):
@@ -28,6 +29,9 @@ class AdapterHead(TorchHead):
     name = "adapter"
     uses_class_names = True
     DEFAULTS = {"hidden": 256, "ratio": 0.2, "scale": 30.0, "init": "names", **TorchHead.TRAIN_DEFAULTS}
+    RANGES = {"hidden": Range(4, 65_536, integer=True), "ratio": Range(0, 1),
+              "scale": Range(0, 1000, lo_open=True), "init": ("names", "random"),
+              **TorchHead.TRAIN_RANGES}
 
     def build(self, dims, n_classes):
         import torch

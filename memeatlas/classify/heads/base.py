@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from memeatlas.errors import InputError
+from memeatlas.ranges import Range, check_choice
 
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -46,16 +47,31 @@ class Head:
 
     name: ClassVar[str] = ""
     DEFAULTS: ClassVar[dict[str, Any]] = {}
+    # Valid values per parameter: a Range for numbers, a tuple of words for choices. Every
+    # head's parameters pass here (CLI strings and Python values alike), before any work.
+    RANGES: ClassVar[dict[str, Range | tuple[str, ...]]] = {}
     uses_class_names: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         p = dict(self.DEFAULTS)
         for k, v in params.items():
-            p[k] = coerce(v, self.DEFAULTS.get(k))
+            p[k] = self.check_param(k, v)
         self.params = p
         self.n_classes = 0
         self.dims: list[int] = []
         self.info: dict[str, Any] = {}   # what fitting found (e.g. temperatures), for provenance
+
+    @classmethod
+    def check_param(cls, key: str, value: Any) -> Any:
+        """One parameter in its type, or InputError naming it and its valid values."""
+        spec = cls.RANGES.get(key)
+        what = f"{cls.name} parameter {key}"
+        if isinstance(spec, Range):
+            return spec.check(what, value)
+        if isinstance(spec, tuple):
+            v = check_choice(what, value, spec)
+            return None if v == "none" else v
+        return coerce(value, cls.DEFAULTS.get(key))
 
     def _check(self, Xs: Sequence[np.ndarray]) -> list[np.ndarray]:
         Xs = [np.ascontiguousarray(x, dtype=np.float32) for x in Xs]

@@ -23,6 +23,7 @@ import numpy as np
 
 from memeatlas.classify.heads.base import Head, balanced_class_weight
 from memeatlas.errors import InputError
+from memeatlas.ranges import Range
 
 EPS = 1e-3
 WEIGHTINGS = ("dynamic", "top", "equal")
@@ -101,6 +102,10 @@ class KnnHead(Head):
 
     name = "knn"
     DEFAULTS = {"k": 5, "top_k": None, "temperature": "auto", "weighting": "dynamic"}
+    RANGES = {"k": Range(1, 10_000, integer=True),
+              "top_k": Range(1, 10_000, integer=True, none_ok=True),
+              "temperature": Range(0, 100, lo_open=True, words=("auto",)),
+              "weighting": WEIGHTINGS}
 
     def fit(self, Xs, y, n_classes, *, class_weight=None, seed=0, class_name_vectors=None):
         Xs = self._check(Xs)

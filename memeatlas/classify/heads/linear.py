@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memeatlas.classify.heads.base import Head, balanced_class_weight
+from memeatlas.ranges import Range
 
 
 class LinearHead(Head):
@@ -14,6 +15,8 @@ class LinearHead(Head):
 
     name = "linear"
     DEFAULTS = {"C": 10.0, "max_iter": 2000, "class_weight": "balanced"}
+    RANGES = {"C": Range(0, 1e6, lo_open=True), "max_iter": Range(1, 1_000_000, integer=True),
+              "class_weight": ("balanced", "none")}
 
     def fit(self, Xs, y, n_classes, *, class_weight=None, seed=0, class_name_vectors=None):
         from sklearn.linear_model import LogisticRegression

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from memeatlas.classify.heads.torch_common import TorchHead
+from memeatlas.ranges import Range
 
 
 class MlpHead(TorchHead):
@@ -10,6 +11,7 @@ class MlpHead(TorchHead):
 
     name = "mlp"
     DEFAULTS = {"hidden": 512, **TorchHead.TRAIN_DEFAULTS}
+    RANGES = {"hidden": Range(2, 65_536, integer=True), **TorchHead.TRAIN_RANGES}
 
     def build(self, dims, n_classes):
         import torch

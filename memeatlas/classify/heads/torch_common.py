@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from memeatlas.classify.heads.base import Head, balanced_class_weight
+from memeatlas.errors import InputError
+from memeatlas.ranges import Range
 
 
 @contextmanager
@@ -42,6 +45,20 @@ class TorchHead(Head):
 
     TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 40, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4,
                                       "dropout": 0.1, "device": "auto", "threads": 1}
+    TRAIN_RANGES: dict[str, Range] = {
+        "epochs": Range(1, 10_000, integer=True), "batch_size": Range(1, 1_000_000, integer=True),
+        "lr": Range(0, 10, lo_open=True), "weight_decay": Range(0, 10),
+        "dropout": Range(0, 1, hi_open=True), "threads": Range(0, 1024, integer=True)}
+
+    @classmethod
+    def check_param(cls, key: str, value: Any) -> Any:
+        if key == "device":  # torch's own error for 'gpu' is a traceback deep in training
+            v = str(value).strip()
+            if not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", v):
+                raise InputError(f"{cls.name} parameter device must be auto, cpu, mps, cuda or "
+                                 f"cuda:N, got {v[:40]!r}")
+            return v
+        return super().check_param(key, value)
 
     def build(self, dims: list[int], n_classes: int):  # pragma: no cover - abstract
         raise NotImplementedError
