@@ -13,25 +13,53 @@ from memeatlas.store.sandbox import check_sql
 EXPORT_FORMATS = ("parquet", "jsonl", "csv")
 
 
-def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
+def run_readonly(store: Store, sql: str, *, timeout: float | None = None
+                 ) -> tuple[list[str], list[tuple]]:
     """Run read-only SQL and return (columns, rows) of the last statement.
 
     Every statement is classified by DuckDB's parser first and anything that is not a read
     is refused before anything runs (`memeatlas.store.sandbox.check_sql`); the statements
     then run on a sandboxed connection (`Store.open(..., sandbox=True)`): read-only, with
-    file access, extensions and settings locked.
+    file access, extensions and settings locked and memory capped. `timeout` (seconds, for
+    all statements together; None or 0: none) stops the query from a timer thread with
+    DuckDB's `interrupt()`. Ctrl-C while DuckDB runs becomes KeyboardInterrupt.
     """
+    import threading
+
     statements = check_sql(sql)
     if not store.sandboxed:
         raise ValueError("run_readonly needs a store opened with Store.open(..., sandbox=True)")
+    timed_out = threading.Event()
+
+    def _stop() -> None:
+        timed_out.set()
+        store.con.interrupt()
+
+    timer = threading.Timer(timeout, _stop) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         cur = None
         for st in statements:
+            if timed_out.is_set():  # the timer fired between two statements
+                raise duckdb.InterruptException("timed out")
             cur = store.con.execute(st.query)
         rows = cur.fetchall() if cur is not None and cur.description else []
         cols = [d[0] for d in cur.description] if cur is not None and cur.description else []
-    except duckdb.Error as exc:
-        msg = str(exc).splitlines()[0]
+    except (duckdb.Error, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if timed_out.is_set():
+            raise InputError(f"query stopped after {timeout:g} s (--timeout {timeout:g}); "
+                             f"narrow it (WHERE, LIMIT) or pass a larger --timeout "
+                             f"(0: none)") from None
+        if isinstance(exc, duckdb.InterruptException) or msg == "Query interrupted":
+            raise KeyboardInterrupt from None  # Ctrl-C: the CLI's one line and exit 130
+        if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in msg:
+            raise InputError(f"query needs more memory than --memory-limit allows ({msg}); "
+                             f"narrow it or pass a larger --memory-limit") from None
+        if not isinstance(exc, duckdb.Error):
+            raise
         if "read-only" in msg.lower():
             raise ReadOnlyViolation(f"`memeatlas sql` is read-only: {msg}") from None
         if "disabled by configuration" in msg or "configuration has been locked" in msg:
@@ -39,6 +67,9 @@ def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
                 f"`memeatlas sql` reads the store only ({msg}); to read local files give "
                 f"--allow-read DIR") from None
         raise InputError(f"SQL error: {msg}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
     return cols, rows
 
 
