@@ -71,10 +71,14 @@ def export(
         "--all", help="Every table and view as Parquet, plus load.sql recreating the views "
         "over them, for clients that cannot open the DuckDB file.")] = False,
     force: Annotated[bool, typer.Option(
-        "--force", help="With --all: write into a folder that is not empty.")] = False,
+        "--force", help="Overwrite an existing -o file, or with --all write into a folder "
+        "that is not empty.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all."""
+    """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all.
+
+    An existing file or a folder with files in it is overwritten only with --force; what is
+    written appears under its name only once complete (written beside it, then renamed)."""
     from memeatlas.errors import InputError
     from memeatlas.store.query import EXPORT_FORMATS, export_all
     from memeatlas.store.query import export as run_export
@@ -95,7 +99,7 @@ def export(
     _check_format(fmt, EXPORT_FORMATS)
     target = out or Path("export.parquet")
     with open_store(db, read_only=True) as store:
-        n = run_export(store, name, fmt, target)
+        n = run_export(store, name, fmt, target, force=force)
     echo_err(f"export: {n} rows of {name} -> {target}")
 
 
