@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from memeatlas.cli_common import DbOption, ForceOption, echo_json, echo_summary, open_store
+from memeatlas.leftout import counted
 
 images_app = typer.Typer(
     help="Image-level structure: near-duplicate groups and template matching against a "
@@ -56,6 +57,7 @@ def near_dups_cmd(
         "pairs": f"{s.n_pairs} ({kinds})",
         "groups": f"{s.n_groups} groups of 2+ holding {s.n_grouped} memes",
         **({"no pHash": s.n_without_hash} if s.n_without_hash else {}),
+        **({"left out": counted(s.left_out)} if s.left_out else {}),
         "seconds": s.seconds,
     })
     if as_json:
