@@ -166,6 +166,8 @@ class Store:
                 f"check --db (or $MEMEATLAS_DB), or ingest memes first")
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+        if new and path.exists():
+            path.unlink()  # a 0-byte file (e.g. from `touch`): DuckDB refuses it, nothing to keep
         con = _connect(path, read_only=False,
                        config={"storage_compatibility_version": STORAGE_VERSION} if new else None)
         try:
