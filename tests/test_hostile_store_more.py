@@ -166,12 +166,22 @@ def test_new_and_empty_paths_still_create(tmp_path):
 
 # --- item 4 (Ctrl-C) and item 18: interrupting, timing out and capping `sql` ----------------
 
+CTRL_C_CHILD = """
+import sys
+from memeatlas import cli
+print("ready", file=sys.stderr, flush=True)
+sys.argv = ["memeatlas", "sql", sys.argv[1], "--db", sys.argv[2]]
+cli.main()
+"""
+
+
 def test_ctrl_c_during_sql_is_one_line_exit_130(study_db):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-m", "memeatlas.cli", "sql", HEAVY, "--db",
-                          str(study_db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=env, cwd=study_db.parent)
-    time.sleep(3.0)  # start-up, then well into the query
+    p = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, HEAVY, str(study_db)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         cwd=study_db.parent)
+    assert p.stderr.readline().strip() == b"ready"  # imports done: the query starts now
+    time.sleep(1.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 130, err.decode()
