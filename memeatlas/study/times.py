@@ -172,8 +172,9 @@ def set_timestamps(store, key: str, *, time_format: str = "iso", strict: bool = 
         where, old, new = summary.replaced_examples[0]
         raise InputError(
             f"{n} meme(s) already have another timestamp ({olds}), e.g. {where}: {old} -> "
-            f"{new}; nothing written: pass --force to replace them (trends computed before "
-            f"keep the old times; recompute them with `memeatlas trends --force`)")
+            f"{new}; nothing written: pass --force to replace them (`memeatlas timestamps "
+            f"--from-meta {key} --force`; trends computed before keep the old times, recompute "
+            f"them with `memeatlas trends --force`)")
     now = utcnow()
     with store.transaction():
         if good:
