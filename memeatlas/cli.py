@@ -19,7 +19,8 @@ from memeatlas.errors import MemeatlasError
 
 
 class _Group(TyperGroup):
-    """Root group: memeatlas's own exceptions become `Error: …` and exit code 1."""
+    """Root group: memeatlas's own exceptions become `Error: …` and exit code 1; Ctrl-C
+    becomes one line and exit code 130 (128 + SIGINT), as shells expect."""
 
     def invoke(self, ctx):
         try:
@@ -28,6 +29,19 @@ class _Group(TyperGroup):
             # typer ships its own click, so raise typer.Exit rather than click's exception.
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            # Stored work is committed per batch or per transaction, so nothing half-written
+            # remains; a traceback would only hide that.
+            typer.echo("Error: interrupted (Ctrl-C); what was committed before stays stored",
+                       err=True)
+            raise typer.Exit(130) from None
+        except RuntimeError as exc:
+            # DuckDB turns a Ctrl-C during a query into RuntimeError("Query interrupted").
+            if str(exc) != "Query interrupted":
+                raise
+            typer.echo("Error: interrupted (Ctrl-C); what was committed before stays stored",
+                       err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(

@@ -23,6 +23,11 @@ SpaceOpt = Annotated[str | None, typer.Option(
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Items per forward pass.")]
 LimitOpt = Annotated[int | None, typer.Option(
     "--limit", min=1, help="Embed at most this many memes (by meme_id order); for trials.")]
+ReplaceOpt = Annotated[bool, typer.Option(
+    "--replace-space", help="Overwrite an existing space with another model or inputs even "
+                            "though cluster runs, classifiers or near-duplicate/template runs "
+                            "were computed from it (they go stale; implies --force). Prefer a "
+                            "new --space name.")]
 DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="torch device (cpu, cuda, cuda:1, mps) [default: cuda if available].")]
 
@@ -68,6 +73,7 @@ def text_cmd(
     limit: LimitOpt = None,
     device: DeviceOpt = None,
     force: ForceOption = False,
+    replace_space: ReplaceOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
     engine: tuple[str, dict[str, Any]] = ("local", {}),
@@ -80,7 +86,8 @@ def text_cmd(
     eng, eng_opts = engine
     cfg = TextEmbedConfig(engine=eng, engine_options=eng_opts, fields=parse_fields(fields) if not template else (), template=template,
                           annotator=annotator, model=model, space=space, batch_size=batch_size,
-                          commit_every=commit_every, device=device, force=force, limit=limit)
+                          commit_every=commit_every, device=device, force=force or replace_space,
+                          replace_space=replace_space, limit=limit)
     with open_store(db) as store:
         summary = embed_text(store, cfg)
     _print(summary, as_json)
@@ -113,6 +120,7 @@ def image_cmd(
     limit: LimitOpt = None,
     device: DeviceOpt = None,
     force: ForceOption = False,
+    replace_space: ReplaceOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout."
                                           )] = False,
     engine: tuple[str, dict[str, Any]] = ("local", {}),
@@ -125,7 +133,8 @@ def image_cmd(
     cfg = ImageEmbedConfig(engine=eng, engine_options=eng_opts, model=model, backend=backend,
                            space=space, batch_size=batch_size,
                            commit_every=commit_every, max_pixels=max_pixels, device=device,
-                           force=force, limit=limit, load_workers=workers)
+                           force=force or replace_space, replace_space=replace_space,
+                           limit=limit, load_workers=workers)
     with open_store(db) as store:
         summary = embed_image(store, cfg)
     _print(summary, as_json)

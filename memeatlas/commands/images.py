@@ -15,6 +15,7 @@ from memeatlas.commands.common import (
     in_range,
     open_store,
 )
+from memeatlas.leftout import counted
 from memeatlas.ranges import Range
 
 images_app = typer.Typer(
@@ -64,6 +65,7 @@ def near_dups_cmd(
         "pairs": f"{s.n_pairs} ({kinds})",
         "groups": f"{s.n_groups} groups of 2+ holding {s.n_grouped} memes",
         **({"no pHash": s.n_without_hash} if s.n_without_hash else {}),
+        **({"left out": counted(s.left_out)} if s.left_out else {}),
         "seconds": s.seconds,
     })
     if as_json:

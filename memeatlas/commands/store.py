@@ -26,6 +26,11 @@ def sql(
     allow_read: Annotated[list[Path] | None, typer.Option(
         "--allow-read", help="Let the query read local files under this folder (or this "
         "file), e.g. to join a CSV of your own; repeatable. Writing stays impossible.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Stop the query after this many seconds (0: never).")] = 60.0,
+    memory_limit: Annotated[str, typer.Option(
+        "--memory-limit", help="Most memory the query may use, e.g. 512MB or 8GB (at least "
+        "64MB); a query needing more stops with an error (nothing spills to disk).")] = "2GB",
     db: DbOption = None,
 ) -> None:
     """Run read-only SQL against the corpus; results go to stdout.
@@ -35,14 +40,21 @@ def sql(
     accepted: SELECT (FROM-first, DESCRIBE, SHOW, SUMMARIZE, PIVOT, UNPIVOT), EXPLAIN
     [ANALYZE] of those, and reporting PRAGMAs such as table_info.
     """
+    import math
+
+    from memeatlas.errors import InputError
     from memeatlas.output import FORMATS, write_rows
     from memeatlas.store.query import run_readonly
-    from memeatlas.store.sandbox import check_sql
+    from memeatlas.store.sandbox import check_sql, memory_bytes
 
     _check_format(fmt, FORMATS)
+    if not math.isfinite(timeout) or timeout < 0:
+        raise InputError(f"--timeout {timeout:g}: give seconds >= 0 (0: no timeout)")
+    memory_bytes(memory_limit)
     check_sql(query)  # refuse writes before the file is even opened
-    with open_store(db, sandbox=True, allow_read=allow_read or ()) as store:
-        cols, rows = run_readonly(store, query)
+    with open_store(db, sandbox=True, allow_read=allow_read or (),
+                    memory_limit=memory_limit) as store:
+        cols, rows = run_readonly(store, query, timeout=timeout or None)
     write_rows(cols, rows, fmt, max_width=max_width or None)
     if fmt == "table":
         echo_err(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
@@ -59,10 +71,14 @@ def export(
         "--all", help="Every table and view as Parquet, plus load.sql recreating the views "
         "over them, for clients that cannot open the DuckDB file.")] = False,
     force: Annotated[bool, typer.Option(
-        "--force", help="With --all: write into a folder that is not empty.")] = False,
+        "--force", help="Overwrite an existing -o file, or with --all write into a folder "
+        "that is not empty.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all."""
+    """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all.
+
+    An existing file or a folder with files in it is overwritten only with --force; what is
+    written appears under its name only once complete (written beside it, then renamed)."""
     from memeatlas.errors import InputError
     from memeatlas.store.query import EXPORT_FORMATS, export_all
     from memeatlas.store.query import export as run_export
@@ -83,7 +99,7 @@ def export(
     _check_format(fmt, EXPORT_FORMATS)
     target = out or Path("export.parquet")
     with open_store(db, read_only=True) as store:
-        n = run_export(store, name, fmt, target)
+        n = run_export(store, name, fmt, target, force=force)
     echo_err(f"export: {n} rows of {name} -> {target}")
 
 

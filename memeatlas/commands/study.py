@@ -35,9 +35,21 @@ def _run_or_newest(store, run: str | None) -> str:
 
 def echo_time_summary(s) -> None:
     """The summary block of a timestamp parse (shared with ingest/import-annotations)."""
+    # With other keys' timestamps stored, a meme without this key keeps its old one.
+    mixed = len(s.sources) > 1
     fields = {"memes": s.n_memes, "timestamps set": s.n_set,
-              "no value (untimed)": s.n_missing, "bad values (skipped)": s.n_bad}
+              "no value (kept any earlier)" if mixed else "no value (untimed)": s.n_missing,
+              "bad values (skipped)": s.n_bad}
+    if s.n_unchanged:
+        fields["of them unchanged"] = s.n_unchanged
+    if s.replaced:
+        fields["replaced (--force)"] = ", ".join(f"{n} from {src}"
+                                                 for src, n in sorted(s.replaced.items()))
+    if mixed:
+        fields["sources now mixed"] = ", ".join(f"{src} {n}" for src, n in s.sources.items())
     echo_summary(f"timestamps from meta key {s.key!r} ({s.time_format})", fields)
+    for where, old, new in s.replaced_examples[:3]:
+        echo_err(f"  replaced {where}: {old} -> {new}")
     for where, raw, why in s.examples[:5]:
         echo_err(f"  {where}: {raw[:60]!r}: {why}")
     if s.n_bad:
@@ -53,13 +65,17 @@ def timestamps_cmd(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Stop at the first value that does not parse (nothing written) "
                          "instead of skipping it with a counted warning.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace timestamps set before from another key, format or value "
+                        "(counted and named in the summary).")] = False,
     db: DbOption = None,
 ) -> None:
     """Set meme timestamps from a metadata key you name (never guessed)."""
     from memeatlas.study.times import set_timestamps
 
     with open_store(db) as store:
-        s = set_timestamps(store, from_meta, time_format=time_format, strict=strict)
+        s = set_timestamps(store, from_meta, time_format=time_format, strict=strict,
+                           force=force)
     echo_time_summary(s)
 
 

@@ -63,10 +63,62 @@ def _unknown_space(store, space: str) -> NotFoundError:
     return NotFoundError(f"no embedding space {space!r}; spaces here: {have}")
 
 
-def check_model(store, space: str, model: str, *, force: bool = False) -> SpaceInfo | None:
+# What is computed from a space's vectors, and so breaks or goes stale when they are
+# replaced: (what, SQL selecting its ids for the space given as the one parameter).
+_USERS = (
+    ("cluster run", "SELECT run_id FROM cluster_runs WHERE space = $1 OR list_contains("
+                    "json_extract_string(spaces, '$[*].space'), $1) ORDER BY created_at"),
+    ("classifier", "SELECT model_id FROM classify_models WHERE list_contains("
+                   "json_extract_string(spaces, '$[*]'), $1) ORDER BY created_at"),
+    ("near-duplicate run", "SELECT run_id FROM dup_runs WHERE params ->> 'space' = $1 "
+                           "ORDER BY created_at"),
+    ("template run", "SELECT run_id FROM template_runs WHERE space = $1 ORDER BY created_at"),
+)
+
+
+def space_users(store, space: str) -> dict[str, list[str]]:
+    """{what: ids} of the stored results computed from `space` (cluster runs, classifiers,
+    near-duplicate and template runs); empty when nothing uses it."""
+    out: dict[str, list[str]] = {}
+    for what, sql in _USERS:
+        ids = [r[0] for r in store.fetchall(sql, [space])]
+        if ids:
+            out[what] = ids
+    return out
+
+
+def check_replace(store, info: SpaceInfo | None, model: str, *, replace: bool = False) -> None:
+    """Refuse to replace a space (another model, dimension or inputs) that stored results use.
+
+    "Derive, never overwrite" for spaces: a run or classifier keeps naming the space it was
+    computed from, so new vectors go into a new space name; `replace` (--replace-space) is the
+    explicit way to overwrite one anyway, leaving those results stale.
+    """
+    if info is None or replace:
+        return
+    users = space_users(store, info.space)
+    if not users:
+        return
+    parts = []
+    for what, ids in users.items():
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        parts.append(f"{len(ids)} {what}{'s' if len(ids) > 1 else ''} ({shown})")
+    users_text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    short = model.rstrip("/").split("/")[-1].split(":")[0]
+    raise MismatchError(
+        f"space {info.space!r} holds vectors from model {info.model} ({info.dim}-d) that "
+        f"{users_text} were computed from; replacing them with model {model} would leave "
+        f"those pointing at vectors they did not use (classify predict and assign would fail or "
+        f"mislead). Pass a new --space name (e.g. --space {info.space}:{short}) to derive a new "
+        f"space, or --replace-space to overwrite it anyway")
+
+
+def check_model(store, space: str, model: str, *, force: bool = False,
+                replace: bool = False) -> SpaceInfo | None:
     """Refuse another model in an existing space (before spending time loading it).
 
-    With `force` the space is going to be replaced, so anything goes.
+    With `force` the space is going to be replaced, which stored results using it forbid
+    unless `replace` (`check_replace`).
     """
     info = get_space(store, space)
     if info is not None and info.model != model and not force:
@@ -74,6 +126,8 @@ def check_model(store, space: str, model: str, *, force: bool = False) -> SpaceI
             f"space {space!r} holds vectors from model {info.model} ({info.dim}-d); refusing to "
             f"add vectors from model {model}. Pass another --space, or --force to replace the "
             f"whole space")
+    if info is not None and info.model != model:
+        check_replace(store, info, model, replace=replace)
     return info
 
 
@@ -93,13 +147,14 @@ def check_recipe(info: SpaceInfo | None, recipe: dict[str, Any], *, force: bool 
 
 def prepare_space(store, *, space: str, kind: str, model: str, dim: int,
                   recipe: dict[str, Any], params: dict[str, Any], software: dict[str, Any],
-                  force: bool = False) -> bool:
+                  force: bool = False, replace: bool = False) -> bool:
     """Create or validate the space's registry row for vectors of `model` with `dim`.
 
     A different model or dimension raises MismatchError naming both; with `force` the space's
-    old vectors are deleted and its row replaced. Returns True when the space was (re)created.
+    old vectors are deleted and its row replaced, unless stored results use the space and
+    `replace` is not given (`check_replace`). Returns True when the space was (re)created.
     """
-    info = check_model(store, space, model, force=force)
+    info = check_model(store, space, model, force=force, replace=replace)
     if info is not None and not force:
         if info.dim != dim:
             raise MismatchError(
@@ -111,6 +166,8 @@ def prepare_space(store, *, space: str, kind: str, model: str, dim: int,
         check_recipe(info, recipe)
     same = (info is not None and info.model == model and info.dim == dim and info.kind == kind
             and info.params.get("recipe") == recipe)
+    if not same:
+        check_replace(store, info, model, replace=replace)
     all_params = {**params, "recipe": recipe}
     with store.transaction() as con:
         if info is None or not same:

@@ -46,6 +46,7 @@ class TextEmbedConfig:
     commit_every: int = 512
     device: str | None = None
     force: bool = False
+    replace_space: bool = False        # replace a space other results use (space.py)
     limit: int | None = None
     meme_ids: list[str] | None = None
     engine: str = "local"              # local | ray (memeatlas.distributed)
@@ -78,6 +79,7 @@ class ImageEmbedConfig:
     max_pixels: int | None = None
     device: str | None = None
     force: bool = False
+    replace_space: bool = False        # replace a space other results use (space.py)
     limit: int | None = None
     meme_ids: list[str] | None = None
     engine: str = "local"              # local | ray (memeatlas.distributed)

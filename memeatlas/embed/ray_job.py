@@ -129,7 +129,8 @@ class _EmbedJob:
                             "gpus_per_worker": self.res.get("num_gpus")}
         prepare_space(self.store, space=self.space, kind=self.kind, model=self.model_name,
                       dim=int(w["dim"]), recipe=self.recipe, params=params,
-                      software=self.software, force=self.cfg.force)
+                      software=self.software, force=self.cfg.force,
+                      replace=self.cfg.replace_space)
         self.summary.dim = int(w["dim"])
         self.prepared = True
 

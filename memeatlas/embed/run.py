@@ -84,7 +84,8 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     from memeatlas.embed.text import resolve_text_model
 
     _, model_name = resolve_text_model(cfg.model)
-    info = check_model(store, space, model_name, force=cfg.force)  # fail before loading anything
+    info = check_model(store, space, model_name, force=cfg.force,
+                       replace=cfg.replace_space)  # fail before loading anything
 
     rows, missing = T.annotation_texts(store, annotator, fields, cfg.template,
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
@@ -129,7 +130,8 @@ def embed_text(store, config: TextEmbedConfig) -> EmbedSummary:
     prepare_space(store, space=space, kind="text", model=model_name, dim=enc.dim, recipe=recipe,
                   params=_text_params(cfg, enc.max_seq_length, enc.device),
                   software=software("sentence-transformers", "transformers", "torch"),
-                  force=cfg.force)
+                  force=cfg.force,
+                  replace=cfg.replace_space)
     # Longest first, like SentenceTransformer.encode sorts internally: with commit chunks made of
     # whole batches, the batches are exactly those one encode() over everything would form.
     todo.sort(key=lambda it: -len(text_of[it[0]]))
@@ -198,7 +200,8 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
     cfg = config
     _, model_name = resolve_image_model(cfg.model)
     space = cfg.space or f"image:{model_short_name(model_name)}"
-    info = check_model(store, space, model_name, force=cfg.force)
+    info = check_model(store, space, model_name, force=cfg.force,
+                       replace=cfg.replace_space)
     max_pixels = cfg.max_pixels if cfg.max_pixels is not None else DEFAULT_MAX_PIXELS
     recipe = {"max_pixels": max_pixels, "preprocess": "memeatlas.imaging.load_image"}
     if info is not None and not cfg.force:
@@ -238,7 +241,8 @@ def embed_image(store, config: ImageEmbedConfig) -> EmbedSummary:
                           **({"weights": enc.weights_info} if enc.weights_info else {})},
                   software=software("transformers", "sentence-transformers", "torch",
                                     "torchvision", "pillow"),
-                  force=cfg.force)
+                  force=cfg.force,
+                  replace=cfg.replace_space)
     size = _commit_size(cfg.commit_every, cfg.batch_size)
     chunks = [todo[a:b] for a, b in _chunks(len(todo), size)]
     with ThreadPoolExecutor(max_workers=max(1, cfg.load_workers)) as pool, \

@@ -109,7 +109,8 @@ def embed_tfidf(store, cfg) -> Any:
     model_name = cfg.model
     fields, annotator, default_space = T.text_recipe(store, cfg)
     space = cfg.space or default_space + ":" + MODEL
-    info = check_model(store, space, model_name, force=cfg.force)
+    info = check_model(store, space, model_name, force=cfg.force,
+                       replace=cfg.replace_space)
     rows, missing = T.annotation_texts(store, annotator, fields, cfg.template,
                                        meme_ids=cfg.meme_ids, limit=cfg.limit)
     summary = EmbedSummary(space=space, kind="text", model=model_name, dim=0,
@@ -139,7 +140,8 @@ def embed_tfidf(store, cfg) -> Any:
                   recipe=recipe, params={"method": MODEL, "normalize": "l2",
                                          "corpus_hash": corpus, **fit,
                                          "field_separator": "\\n"},
-                  software=software("scikit-learn", "numpy"), force=True)
+                  software=software("scikit-learn", "numpy"), force=True,
+                  replace=cfg.replace_space)
     t = time.perf_counter()
     for a in range(0, len(items), 4096):
         write_vectors(store, space=space, model=model_name,

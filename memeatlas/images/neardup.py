@@ -74,6 +74,7 @@ class NearDupSummary:
     n_memes: int = 0           # memes in the run after this call
     n_new: int = 0             # memes compared for the first time in this call
     n_without_hash: int = 0    # image memes with no pHash (not comparable by hash)
+    left_out: dict[str, int] = field(default_factory=dict)  # memes not compared, by reason
     n_pairs: int = 0
     n_groups: int = 0          # groups of two or more
     n_grouped: int = 0         # memes in those groups
@@ -95,9 +96,18 @@ def _resolve_space(store, cfg: NearDupConfig) -> tuple[str | None, float | None]
         if not has:
             return None, None
         space = DEFAULT_SPACE
-    elif not store.scalar("SELECT count(*) FROM embedding_spaces WHERE space = ?", [space]):
-        raise InputError(f"no image space {space!r}; embed it first "
-                         f"(memeatlas embed image --model torchvision:mobilenet_v2)")
+    else:
+        kind = store.scalar("SELECT kind FROM embedding_spaces WHERE space = ?", [space])
+        if kind != "image":
+            images = [r[0] for r in store.fetchall(
+                "SELECT space FROM embedding_spaces WHERE kind = 'image' ORDER BY space")]
+            have = (f"image spaces here: {', '.join(images)}" if images else
+                    "no image space yet; embed one with `memeatlas embed image --model "
+                    "torchvision:mobilenet_v2`")
+            what = f"--space {space!r} is a {kind} space" if kind else \
+                f"no image space {space!r}"
+            raise InputError(f"{what}; near-duplicates compare image vectors: {have} "
+                             f"(or --space none for pHash only)")
     cos = cfg.min_cosine if cfg.min_cosine is not None else CALIBRATED_MIN_COSINE.get(space)
     if cos is None:
         raise InputError(f"no calibrated --min-cosine for space {space!r} (only for "
@@ -200,6 +210,9 @@ def group_near_duplicates(store, config: NearDupConfig | None = None) -> NearDup
                                          [run_id])}
     ids = [m for m, _ in rows]
     summary.n_without_hash = sum(1 for _, h in rows if not h)
+    # Memes without an image are never compared: counted, so "compared 0 memes" is explained.
+    no_image = store.scalar("SELECT count(*) FROM memes WHERE NOT coalesce(has_image, false)")
+    summary.left_out = {"no image": int(no_image)} if no_image else {}
     new_ids = [m for m in ids if m not in seen]
     summary.n_new = len(new_ids)
 

@@ -27,6 +27,8 @@ ENV_DB = "MEMEATLAS_DB"
 STORAGE_VERSION = "v1.1.0"
 CREATING_COMMANDS = "ingest, import-annotations, demo or run"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_DUCKDB_MAGIC = b"DUCK"  # at offset 8, after the header checksum
+_HEADER_BYTES = 16
 
 
 def resolve_path(db: str | os.PathLike[str] | None) -> Path:
@@ -37,21 +39,50 @@ def resolve_path(db: str | os.PathLike[str] | None) -> Path:
 _LOCK = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
+def _not_duckdb(head: bytes) -> str | None:
+    """What a file's first bytes say it is, when that is not a DuckDB database (else None).
+
+    A DuckDB file starts with an 8-byte checksum and the magic bytes "DUCK" (every storage
+    version since 0.x); DuckDB itself would open a CSV, JSON or Parquet file given as a
+    database as an in-memory view of it, so the header is checked before DuckDB sees the path.
+    """
+    if head[8:12] == _DUCKDB_MAGIC:
+        return None
+    if head.startswith(_SQLITE_MAGIC):
+        return "a SQLite database"
+    if head.startswith(b"PAR1"):
+        return "a Parquet file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a DuckDB database file"
+    return "a text file (CSV, JSON, ...), not a DuckDB database file"
+
+
 def _check_file(path: Path) -> None:
     """One-line errors for a --db that is no DuckDB file at all (before DuckDB sees it)."""
     if path.is_dir():
         raise InputError(f"--db {path} is a directory; pass a file name such as "
                          f"{path / DEFAULT_DB}")
+    if path.exists() and not path.is_file():
+        raise InputError(f"--db {path} is not a regular file; pass a DuckDB file")
     if path.is_file():
         try:
             with path.open("rb") as fh:
-                head = fh.read(16)
+                head = fh.read(_HEADER_BYTES)
         except OSError as exc:
             raise InputError(f"cannot read {path} ({exc.strerror}); pass another --db") from None
-        if head == _SQLITE_MAGIC:
+        if not head:
+            return  # an empty file: a new store (creating commands) or "empty" (the others)
+        what = _not_duckdb(head)
+        if what == "a SQLite database":
             raise InputError(f"{path} is a SQLite database, not a DuckDB file; memeatlas keeps "
                              f"its corpus in a DuckDB file: pass another --db (a new name is "
                              f"created by `memeatlas ingest`)")
+        if what:
+            raise InputError(f"--db {path} is {what}; memeatlas keeps its corpus in a DuckDB "
+                             f"file: pass another --db (a new name is created by `memeatlas "
+                             f"ingest`)")
 
 
 def _connect(path: Path, read_only: bool, config: dict[str, Any] | None = None
@@ -96,12 +127,13 @@ class Store:
     def open(cls, db: str | os.PathLike[str] | None = None, *, read_only: bool = False,
              migrate_to: int | None = None, create: bool = True, sandbox: bool = False,
              allow_read: Sequence[str | os.PathLike[str]] = (),
-             check_schema: bool = True) -> Store:
+             memory_limit: str | None = None, check_schema: bool = True) -> Store:
         """Open (creating if needed and `create`) and migrate; read-only opens never create or
         migrate, and refuse a store whose schema is older or newer than this memeatlas.
 
         `sandbox`: read-only, and locked down for user SQL (no file access except reads under
-        `allow_read`, no extensions, no settings; `memeatlas.store.sandbox`).
+        `allow_read`, no extensions, no settings, memory capped at `memory_limit` or
+        the sandbox's default; `memeatlas.store.sandbox`).
         `create=False`: a missing file is an error naming the path (commands that only work
         on existing memes). `migrate_to` stops at an older migration, which tests use to build
         old databases. A DuckDB file without memeatlas's `schema_migrations` table that holds
@@ -122,7 +154,8 @@ class Store:
                 if sandbox:
                     from memeatlas.store.sandbox import restrict
 
-                    restrict(con, allow_read)
+                    restrict(con, allow_read,
+                             **({"memory_limit": memory_limit} if memory_limit else {}))
             except BaseException:
                 con.close()
                 raise
@@ -134,6 +167,8 @@ class Store:
                 f"check --db (or $MEMEATLAS_DB), or ingest memes first")
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+        if new and path.exists():
+            path.unlink()  # a 0-byte file (e.g. from `touch`): DuckDB refuses it, nothing to keep
         con = _connect(path, read_only=False,
                        config={"storage_compatibility_version": STORAGE_VERSION} if new else None)
         try:

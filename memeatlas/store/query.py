@@ -14,25 +14,53 @@ from memeatlas.store.sandbox import check_sql
 EXPORT_FORMATS = ("parquet", "jsonl", "csv")
 
 
-def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
+def run_readonly(store: Store, sql: str, *, timeout: float | None = None
+                 ) -> tuple[list[str], list[tuple]]:
     """Run read-only SQL and return (columns, rows) of the last statement.
 
     Every statement is classified by DuckDB's parser first and anything that is not a read
     is refused before anything runs (`memeatlas.store.sandbox.check_sql`); the statements
     then run on a sandboxed connection (`Store.open(..., sandbox=True)`): read-only, with
-    file access, extensions and settings locked.
+    file access, extensions and settings locked and memory capped. `timeout` (seconds, for
+    all statements together; None or 0: none) stops the query from a timer thread with
+    DuckDB's `interrupt()`. Ctrl-C while DuckDB runs becomes KeyboardInterrupt.
     """
+    import threading
+
     statements = check_sql(sql)
     if not store.sandboxed:
         raise ValueError("run_readonly needs a store opened with Store.open(..., sandbox=True)")
+    timed_out = threading.Event()
+
+    def _stop() -> None:
+        timed_out.set()
+        store.con.interrupt()
+
+    timer = threading.Timer(timeout, _stop) if timeout else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         cur = None
         for st in statements:
+            if timed_out.is_set():  # the timer fired between two statements
+                raise duckdb.InterruptException("timed out")
             cur = store.con.execute(st.query)
         rows = cur.fetchall() if cur is not None and cur.description else []
         cols = [d[0] for d in cur.description] if cur is not None and cur.description else []
-    except duckdb.Error as exc:
-        msg = str(exc).splitlines()[0]
+    except (duckdb.Error, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if timed_out.is_set():
+            raise InputError(f"query stopped after {timeout:g} s (--timeout {timeout:g}); "
+                             f"narrow it (WHERE, LIMIT) or pass a larger --timeout "
+                             f"(0: none)") from None
+        if isinstance(exc, duckdb.InterruptException) or msg == "Query interrupted":
+            raise KeyboardInterrupt from None  # Ctrl-C: the CLI's one line and exit 130
+        if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in msg:
+            raise InputError(f"query needs more memory than --memory-limit allows ({msg}); "
+                             f"narrow it or pass a larger --memory-limit") from None
+        if not isinstance(exc, duckdb.Error):
+            raise
         if "read-only" in msg.lower():
             raise ReadOnlyViolation(f"`memeatlas sql` is read-only: {msg}") from None
         if "disabled by configuration" in msg or "configuration has been locked" in msg:
@@ -40,6 +68,9 @@ def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
                 f"`memeatlas sql` reads the store only ({msg}); to read local files give "
                 f"--allow-read DIR") from None
         raise InputError(f"SQL error: {msg}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
     return cols, rows
 
 
@@ -50,29 +81,57 @@ def relations(store: Store) -> list[str]:
         "ORDER BY table_name")]
 
 
-def _writable_target(out: Path) -> None:
+def _writable_target(out: Path, force: bool) -> None:
     if out.is_dir():
         raise InputError(f"-o {out} is a folder; give a file name, e.g. {out / 'memes.parquet'}")
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: folder {out.parent} does not exist; create it "
                          f"or choose another -o")
+    if out.exists() and not force:
+        raise InputError(f"{out} exists; choose a new -o or pass --force to overwrite it")
 
 
-def export(store: Store, name: str, fmt: str, out: str | Path) -> int:
-    """Write a table or view to Parquet, JSONL or CSV with DuckDB's COPY; returns the row count."""
+def _incomplete_name(target: Path) -> Path:
+    """A hidden name beside `target` that says what it is, for writing before the rename."""
+    import os
+    import secrets
+
+    return target.with_name(f".{target.name}.incomplete-{os.getpid()}-{secrets.token_hex(3)}")
+
+
+def _copy(store: Store, name: str, target: Path, options: str) -> None:
+    """COPY one relation to `target` (a path memeatlas chose; user text never reaches SQL)."""
+    path = str(target).replace("'", "''")
+    try:
+        store.execute(f"COPY (SELECT * FROM \"{name}\") TO '{path}' ({options})")
+    except duckdb.IOException as exc:
+        raise InputError(f"cannot write {target}: {str(exc).splitlines()[0]}") from None
+
+
+def export(store: Store, name: str, fmt: str, out: str | Path, *, force: bool = False) -> int:
+    """Write a table or view to Parquet, JSONL or CSV with DuckDB's COPY; returns the row count.
+
+    An existing `out` is overwritten only with `force` (the rule of `export_all` too). The file
+    is written under a hidden `.NAME.incomplete-…` name beside `out` and renamed at the end, so
+    an interrupted export never leaves a partial file under the name asked for.
+    """
+    import os
+
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     names = relations(store)
     if name not in names:
         raise NotFoundError(f"no table or view {name!r}; choose one of: {', '.join(names)}")
     out = Path(out)
-    _writable_target(out)
+    _writable_target(out, force)
     options = {"parquet": "FORMAT parquet", "jsonl": "FORMAT json", "csv": "FORMAT csv, HEADER"}
-    path = str(out).replace("'", "''")
+    tmp = _incomplete_name(out)
     try:
-        store.execute(f"COPY (SELECT * FROM \"{name}\") TO '{path}' ({options[fmt]})")
-    except duckdb.IOException as exc:
-        raise InputError(f"cannot write {out}: {str(exc).splitlines()[0]}") from None
+        _copy(store, name, tmp, options[fmt])
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return int(store.scalar(f'SELECT count(*) FROM "{name}"'))
 
 
@@ -97,7 +156,14 @@ def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict
     with read_parquet): each table becomes a view over its file, then the store's own view
     definitions are replayed in creation order. Views are exported as files too, for
     clients without SQL (pandas, R arrow, Polars). Returns {relations, rows}.
+
+    A folder with files in it is written into only with `force`. The files are written to a
+    hidden `.NAME.incomplete-…` folder beside it first, which is renamed to `folder` (or, when
+    `folder` exists, whose files are moved in, `load.sql` last) only once all are written.
     """
+    import os
+    import shutil
+
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"-o {folder} is a file; --all writes a folder")
@@ -107,7 +173,27 @@ def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict
     if folder.exists() and any(folder.iterdir()) and not force:
         raise InputError(f"{folder} is not empty; choose a new folder or pass --force to "
                          f"overwrite the files in it")
-    folder.mkdir(exist_ok=True)
+    # Everything is written to a hidden folder beside the target, then renamed: a kill leaves
+    # `.NAME.incomplete-…`, never a folder that looks like a finished export.
+    tmp = _incomplete_name(folder.resolve())
+    tmp.mkdir()
+    try:
+        tables, views, rows = _write_all(store, tmp)
+        if not folder.exists():
+            os.replace(tmp, folder)  # one rename: the folder appears complete or not at all
+        else:  # an existing (empty, or with --force) folder: ours moved in, load.sql last
+            for f in sorted(tmp.iterdir(), key=lambda p: p.name == "load.sql"):
+                os.replace(f, folder / f.name)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"relations": tables + [v[0] for v in views], "rows": sum(rows.values()),
+            "per_relation": rows}
+
+
+def _write_all(store: Store, folder: Path) -> tuple[list[str], list[tuple[str, str]],
+                                                     dict[str, int]]:
+    """Every table and view as Parquet in `folder`, then load.sql; (tables, views, rows)."""
     tables = [r[0] for r in store.fetchall(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'main' ORDER BY table_name")]
@@ -117,11 +203,7 @@ def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict
     views = _dependency_order(views)
     rows: dict[str, int] = {}
     for name in tables + [v[0] for v in views]:
-        target = str(folder / f"{name}.parquet").replace("'", "''")
-        try:
-            store.execute(f"COPY (SELECT * FROM \"{name}\") TO '{target}' (FORMAT parquet)")
-        except duckdb.IOException as exc:
-            raise InputError(f"cannot write {target}: {str(exc).splitlines()[0]}") from None
+        _copy(store, name, folder / f"{name}.parquet", "FORMAT parquet")
         rows[name] = int(store.scalar(f'SELECT count(*) FROM "{name}"'))
     lines = [
         f"-- memeatlas store {store.path.name}, schema version {store.schema_version}: "
@@ -136,8 +218,7 @@ def export_all(store: Store, folder: str | Path, *, force: bool = False) -> dict
         text = view_sql.strip().rstrip(";")
         lines.append(text.replace("CREATE VIEW", "CREATE OR REPLACE VIEW", 1) + ";")
     (folder / "load.sql").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"relations": tables + [v[0] for v in views], "rows": sum(rows.values()),
-            "per_relation": rows}
+    return tables, views, rows
 
 
 _STATUS = [

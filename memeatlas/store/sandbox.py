@@ -34,10 +34,43 @@ READ_PRAGMAS = frozenset({
 })
 
 
-def restrict(con: duckdb.DuckDBPyConnection, allow_read: Sequence[str | os.PathLike[str]] = ()
-             ) -> duckdb.DuckDBPyConnection:
+# Defaults of `memeatlas sql` (docs/reliability.md): a runaway query is stopped, not left to
+# take the machine's memory (DuckDB's own default is 80 % of RAM) or hours.
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MEMORY_LIMIT = "2GB"
+MIN_MEMORY_BYTES = 64 * 1000**2
+_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+# Settings whose values are paths that say nothing about the corpus (the home directory's
+# secrets, extension and temp folders): blanked, so `duckdb_settings()` does not show them,
+# and, for temp_directory, so a query over the memory cap fails instead of spilling to disk.
+_HIDDEN_PATHS = ("secret_directory", "extension_directory", "temp_directory")
+
+
+def memory_bytes(limit: str, option: str = "--memory-limit") -> int:
+    """Bytes of a DuckDB memory size such as '2GB' or '512MiB'; InputError with the valid
+    range otherwise (checked before any file is opened)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(limit))
+    unit = (m.group(2) or "b").lower() if m else ""
+    if not m or unit not in _UNITS:
+        raise InputError(f"{option} {limit!r}: give a size such as 2GB, 512MB or 1GiB "
+                         f"(at least 64MB)")
+    n = int(float(m.group(1)) * _UNITS[unit])
+    if n < MIN_MEMORY_BYTES:
+        raise InputError(f"{option} {limit!r} is below the minimum of 64MB; give 64MB or more")
+    return n
+
+
+def restrict(con: duckdb.DuckDBPyConnection, allow_read: Sequence[str | os.PathLike[str]] = (),
+             *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     """Lock `con` down before user SQL runs: no file access (except reads under `allow_read`),
-    no extensions, no setting changes. Irreversible for the connection's database."""
+    no extensions, no setting changes, memory capped at `memory_limit` (no spilling to disk),
+    paths outside the corpus hidden. Irreversible for the connection's database.
+
+    Everything is set here, in one place, before `lock_configuration` freezes it."""
     dirs = []
     for d in allow_read:
         p = Path(d).expanduser().resolve()
@@ -51,6 +84,12 @@ def restrict(con: duckdb.DuckDBPyConnection, allow_read: Sequence[str | os.PathL
             con.execute("SET allowed_directories = ?", [folders])
         if files:
             con.execute("SET allowed_paths = ?", [files])
+    con.execute("SET memory_limit = ?", [f"{memory_bytes(memory_limit)}B"])
+    con.execute("SET max_temp_directory_size = '0B'")
+    for name in _HIDDEN_PATHS:
+        con.execute(f"SET {name} = ''")
+    con.execute("SET allow_persistent_secrets = false")
+    con.execute("SET enable_progress_bar = false")  # stdout is the query's data
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")

@@ -33,6 +33,10 @@ class TimeSummary:
     n_set: int = 0            # got a timestamp
     n_missing: int = 0        # had no value under the key (stay untimed)
     n_bad: int = 0            # had a value that did not parse (recorded in ingest_errors)
+    n_unchanged: int = 0      # of n_set: already held exactly this timestamp
+    replaced: dict[str, int] = field(default_factory=dict)  # old source → timestamps replaced
+    replaced_examples: list[tuple[str, str, str]] = field(default_factory=list)  # where, old, new
+    sources: dict[str, int] = field(default_factory=dict)   # meme_times afterwards, per source
     examples: list[tuple[str, str, str]] = field(default_factory=list)  # (where, value, why)
     seconds: float = 0.0
 
@@ -92,13 +96,39 @@ def meta_keys(store, limit: int = 20) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _replacements(store, good: list[tuple[str, datetime, str]], wheres: dict[str, str],
+                  source: str, time_format: str, summary: TimeSummary) -> None:
+    """Count, per old source, the stored timestamps `good` would change (another value, key
+    or format); fill `summary.replaced`, its examples and `n_unchanged`."""
+    import pyarrow as pa
+
+    tbl = pa.table({"meme_id": [g[0] for g in good], "ts": [g[1] for g in good]})
+    with store.registered("_study_times_new", tbl):
+        rows = store.fetchall(
+            "SELECT t.meme_id, t.ts, t.source, t.time_format, n.ts FROM meme_times t "
+            "JOIN _study_times_new n USING (meme_id) ORDER BY t.meme_id")
+    for mid, old_ts, old_source, old_format, new_ts in rows:
+        if old_ts == new_ts and old_source == source and old_format == time_format:
+            summary.n_unchanged += 1
+            continue
+        summary.replaced[old_source] = summary.replaced.get(old_source, 0) + 1
+        if len(summary.replaced_examples) < 5:
+            summary.replaced_examples.append(
+                (wheres[mid], f"{old_ts:%Y-%m-%d %H:%M:%S} ({old_source}, {old_format})",
+                 f"{new_ts:%Y-%m-%d %H:%M:%S} ({source}, {time_format})"))
+
+
 def set_timestamps(store, key: str, *, time_format: str = "iso", strict: bool = False,
-                   meme_ids: list[str] | None = None) -> TimeSummary:
+                   meme_ids: list[str] | None = None, force: bool = False) -> TimeSummary:
     """Parse `memes.meta ->> key` into `meme_times` for every meme (or `meme_ids`).
 
-    Re-running replaces the timestamps it sets (same key, new parse); memes whose value is
-    missing or bad keep any timestamp they had. Raises InputError when no meme has the key
-    (a typo, most likely) or, with `strict`, on the first value that does not parse.
+    Re-running with the same key and format sets the same timestamps again (counted as
+    unchanged). A meme whose stored timestamp would change (another key, format or value) is
+    replaced only with `force`: otherwise InputError naming how many, from which source, and
+    examples, with nothing written. With `force` the summary counts what was replaced per old
+    source, and `sources` tells whether meme_times now mixes keys (memes without this key keep
+    the timestamp they had). Also raises InputError when no meme has the key (a typo, most
+    likely) or, with `strict`, on the first value that does not parse.
     """
     import pyarrow as pa
 
@@ -133,6 +163,18 @@ def set_timestamps(store, key: str, *, time_format: str = "iso", strict: bool = 
         raise InputError(f"no meme has a metadata key {key!r}; keys present: {have}")
     summary.n_set, summary.n_bad = len(good), len(bad)
     summary.examples = [(w, r, why) for _, w, r, why in bad[:10]]
+    if good:
+        wheres = {mid: where for mid, where, _ in rows}
+        _replacements(store, good, wheres, f"meta:{key}", time_format, summary)
+    if summary.replaced and not force:
+        n = sum(summary.replaced.values())
+        olds = ", ".join(f"{c} from {src}" for src, c in sorted(summary.replaced.items()))
+        where, old, new = summary.replaced_examples[0]
+        raise InputError(
+            f"{n} meme(s) already have another timestamp ({olds}), e.g. {where}: {old} -> "
+            f"{new}; nothing written: pass --force to replace them (`memeatlas timestamps "
+            f"--from-meta {key} --force`; trends computed before keep the old times, recompute "
+            f"them with `memeatlas trends --force`)")
     now = utcnow()
     with store.transaction():
         if good:
@@ -149,5 +191,7 @@ def set_timestamps(store, key: str, *, time_format: str = "iso", strict: bool = 
         store.insert_rows("ingest_errors", ("source", "path", "error", "detail"),
                           [(f"timestamps:{key}", where, "bad_timestamp",
                             f"{key}={raw[:80]!r}: {why}") for _, where, raw, why in bad])
+    summary.sources = dict(store.fetchall(
+        "SELECT source, count(*) FROM meme_times GROUP BY 1 ORDER BY 2 DESC, 1"))
     summary.seconds = time.perf_counter() - t0
     return summary
