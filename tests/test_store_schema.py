@@ -47,7 +47,17 @@ EXPECTED = {
     "cluster_tree": ["run_id", "node", "parent", "level", "is_leaf", "cluster", "size",
                      "height", "keywords", "label", "method", "params", "created_at"],
     "cluster_assignments": ["run_id", "meme_id", "cluster", "probability", "x", "y", "assigned_by",
-                            "assigned_at", "soft_cluster", "soft_probability"],
+                            "assigned_at", "soft_cluster", "soft_probability", "membership"],
+    "cluster_labels": ["run_id", "cluster", "size", "keywords", "keyword_scores", "label",
+                       "representatives", "representation", "labeler", "text_annotator",
+                       "params", "created_at", "labeling"],
+    "cluster_membership": ["run_id", "meme_id", "cluster", "membership", "hard_cluster",
+                           "probability", "soft_cluster", "soft_probability", "x", "y",
+                           "assigned_by"],
+    "cluster_members": ["run_id", "meme_id", "cluster", "probability", "x", "y", "assigned_by",
+                        "label", "keywords", "path", "source_id", "annotator", "description",
+                        "intent", "ocr_text", "template", "tone", "membership", "hard_cluster",
+                        "source_title", "source_url"],
     "cluster_granularity": ["run_id", "min_cluster_size", "min_samples", "criterion", "value",
                             "n_clusters", "noise_fraction", "chosen"],
     "cluster_stability": ["run_id", "cluster", "size", "jaccard", "together", "n_seeds"],
@@ -90,6 +100,7 @@ EXPECTED_RELATIONS = {
     "engine_shards",
     "class_labels", "classify_models", "class_predictions",
     "latest_class_predictions", "text_encoders",
+    "cluster_membership", "latest_cluster_labels", "meme_links",
 }
 
 

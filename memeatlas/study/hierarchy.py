@@ -264,7 +264,7 @@ def _docs(store, run_id: str, info: dict, ids: list[str]) -> dict[str, str]:
     from memeatlas.cluster.labeling import _texts
     from memeatlas.errors import NotFoundError
 
-    p = json.loads(store.scalar("SELECT params FROM cluster_labels WHERE run_id = ? AND "
+    p = json.loads(store.scalar("SELECT params FROM latest_cluster_labels WHERE run_id = ? AND "
                                 "cluster >= 0 LIMIT 1", [run_id]) or "{}")
     text = p.get("text") or {}
     cfg = LabelConfig(run_id=run_id, annotator=text.get("annotator"), fields=text.get("fields"))
@@ -289,7 +289,8 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
     info = get_run_info(store, run_id)
     if store.scalar("SELECT count(*) FROM cluster_tree WHERE run_id = ?", [run_id]) and not force:
         return _stored(store, run_id, t0, skipped=True)
-    assignment = dict(store.fetchall("SELECT meme_id, cluster FROM cluster_assignments WHERE "
+    # Sizes under the run's one membership (core + assigned), as the report counts them.
+    assignment = dict(store.fetchall("SELECT meme_id, cluster FROM cluster_membership WHERE "
                                      "run_id = ?", [run_id]))
     sizes: dict[int, int] = {}
     for c in assignment.values():
@@ -346,7 +347,7 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
                 if depth[n] == d:
                     keywords[n] = kw
     leaf_labels = {int(c): (lab, list(kw or [])) for c, lab, kw in store.fetchall(
-        "SELECT cluster, label, keywords FROM cluster_labels WHERE run_id = ?", [run_id])}
+        "SELECT cluster, label, keywords FROM latest_cluster_labels WHERE run_id = ?", [run_id])}
     params = {"method": used, "requested": method, "keywords": "ctfidf-per-level",
               "n_keywords": N_KEYWORDS, "software": software("hdbscan", "scipy", "scikit-learn")}
     rows = []
