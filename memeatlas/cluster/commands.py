@@ -96,6 +96,9 @@ def cluster_cmd(
     """Cluster embeddings: UMAP + HDBSCAN, baselines, or fused spaces. Prints run ids."""
     from memeatlas.cluster import ClusterConfig, run
     from memeatlas.cluster.fit import parse_sweep, run_summary
+    from memeatlas.cluster.soft import check_assign_floor
+
+    check_assign_floor(assign_floor)  # before the store is opened: a range error does no work
 
     cfg = ClusterConfig(
         spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
