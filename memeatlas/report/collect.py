@@ -468,7 +468,8 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
             map_points: int = DEFAULT_MAP_POINTS) -> ReportData:
     """Read a run and everything about it into a `ReportData` (no images decoded yet).
 
-    `noise` 'assigned' puts HDBSCAN noise memes in their most likely cluster; 'apart' keeps −1.
+    `noise` 'assigned' shows memes assigned from noise (`cluster_membership`) in their cluster;
+    'apart' shows only core members in clusters. Panels count what `members_sql` returns.
     Above `map_points` memes (0: never) the per-meme arrays hold a stratified sample by cluster
     (`memeatlas.report.sample`); cluster sizes, counts and statistics still cover every meme.
     """
