@@ -652,7 +652,7 @@ def _members_sql(run_id: str, noise: str) -> dict[str, str]:
     cols = ("SELECT meme_id, source_id, path, cluster, membership, probability, label, "
             "source_title, source_url, ocr_text, description FROM cluster_members "
             f"WHERE run_id = '{rid}' AND ")
-    order = " ORDER BY membership, probability DESC"
+    order = " ORDER BY membership DESC, probability DESC"  # core first, as the panel lists
     if noise == "assigned":
         return {"cluster": cols + "cluster = CLUSTER" + order,
                 "noise": cols + "cluster = -1" + order}
