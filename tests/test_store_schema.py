@@ -45,7 +45,8 @@ EXPECTED = {
     "curation_edits": ["run_id", "seq", "parent_run", "op", "args", "result", "n_changed",
                        "editor", "note", "edited_at"],
     "cluster_tree": ["run_id", "node", "parent", "level", "is_leaf", "cluster", "size",
-                     "height", "keywords", "label", "method", "params", "created_at"],
+                     "height", "keywords", "label", "method", "params", "created_at",
+                     "tree_id"],
     "cluster_assignments": ["run_id", "meme_id", "cluster", "probability", "x", "y", "assigned_by",
                             "assigned_at", "soft_cluster", "soft_probability", "membership"],
     "cluster_labels": ["run_id", "cluster", "size", "keywords", "keyword_scores", "label",
@@ -100,7 +101,7 @@ EXPECTED_RELATIONS = {
     "engine_shards",
     "class_labels", "classify_models", "class_predictions",
     "latest_class_predictions", "text_encoders",
-    "cluster_membership", "latest_cluster_labels", "meme_links",
+    "cluster_membership", "latest_cluster_labels", "meme_links", "latest_cluster_tree",
 }
 
 

@@ -82,7 +82,7 @@ def trends_cmd(
         labels = dict(store.fetchall("SELECT cluster, label FROM latest_cluster_labels WHERE run_id = ?",
                                      [run_id]))
         if level is not None:
-            labels.update(store.fetchall("SELECT node, label FROM cluster_tree WHERE run_id = ?",
+            labels.update(store.fetchall("SELECT node, label FROM latest_cluster_tree WHERE run_id = ?",
                                          [run_id]))
         flags = store.fetchall(
             "SELECT cluster, trend, delta, ci_low, ci_high FROM cluster_trend_flags WHERE "

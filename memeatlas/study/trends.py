@@ -213,7 +213,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
 
 def _level_groups(store, run_id: str, level: int) -> dict[int, int]:
     """cluster → its ancestor at depth `level` of the run's stored tree (a leaf above stays)."""
-    rows = store.fetchall("SELECT node, parent, level, is_leaf FROM cluster_tree WHERE "
+    rows = store.fetchall("SELECT node, parent, level, is_leaf FROM latest_cluster_tree WHERE "
                           "run_id = ?", [run_id])
     if not rows:
         raise InputError(f"--level needs the run's hierarchy; run `memeatlas hierarchy --run "

@@ -113,3 +113,35 @@ FROM latest l
 JOIN cluster_trends ct USING (trend_id)
 LEFT JOIN latest_cluster_labels cl ON cl.run_id = ct.run_id AND cl.cluster = ct.cluster
 LEFT JOIN cluster_trend_flags f ON f.trend_id = ct.trend_id AND f.cluster = ct.cluster;
+
+-- Cluster trees derive too: `hierarchy --force` adds a tree (a new `tree_id`) and older trees
+-- stay. Rebuilt for the key, like cluster_labels.
+ALTER TABLE cluster_tree RENAME TO cluster_tree_0012;
+CREATE TABLE cluster_tree (
+    run_id      VARCHAR NOT NULL,
+    node        INTEGER NOT NULL,      -- leaves: the cluster id; inner nodes: 100000 + k
+    parent      INTEGER,               -- NULL at the root
+    level       INTEGER NOT NULL,      -- depth from the root (root = 0)
+    is_leaf     BOOLEAN NOT NULL,
+    cluster     INTEGER,               -- the run's cluster for a leaf, NULL for inner nodes
+    size        INTEGER NOT NULL,      -- memes under the node (core and assigned members)
+    height      DOUBLE,                -- merge distance (centroid) or 1/lambda (condensed tree)
+    keywords    VARCHAR[],
+    label       VARCHAR,
+    method      VARCHAR NOT NULL,      -- condensed_tree | centroid_ward
+    params      JSON,
+    created_at  TIMESTAMP NOT NULL DEFAULT current_timestamp,
+    tree_id     VARCHAR,               -- id shared by the rows of one `hierarchy` call (NULL: older rows)
+    PRIMARY KEY (run_id, node, created_at)
+);
+INSERT INTO cluster_tree (run_id, node, parent, level, is_leaf, cluster, size, height, keywords,
+                          label, method, params, created_at)
+SELECT run_id, node, parent, level, is_leaf, cluster, size, height, keywords, label, method,
+       params, created_at FROM cluster_tree_0012;
+DROP TABLE cluster_tree_0012;
+
+-- The tree in force per run: the rows of its newest tree (rows without a tree_id count as one).
+CREATE VIEW latest_cluster_tree AS
+SELECT * FROM cluster_tree
+QUALIFY coalesce(tree_id, '') = first_value(coalesce(tree_id, '')) OVER (
+    PARTITION BY run_id ORDER BY created_at DESC, tree_id DESC NULLS LAST);
