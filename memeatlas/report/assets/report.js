@@ -173,12 +173,11 @@
   (function noiseLine() {
     var floor = MB.assign_floor === null || MB.assign_floor === undefined ? null : MB.assign_floor;
     var t = MB.reassigned_run
-      ? 'This --reassign-noise run moved all ' + fmt(MB.hdbscan_noise) + ' noise memes (' + pct(MB.hdbscan_noise) + ') into their most likely cluster, whatever their membership; they are marked as assigned.'
-      : 'HDBSCAN left ' + fmt(MB.hdbscan_noise) + ' of ' + fmt(TOTAL) + ' memes (' + pct(MB.hdbscan_noise) + ') in no cluster. ' +
-        fmt(MB.assigned) + ' of them (' + pct(MB.assigned) + ') have a soft membership' + (floor !== null ? ' of at least ' + floor : '') +
-        ' in one cluster and ' + (MB.mode === 'apart' ? 'would be assigned to it; this report shows them as noise (report --noise apart)' :
-        'are shown in it as assigned members, apart from its core members') + '; ' +
-        fmt(MB.noise) + ' (' + pct(MB.noise) + ') are shown as noise.';
+      ? 'Noise: this --reassign-noise run moved all ' + fmt(MB.hdbscan_noise) + ' noise memes (' + pct(MB.hdbscan_noise) + ') into their most likely cluster, whatever their membership (marked as assigned).'
+      : 'Noise: HDBSCAN left ' + fmt(MB.hdbscan_noise) + ' memes (' + pct(MB.hdbscan_noise) + ') in no cluster; ' +
+        fmt(MB.assigned) + ' (' + pct(MB.assigned) + ') have a soft membership' + (floor !== null ? ' ≥ ' + floor : '') + ' in one cluster and ' +
+        (MB.mode === 'apart' ? 'are still shown as noise (report --noise apart)' : 'are shown in it as assigned') +
+        '; ' + fmt(MB.noise) + ' (' + pct(MB.noise) + ') are shown as noise.';
     $('stats').after(el('p', { class: 'noise-line', id: 'noise-line', text: t }));
   })();
   // How many of the store's memes this run covers, and why the rest are absent (text only).
