@@ -172,7 +172,7 @@
     .forEach(function (s) { $('stats').append(el('div', { class: 'stat', id: s[2] }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
   (function noiseLine() {
     var floor = MB.assign_floor === null || MB.assign_floor === undefined ? null : MB.assign_floor;
-    var t = MB.reassigned_run
+    var t = !MB.hdbscan_noise ? 'Noise: none; every meme is a core member of a cluster.' : MB.reassigned_run
       ? 'Noise: this --reassign-noise run moved all ' + fmt(MB.hdbscan_noise) + ' noise memes (' + pct(MB.hdbscan_noise) + ') into their most likely cluster, whatever their membership (marked as assigned).'
       : 'Noise: HDBSCAN left ' + fmt(MB.hdbscan_noise) + ' memes (' + pct(MB.hdbscan_noise) + ') in no cluster; ' +
         fmt(MB.assigned) + ' (' + pct(MB.assigned) + ') have a soft membership' + (floor !== null ? ' ≥ ' + floor : '') + ' in one cluster and ' +
