@@ -23,6 +23,14 @@ MEMBERSHIPS = ("core", "assigned", "noise")
 #: (meaningless) memberships: MIN_ASSIGN_FLOOR keeps every floor at or above 0.1.
 ASSIGN_FLOOR = 0.1
 MIN_ASSIGN_FLOOR = 0.1
+
+
+def member_cluster_sql(noise: str) -> str:
+    """The SQL expression, over the view `cluster_membership`, for the cluster a meme counts in
+    under a NOISE_MODES mode: 'assigned' = the run's one membership (core and assigned memes in
+    their cluster, noise −1); 'apart' = core members only, every other meme −1."""
+    return "cluster" if noise == "assigned" else \
+        "CASE WHEN membership = 'core' THEN cluster ELSE -1 END"
 ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
 #: Recorded in a CPU run's params: which optimiser made its UMAP coordinates (umap_sgd.py). A
 #: change of algorithm changes the name, and so the fingerprint of new runs.

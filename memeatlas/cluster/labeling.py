@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster.config import NOISE_MODES, REPRESENTATIONS, LabelConfig, LabelSummary
+from memeatlas.cluster.config import (
+    NOISE_MODES,
+    REPRESENTATIONS,
+    LabelConfig,
+    LabelSummary,
+    member_cluster_sql,
+)
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.provenance import new_run_id, software, stable_json, utcnow
 
@@ -220,11 +226,9 @@ def run_members(store, run_id: str, noise: str = "assigned"):
     keep their cluster; every other meme is −1."""
     if noise not in NOISE_MODES:
         raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
-    cluster = ("cluster" if noise == "assigned"
-               else "CASE WHEN membership = 'core' THEN cluster ELSE -1 END")
-    return store.df(f"SELECT meme_id, {cluster} AS cluster, membership, probability, "
-                    f"hard_cluster FROM cluster_membership WHERE run_id = ? ORDER BY meme_id",
-                    [run_id])
+    return store.df(f"SELECT meme_id, {member_cluster_sql(noise)} AS cluster, membership, "
+                    f"probability, hard_cluster FROM cluster_membership WHERE run_id = ? "
+                    f"ORDER BY meme_id", [run_id])
 
 
 def label(store, cfg: LabelConfig) -> LabelSummary:

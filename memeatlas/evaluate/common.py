@@ -78,7 +78,9 @@ def load_assignments(store, run_ids: Iterable[str], *, assigned: bool = False
     `assigned`: memes assigned from noise (soft membership at least the run's assign floor)
     are in their cluster; otherwise only core members are, every other meme is −1.
     """
-    col = "cluster" if assigned else "CASE WHEN membership = 'core' THEN cluster ELSE -1 END"
+    from memeatlas.cluster.config import member_cluster_sql
+
+    col = member_cluster_sql("assigned" if assigned else "apart")
     out: dict[str, dict[str, int]] = {}
     for rid in run_ids:
         rows = store.fetchall(

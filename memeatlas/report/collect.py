@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memeatlas.cluster.config import member_cluster_sql
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate.sweep import find_param
 from memeatlas.report.coverage import coverage
@@ -23,8 +24,11 @@ from memeatlas.store import Store
 # Per-meme strings are capped so a 5,000-meme report stays a few MB.
 SNIPPET_CHARS = 140
 FIELD_CHARS = 1200
-# Find searches every annotation text field; each meme's searchable text is capped here.
+# Find searches every annotation text field; each meme's searchable text is capped at
+# FIND_CHARS, and lower where the page holds many memes, so Find's text stays within
+# FIND_BUDGET characters in all (a 50,000-point map: 160 a meme).
 FIND_CHARS = 2000
+FIND_BUDGET = 8_000_000
 TITLE_CHARS = 300
 URL_CHARS = 2000
 # Every cluster gets at least this many gallery thumbnails, even past --max-thumbs.
@@ -91,14 +95,6 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
     from memeatlas.cluster.api import get_run_info
 
     return _plain(get_run_info(store, run_id))
-
-
-def member_cluster_sql(noise: str) -> str:
-    """The SQL expression (over `cluster_membership`) for the cluster a meme is shown in:
-    'assigned' = the run's one membership (core and assigned memes in their cluster);
-    'apart' = core members only, every other meme −1."""
-    return "cluster" if noise == "assigned" else \
-        "CASE WHEN membership = 'core' THEN cluster ELSE -1 END"
 
 
 def _assignments(store: Store, run_id: str, noise: str = "apart"):
@@ -207,7 +203,8 @@ def _entity_text(entities: Any) -> str:
 def _find_texts(store: Store, space: str, meme_ids: list[str], titles: list) -> list[str]:
     """What Find searches for each of `meme_ids`: every text field of its shown annotation
     (description, OCR text, intent, template, tone, entity names and what they stand for) and
-    its source title, lower-cased, whitespace collapsed, capped at FIND_CHARS."""
+    its source title, lower-cased, whitespace collapsed, capped at FIND_CHARS (less above
+    FIND_BUDGET / FIND_CHARS memes)."""
     out = [" ".join(str(t).lower().split()) if t else "" for t in titles]
     if not store.table_exists("annotations"):
         return out
@@ -222,11 +219,12 @@ def _find_texts(store: Store, space: str, meme_ids: list[str], titles: list) -> 
             f"({_chosen_annotation_sql(has_emb, '_report_find_ids')})",
             [space] if has_emb else [])
     pos = {m: i for i, m in enumerate(meme_ids)}
+    cap = max(160, min(FIND_CHARS, FIND_BUDGET // max(1, len(meme_ids))))
     for meme_id, *vals, entities in rows:
         parts = [str(v) for v in vals if v] + [_entity_text(entities)]
         i = pos[meme_id]
         text = " ".join(" ".join(parts).lower().split())
-        out[i] = (out[i] + " " + text).strip()[:FIND_CHARS]
+        out[i] = (out[i] + " " + text).strip()[:cap]
     return out
 
 
