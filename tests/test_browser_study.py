@@ -128,8 +128,9 @@ def test_lasso_selects_a_cluster_and_csv_imports(page, report, store, tmp_path):
     import_labels(store, f, task="selection", coder="tester")
     gold = dict(store.fetchall("SELECT meme_id, label FROM class_labels WHERE task = 'selection'"))
     assert gold == {m: 'funny, "quoted"' for m in want}
-    # box select too; then clear
+    # box select too; then clear (the download click may have scrolled the page)
     page.select_option("#drag-mode", "box")
+    box = _map_box(page)
     page.mouse.move(box["x"] + 1, box["y"] + 1)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=4)

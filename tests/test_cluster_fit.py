@@ -71,18 +71,19 @@ def test_noise_stays_minus_one_and_reassign_is_its_own_run(store):
     assert len(rids) == 2
     parent, child = rids
     dp = get_run(store, parent)
-    assert (dp["cluster"] == -1).sum() >= 10
+    assert (dp["hard_cluster"] == -1).sum() >= 10  # HDBSCAN's label; `cluster` is the membership
     info = get_run_info(store, parent)
-    assert info["noise_fraction"] == pytest.approx((dp["cluster"] == -1).mean())
+    assert info["noise_fraction"] == pytest.approx((dp["hard_cluster"] == -1).mean())
     dc = get_run(store, child)
     ci = get_run_info(store, child)
     assert ci["kind"] == "reassign_noise" and ci["parent_run"] == parent
     assert (dc["cluster"] >= 0).all()
-    was_noise = dp["cluster"].to_numpy() == -1
+    was_noise = dp["hard_cluster"].to_numpy() == -1
     assert (dc["assigned_by"].to_numpy()[was_noise] == "reassign").all()
+    assert (dc["membership"].to_numpy()[was_noise] == "assigned").all()
     assert (dc["cluster"].to_numpy()[~was_noise] == dp["cluster"].to_numpy()[~was_noise]).all()
     # the original is untouched
-    assert (get_run(store, parent)["cluster"] == -1).sum() == was_noise.sum()
+    assert (get_run(store, parent)["hard_cluster"] == -1).sum() == was_noise.sum()
 
 
 def test_reassign_noise_later_derives_from_the_stored_run(store):
@@ -102,7 +103,7 @@ def test_reassign_noise_later_derives_from_the_stored_run(store):
     ci = get_run_info(store, rids[1])
     assert ci["kind"] == "reassign_noise" and ci["parent_run"] == parent
     dp, dc = get_run(store, parent), get_run(store, rids[1])
-    assert (dp["cluster"] == -1).any() and (dc["cluster"] >= 0).all()
+    assert (dp["hard_cluster"] == -1).any() and (dc["cluster"] >= 0).all()
     # asking again finds the child instead of making another
     assert run(store, ClusterConfig(spaces=["text:noisy"], min_cluster_size=10, umap_dims=0,
                                     reassign_noise=True)) == rids

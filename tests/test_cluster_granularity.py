@@ -110,8 +110,14 @@ def test_auto_run_stores_choice_soft_columns_and_stability_in_sql(store):
                         "(soft_cluster IS NULL OR soft_cluster < 0)", [rid]) == 0
     assert store.scalar("SELECT count(*) FROM cluster_assignments WHERE run_id = ? AND "
                         "cluster >= 0 AND soft_cluster <> cluster", [rid]) == 0
-    assert store.scalar("SELECT count(*) FROM cluster_members_assigned WHERE run_id = ? AND "
-                        "cluster < 0", [rid]) == 0
+    # One membership: noise joins its soft cluster only at or above the run's floor.
+    floor = info["params"]["assign_floor"]
+    assert store.scalar("SELECT count(*) FROM cluster_members WHERE run_id = ? AND "
+                        "membership = 'assigned' AND (probability < ? OR cluster < 0)",
+                        [rid, floor]) == 0
+    assert store.scalar("SELECT count(*) FROM cluster_assignments WHERE run_id = ? AND "
+                        "cluster < 0 AND soft_probability >= ? AND membership <> 'assigned'",
+                        [rid, floor]) == 0
     # Separated data: the seed does not matter.
     assert info["stability"] >= 0.95
     assert info["params"]["stability"]["seeds"] == [42, 43, 44]
@@ -292,7 +298,8 @@ def test_consensus_run_over_the_stability_seeds(store):
 
 
 def test_evaluate_noise_assigned_uses_the_soft_cluster(store):
-    """CQ and ARI/NMI with --noise assigned read soft_cluster; apart keeps noise in no cluster."""
+    """CQ and ARI/NMI with --noise assigned put memes assigned from noise in their soft
+    cluster; apart keeps noise in no cluster."""
     from helpers_evaluate import add_memes as add_eval_memes
     from helpers_evaluate import add_pairs, add_ratings, add_run
 
@@ -301,8 +308,9 @@ def test_evaluate_noise_assigned_uses_the_soft_cluster(store):
 
     m = add_eval_memes(store, 6)
     add_run(store, "A", {m[0]: 0, m[1]: 0, m[2]: 0, m[3]: 1, m[4]: 1, m[5]: -1})
-    store.execute("UPDATE cluster_assignments SET soft_cluster = coalesce(nullif(cluster, -1), 0)"
-                  " WHERE run_id = 'A'")
+    store.execute("UPDATE cluster_assignments SET soft_cluster = coalesce(nullif(cluster, -1), 0),"
+                  " soft_probability = 0.5, membership = CASE WHEN cluster = -1 THEN 'assigned' "
+                  "ELSE 'core' END WHERE run_id = 'A'")
     pids = add_pairs(store, "hand", [(m[0], m[1]), (m[0], m[2]), (m[3], m[4]), (m[0], m[3]),
                                      (m[1], m[4]), (m[2], m[5])])
     add_ratings(store, "hand", dict(zip(pids, [[3, 3], [3, 2], [2, 2], [1, 1], [1, 2], [2, 1]],

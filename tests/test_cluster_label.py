@@ -157,25 +157,35 @@ def test_label_cli(corpus, db_path):
 
 
 def test_label_noise_assigned_counts_noise_text_toward_its_soft_cluster(corpus):
-    """label --noise assigned (default): noise memes' text joins their soft cluster's keywords;
-    --noise apart: only clustered memes' text. Sizes and the noise row follow the hard labels."""
+    """label --noise assigned (default): memes assigned from noise count in their cluster (text,
+    size); --noise apart: core members only. Each --force labelling is kept beside the older."""
     store, rid, truth = corpus
     cat = _cat_cluster(store, rid, truth)
     cats = [m for m in sorted(truth) if truth[m] == "cats"][:6]
-    # Six cat memes become noise (soft cluster: still the cat cluster) and all speak of "zebra".
-    store.execute("UPDATE cluster_assignments SET cluster = -1, soft_cluster = ? WHERE run_id = ? "
+    # Six cat memes become noise assigned to the cat cluster, and all speak of "zebra".
+    store.execute("UPDATE cluster_assignments SET cluster = -1, soft_cluster = ?, "
+                  "soft_probability = 0.5, membership = 'assigned' WHERE run_id = ? "
                   "AND meme_id IN (SELECT unnest(?::VARCHAR[]))", [cat, rid, cats])
     store.execute("UPDATE annotations SET description = 'zebra zebra stripes zebra' WHERE "
                   "meme_id IN (SELECT unnest(?::VARCHAR[]))", [cats])
+    n_cat = store.scalar("SELECT count(*) FROM cluster_members WHERE run_id = ? AND cluster = ?",
+                         [rid, cat])
 
     def keywords(noise: str) -> list[str]:
         label(store, LabelConfig(run_id=rid, noise=noise, force=True))
-        return store.scalar("SELECT keywords FROM cluster_labels WHERE run_id = ? AND cluster = ?",
-                            [rid, cat])
+        return store.scalar("SELECT keywords FROM latest_cluster_labels WHERE run_id = ? AND "
+                            "cluster = ?", [rid, cat])
 
     assert "zebra" in keywords("assigned")
-    assert store.scalar("SELECT params->>'$.noise' FROM cluster_labels WHERE run_id = ? LIMIT 1",
-                        [rid]) == "assigned"
-    assert store.scalar("SELECT size FROM cluster_labels WHERE run_id = ? AND cluster = -1",
-                        [rid]) == 6
+    latest = "SELECT {} FROM latest_cluster_labels WHERE run_id = ? AND cluster = ?"
+    assert store.scalar(latest.format("params->>'$.noise'"), [rid, cat]) == "assigned"
+    assert store.scalar(latest.format("size"), [rid, cat]) == n_cat  # as cluster_members counts
+    assert store.scalar(latest.format("size"), [rid, -1]) == 0  # every noise meme was assigned
+    reps = store.scalar(latest.format("representatives"), [rid, cat])
+    assert reps and not set(reps) & set(cats)  # representatives are core members
     assert "zebra" not in keywords("apart")
+    assert store.scalar(latest.format("size"), [rid, -1]) == 6
+    assert store.scalar(latest.format("size"), [rid, cat]) == n_cat - 6
+    # both labellings are kept; the newest is in force
+    assert store.scalar("SELECT count(DISTINCT labeling) FROM cluster_labels WHERE run_id = ?",
+                        [rid]) == 2

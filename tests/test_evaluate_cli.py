@@ -68,7 +68,7 @@ def test_worked_study(db, tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split()[:6] == ["metric", "run", "space", "vs", "dimension", "value"]
     assert "text:description" in r.stdout and "image:clip" in r.stdout
-    assert "note: noise: noise points are in their most likely cluster" in r.stderr
+    assert "note: noise: memes assigned from noise (soft membership at least" in r.stderr
     r = _run(["evaluate", "quality", "--runs", "text-5,image-5", "--pair-set", "study", "--bootstrap", "300",
               "--format", "csv", "--db", str(db_path)])
     rows = list(csv.DictReader(io.StringIO(r.stdout)))

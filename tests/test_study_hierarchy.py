@@ -68,9 +68,14 @@ def test_top_split_separates_groups(store, algorithm):
     assert inner_kw == {("cat",), ("dog",)}
     assert all(n["node"] == n["cluster"] for n in tree if n["is_leaf"])
     assert all(n["node"] >= INNER_BASE for n in tree if not n["is_leaf"])
-    # stored trees are kept; --force rebuilds
+    # stored trees are kept; --force derives a new tree, the older one stays queryable
     assert hierarchy(store, rid).skipped
+    n_rows = store.scalar("SELECT count(*) FROM cluster_tree WHERE run_id = ?", [rid])
     assert not hierarchy(store, rid, force=True).skipped
+    assert store.scalar("SELECT count(DISTINCT tree_id) FROM cluster_tree WHERE run_id = ?",
+                        [rid]) == 2
+    assert store.scalar("SELECT count(*) FROM cluster_tree WHERE run_id = ?", [rid]) == 2 * n_rows
+    assert len(load_tree(store, rid)) == n_rows
 
 
 def test_curated_run_uses_centroids_and_errors(store):

@@ -9,6 +9,9 @@ own transform starts from this and only refines it). Then:
   (−1 = noise) and its membership strength → assigned_by 'assign:hdbscan';
 * other algorithms: a similarity-weighted vote of the k neighbours' clusters; probability =
   the winner's vote share → assigned_by 'assign:knn'.
+Each new meme's membership follows the run's own rule (soft.membership at the run's
+`assign_floor`): core when it lands in a cluster, assigned when noise with a soft membership at
+least the floor, else noise.
 """
 
 from __future__ import annotations
@@ -114,6 +117,13 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
     else:
         lab, prob = knn_vote(labels_tr, idx, d)
         soft, soft_p = lab, np.asarray(prob, dtype=np.float64)
+    from memeatlas.cluster.config import ASSIGN_FLOOR
+    from memeatlas.cluster.soft import membership
+    from memeatlas.corpus.runs import get_run_info
+
+    floor = float((get_run_info(store, run_id).get("params") or {}).get("assign_floor",
+                                                                         ASSIGN_FLOOR))
+    memb = membership(lab, soft, soft_p, floor)
     n = len(new_ids)
     tbl = pa.table({
         "meme_id": pa.array(new_ids, pa.string()),
@@ -123,11 +133,13 @@ def assign(store, run_id: str, where: str | None = None, *, k: int = 15) -> Assi
         "y": pa.array(xy[:, 1] if xy is not None else [None] * n, pa.float64()),
         "soft_cluster": pa.array(np.asarray(soft).astype(np.int32)),
         "soft_probability": pa.array(np.asarray(soft_p, dtype=np.float64)),
+        "membership": pa.array(memb.tolist(), pa.string()),
     })
     with store.registered("_assign_batch", tbl), store.transaction():
         store.execute("INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, "
-                      "x, y, assigned_by, assigned_at, soft_cluster, soft_probability) "
-                      "SELECT ?, meme_id, cluster, probability, x, y, ?, ?, soft_cluster, "
-                      "soft_probability FROM _assign_batch",
+                      "x, y, assigned_by, assigned_at, soft_cluster, soft_probability, "
+                      "membership) SELECT ?, meme_id, cluster, probability, x, y, ?, ?, "
+                      "soft_cluster, soft_probability, membership FROM _assign_batch",
                       [run_id, f"assign:{method}", utcnow()])
-    return AssignSummary(run_id, n, int((lab < 0).sum()), method, time.perf_counter() - t0)
+    return AssignSummary(run_id, n, int((memb == "noise").sum()), method,
+                         time.perf_counter() - t0)

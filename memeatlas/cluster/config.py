@@ -9,9 +9,28 @@ ALGORITHMS = ("hdbscan", "kmeans", "agglomerative", "spectral")
 FUSIONS = ("concat", "dynamic")
 REPRESENTATIONS = ("ctfidf", "keybert", "mmr")
 KNN_METHODS = ("auto", "exact", "nndescent")
-#: How noise memes (cluster −1) are treated by label/evaluate/report: 'assigned' (their most
-#: likely cluster, the stored soft cluster; the default) or 'apart' (in no cluster).
+#: How noise memes (cluster −1) are treated by label/evaluate/report: 'assigned' (memes whose
+#: membership is 'assigned' count in their most likely cluster; the default) or 'apart' (only
+#: core members are in a cluster).
 NOISE_MODES = ("assigned", "apart")
+#: A meme's place in a run (`cluster_assignments.membership`): a core member of its HDBSCAN
+#: cluster, assigned from noise to its most likely cluster (its soft membership there is at
+#: least the run's assign floor), or noise (in no cluster).
+MEMBERSHIPS = ("core", "assigned", "noise")
+#: The default floor: a noise meme is assigned only when its best soft membership is at least
+#: this (`cluster --assign-floor`; recorded in the run's params as `assign_floor`). HDBSCAN's
+#: memberships over k clusters average 1/k, so a floor near 1/k would assign near-uniform
+#: (meaningless) memberships: MIN_ASSIGN_FLOOR keeps every floor at or above 0.1.
+ASSIGN_FLOOR = 0.1
+MIN_ASSIGN_FLOOR = 0.1
+
+
+def member_cluster_sql(noise: str) -> str:
+    """The SQL expression, over the view `cluster_membership`, for the cluster a meme counts in
+    under a NOISE_MODES mode: 'assigned' = the run's one membership (core and assigned memes in
+    their cluster, noise −1); 'apart' = core members only, every other meme −1."""
+    return "cluster" if noise == "assigned" else \
+        "CASE WHEN membership = 'core' THEN cluster ELSE -1 END"
 ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
 #: Recorded in a CPU run's params: which optimiser made its UMAP coordinates (umap_sgd.py). A
 #: change of algorithm changes the name, and so the fingerprint of new runs.
@@ -28,6 +47,8 @@ class ClusterConfig:
     sweep: {param: [values]} writes one run per value (e.g. {"min_cluster_size": [25, 50]}).
     reassign_noise: also write a second run (kind 'reassign_noise', parent = the first) in which
       HDBSCAN noise points are moved to their most likely cluster; the original is kept.
+    assign_floor: a noise meme's membership is 'assigned' (to its most likely cluster) only
+      when its soft membership there is at least this (MIN_ASSIGN_FLOOR … 1); else 'noise'.
     min_cluster_size: HDBSCAN's; "auto" (or None, the default) chooses it per run from the data
       (memeatlas.cluster.granularity): candidates, criterion values and the choice go into the
       run's params and `cluster_granularity`.
@@ -62,6 +83,7 @@ class ClusterConfig:
     where: str | None = None
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     reassign_noise: bool = False
+    assign_floor: float = ASSIGN_FLOOR
     stability: int = 0
     consensus: bool = False
     force: bool = False
@@ -83,8 +105,8 @@ class LabelConfig:
     annotator / fields: the annotation text labelled; default: what the run's text space
       embedded, else description, intent and ocr_text of the newest annotator.
     llm_backend / llm_model: optionally a caption backend that writes a short name per cluster.
-    noise: 'assigned' (default): noise memes' text counts toward the keywords of their most
-      likely cluster; 'apart': keywords from clustered memes only.
+    noise: 'assigned' (default): memes assigned from noise (membership 'assigned') count in
+      their cluster (size, keywords); 'apart': core members only, every other meme is noise.
     """
 
     run_id: str | None = None

@@ -92,6 +92,9 @@ def _validate(cfg: ClusterConfig) -> None:
                          f"choose one of {', '.join(CRITERIA)}")
     if cfg.stability and not 2 <= cfg.stability <= 50:
         raise InputError("--stability must be between 2 and 50 seeds (0: not measured)")
+    from memeatlas.cluster.soft import check_assign_floor
+
+    cfg.assign_floor = check_assign_floor(cfg.assign_floor)
     if cfg.layout_init not in ("spectral", "reduction"):
         raise InputError(f"--layout-init must be spectral or reduction, got {cfg.layout_init!r}")
     from memeatlas.cluster import engines
@@ -144,6 +147,8 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
                  cluster_selection_method=cfg.cluster_selection_method)
         if p["min_cluster_size"] == AUTO:
             p["granularity_criterion"] = cfg.granularity_criterion
+        # Which noise memes count as assigned (soft.membership): part of the run's identity.
+        p["assign_floor"] = cfg.assign_floor
     else:
         p["k"] = cfg.k
     if cfg.stability:
@@ -267,15 +272,26 @@ def _existing(store, fingerprint: str, kind: str) -> str | None:
 def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any], seed: int,
                ids: list[str], labels: np.ndarray, probs: np.ndarray, xy: np.ndarray | None,
                fingerprint: str, spaces_json: list[dict], kind: str, parent: str | None,
-               timings: dict[str, float], model_blob: bytes | None, assigned_by: str,
+               timings: dict[str, float], model_blob: bytes | None,
+               assigned_by: str | list[str],
                soft: tuple[np.ndarray, np.ndarray] | None = None, choice=None,
-               stability=None) -> None:
+               stability=None, reassigned: np.ndarray | None = None) -> None:
+    """Store one run: its cluster_runs row, every meme's assignment with its membership
+    (core / assigned / noise at the run's assign floor), granularity, stability and model,
+    in one transaction. `assigned_by`: one value for every row, or one per meme."""
     import pyarrow as pa
+
+    from memeatlas.cluster.config import ASSIGN_FLOOR
+    from memeatlas.cluster.soft import membership
 
     n = len(ids)
     n_clusters = int(len(set(labels.tolist()) - {-1}))
     noise = float((labels < 0).mean()) if n else 0.0
     name = cfg.name
+    soft_c, soft_p = soft if soft else (labels, probs)
+    memb = membership(labels, soft_c, soft_p, float(params.get("assign_floor", ASSIGN_FLOOR)),
+                      reassigned)
+    by = [assigned_by] * n if isinstance(assigned_by, str) else list(assigned_by)
     tbl = pa.table({
         "meme_id": pa.array(ids, pa.string()),
         "cluster": pa.array(labels.astype(np.int32)),
@@ -284,8 +300,10 @@ def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any]
                       pa.float64()),
         "y": pa.array(xy[:, 1].astype(np.float64) if xy is not None else [None] * n,
                       pa.float64()),
-        "soft_cluster": pa.array((soft[0] if soft else labels).astype(np.int32)),
-        "soft_probability": pa.array((soft[1] if soft else probs).astype(np.float64)),
+        "soft_cluster": pa.array(np.asarray(soft_c).astype(np.int32)),
+        "soft_probability": pa.array(np.asarray(soft_p).astype(np.float64)),
+        "membership": pa.array(memb.tolist(), pa.string()),
+        "assigned_by": pa.array(by, pa.string()),
     })
     now = utcnow()
     with store.registered("_cluster_batch", tbl), store.transaction():
@@ -302,9 +320,9 @@ def _write_run(store, *, run_id: str, cfg: ClusterConfig, params: dict[str, Any]
              None if stability is None else stability.mean_ari])
         store.execute(
             "INSERT INTO cluster_assignments (run_id, meme_id, cluster, probability, x, y, "
-            "assigned_by, assigned_at, soft_cluster, soft_probability) SELECT ?, meme_id, "
-            "cluster, probability, x, y, ?, ?, soft_cluster, soft_probability "
-            "FROM _cluster_batch", [run_id, assigned_by, now])
+            "assigned_by, assigned_at, soft_cluster, soft_probability, membership) SELECT ?, "
+            "meme_id, cluster, probability, x, y, assigned_by, ?, soft_cluster, "
+            "soft_probability, membership FROM _cluster_batch", [run_id, now])
         if choice is not None:
             store.insert_rows(
                 "cluster_granularity", ("run_id", "min_cluster_size", "min_samples", "criterion",
@@ -530,17 +548,16 @@ def _write_reassigned(store, v, params, ids, model, labels, probs, xy, blob, spa
     new_labels, new_probs = algorithms.reassign_noise(model, labels, probs)
     rid = new_run_id("cluster")
     rparams = {**params, "reassign_noise": "hdbscan.all_points_membership_vectors"}
+    # Points that were noise in the parent are marked as reassigned (membership 'assigned':
+    # this run moves every noise meme, whatever its membership; the floor is the parent's).
+    was_noise = np.asarray(labels) < 0
     _write_run(store, run_id=rid, cfg=v, params=rparams, seed=v.seed, ids=ids,
                labels=new_labels, probs=new_probs, xy=xy,
                fingerprint=short_hash({"parent": parent_fp, "reassign": True}, 32),
                spaces_json=spaces_json, kind="reassign_noise", parent=parent,
-               timings={}, model_blob=blob, assigned_by="fit")
-    # Points that were noise in the parent are marked as reassigned.
-    noise_ids = [ids[i] for i in np.nonzero(labels < 0)[0]]
-    if noise_ids:
-        store.execute("UPDATE cluster_assignments SET assigned_by = 'reassign' "
-                      "WHERE run_id = ? AND meme_id IN (SELECT unnest(?::VARCHAR[]))",
-                      [rid, noise_ids])
+               timings={}, model_blob=blob,
+               assigned_by=np.where(was_noise, "reassign", "fit").tolist(),
+               reassigned=was_noise)
     return rid
 
 
@@ -576,4 +593,8 @@ def run_summary(store, run_id: str) -> dict[str, Any]:
         d["granularity"] = (f"{g['criterion']} over {len(g['candidates'])} sizes "
                             f"{g['candidates'][0]}–{g['candidates'][-1]}")
     d["stability"] = info.get("stability")
+    d["assign_floor"] = params.get("assign_floor")
+    d["membership"] = dict(store.fetchall(
+        "SELECT membership, count(*) FROM cluster_assignments WHERE run_id = ? GROUP BY 1",
+        [run_id]))
     return d

@@ -12,8 +12,14 @@ run's first text space (else its first space); nothing is downloaded.
 
 Keywords: c-TF-IDF over Unicode words, emoji and CJK bigrams (cluster.tokenize), optionally re-ranked by KeyBERTInspired or
 MaximalMarginalRelevance with a sentence-transformers model (default: the bundled MiniLM).
-Representatives: the members with the highest membership probability (ties: closest to the
-cluster's mean embedding). Noise (−1) gets a row labelled "noise" with its size and no keywords.
+Membership is the run's own (`cluster_membership`): with `noise='assigned'` (the default) memes
+assigned from noise count in their cluster (size, keywords), with 'apart' only core members do.
+Representatives: the core members with the highest membership probability (ties: closest to
+the cluster's mean embedding). Noise (−1) gets a row labelled "noise" with its size and no
+keywords whenever the fit left noise (size 0 when every noise meme was assigned).
+
+Labellings derive: `--force` adds a new labelling (new rows, one `labeling` id) and the older
+ones stay in `cluster_labels`; `latest_cluster_labels` (and `cluster_members`) show the newest.
 Optional names: one text-only request per cluster to a caption backend, constrained to
 {"name": "..."} JSON, from the keywords and the representatives' texts.
 """
@@ -27,10 +33,16 @@ from typing import Any
 import numpy as np
 
 from memeatlas import progress
-from memeatlas.cluster.config import NOISE_MODES, REPRESENTATIONS, LabelConfig, LabelSummary
+from memeatlas.cluster.config import (
+    NOISE_MODES,
+    REPRESENTATIONS,
+    LabelConfig,
+    LabelSummary,
+    member_cluster_sql,
+)
 from memeatlas.cluster.image_labels import image_cluster_labels
 from memeatlas.errors import InputError, NotFoundError
-from memeatlas.provenance import software, stable_json, utcnow
+from memeatlas.provenance import new_run_id, software, stable_json, utcnow
 
 FALLBACK_FIELDS = ("description", "intent", "ocr_text")
 NAME_SCHEMA = {
@@ -211,8 +223,20 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
     return names, model_name, failed, decoding
 
 
+def run_members(store, run_id: str, noise: str = "assigned"):
+    """The run's memes under its one membership (`cluster_membership`), sorted by meme_id:
+    meme_id, cluster (−1: noise), membership, probability. `noise='apart'`: only core members
+    keep their cluster; every other meme is −1."""
+    if noise not in NOISE_MODES:
+        raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
+    return store.df(f"SELECT meme_id, {member_cluster_sql(noise)} AS cluster, membership, "
+                    f"probability, hard_cluster FROM cluster_membership WHERE run_id = ? "
+                    f"ORDER BY meme_id", [run_id])
+
+
 def label(store, cfg: LabelConfig) -> LabelSummary:
-    """Label every cluster of a run; replaces the run's labels (skips if labelled, unless force)."""
+    """Label every cluster of a run: a new labelling (skipped when the run has one, unless
+    force; older labellings are kept, the newest is in force)."""
     from memeatlas.corpus.runs import get_run_info, latest_run
     from memeatlas.corpus.vectors import load_space
 
@@ -226,25 +250,24 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     if run_id is None:
         raise NotFoundError("no cluster run to label; run `memeatlas cluster` first")
     info = get_run_info(store, run_id)
-    existing = store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ?", [run_id])
+    existing = store.scalar("SELECT count(*) FROM latest_cluster_labels WHERE run_id = ?",
+                            [run_id])
     unnamed = 0
     if existing and cfg.llm_backend:  # a partly named run is redone, not skipped
-        unnamed = store.scalar("SELECT count(*) FROM cluster_labels WHERE run_id = ? AND "
-                               "cluster >= 0 AND labeler NOT LIKE 'bertopic+%'", [run_id])
+        unnamed = store.scalar("SELECT count(*) FROM latest_cluster_labels WHERE run_id = ? "
+                               "AND cluster >= 0 AND labeler NOT LIKE 'bertopic+%'", [run_id])
     if existing and not cfg.force and not unnamed:
-        row = store.fetchone("SELECT representation, labeler FROM cluster_labels WHERE "
+        row = store.fetchone("SELECT representation, labeler FROM latest_cluster_labels WHERE "
                              "run_id = ? LIMIT 1", [run_id])
         return LabelSummary(run_id, int(info["n_clusters"] or 0), int(existing), 0, row[0],
                             row[1], None, time.perf_counter() - t0, skipped=True)
-    if cfg.noise not in NOISE_MODES:
-        raise InputError(f"--noise must be one of {', '.join(NOISE_MODES)}, got {cfg.noise!r}")
-    asg = store.df("SELECT meme_id, cluster, probability, coalesce(soft_cluster, cluster) AS soft "
-                   "FROM cluster_assignments WHERE run_id = ? ORDER BY meme_id", [run_id])
+    asg = run_members(store, run_id, cfg.noise)
     ids = asg["meme_id"].tolist()
+    # One membership (cluster_membership): sizes and keywords count what the report and
+    # cluster_members count; representatives are core members.
     labels = asg["cluster"].to_numpy(dtype=np.int64)
-    # --noise assigned: noise memes' text counts toward the keywords of their most likely
-    # cluster; sizes, representatives and the 'noise' row stay those of the hard labels.
-    kw_labels = asg["soft"].to_numpy(dtype=np.int64) if cfg.noise == "assigned" else labels
+    core = (asg["membership"] == "core").to_numpy()
+    had_noise = bool((asg["hard_cluster"].to_numpy(dtype=np.int64) < 0).any())
     probs = asg["probability"].fillna(0.0).to_numpy(dtype=np.float64)
     spaces = [s["space"] for s in info["spaces"]] if info.get("spaces") else [info["space"]]
     kinds = {s: store.scalar("SELECT kind FROM embedding_spaces WHERE space = ?", [s])
@@ -271,16 +294,18 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                          f"{annotator}; pass --annotator/--fields")
     progress.info(f"labelling {len(set(labels.tolist()) - {-1})} clusters of {run_id} "
                   f"({cfg.representation})")
-    kw = (_topic_keywords(docs, kw_labels, emb, cfg)
-          if (kw_labels >= 0).any() and any(d.strip() for d in docs) else {})
+    kw = (_topic_keywords(docs, labels, emb, cfg)
+          if (labels >= 0).any() and any(d.strip() for d in docs) else {})
     reps: dict[int, list[str]] = {}
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {-1: 0} if had_noise else {}  # the same clusters every labelling
     for c in np.unique(labels):
         members = np.nonzero(labels == c)[0]
         sizes[int(c)] = int(members.size)
         if c < 0:
             reps[int(c)] = []
             continue
+        if core[members].any():
+            members = members[core[members]]
         centre = emb[members].mean(axis=0)
         closeness = emb[members] @ centre
         order = np.lexsort((-closeness, -probs[members]))  # probability first, then closeness
@@ -301,6 +326,8 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                           f"{first[:200]}); run `memeatlas label` again to retry them")
     params = {"representation": cfg.representation, "n_keywords": cfg.n_keywords,
               "noise": cfg.noise,
+              "assign_floor": (info.get("params") or {}).get("assign_floor"),
+              "membership": {k: int(v) for k, v in asg["membership"].value_counts().items()},
               "text": how, "embeddings": emb_space, "llm_backend": cfg.llm_backend,
               "llm_model": cfg.llm_model, "software": software("bertopic", "scikit-learn")}
     if decoding:
@@ -308,16 +335,17 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     if by_image:
         params["image_labels"] = {str(c): v["basis"] for c, v in by_image.items()}
     now = utcnow()
+    labeling = new_run_id("label")
+    # A new labelling beside the older ones (never a DELETE): latest_cluster_labels shows it.
     with store.transaction() as con:
-        con.execute("DELETE FROM cluster_labels WHERE run_id = ?", [run_id])
         for c in sorted(sizes):
             if c < 0:
                 con.execute(
                     "INSERT INTO cluster_labels (run_id, cluster, size, keywords, keyword_scores, "
-                    "label, representatives, representation, labeler, params, text_annotator, created_at) "
-                    "VALUES (?, ?, ?, [], [], 'noise', [], ?, ?, ?, ?, ?)",
+                    "label, representatives, representation, labeler, params, text_annotator, "
+                    "created_at, labeling) VALUES (?, ?, ?, [], [], 'noise', [], ?, ?, ?, ?, ?, ?)",
                     [run_id, c, sizes[c], cfg.representation, labeler, stable_json(params),
-                     annotator, now])
+                     annotator, now, labeling])
                 continue
             words = kw.get(c, [])
             default = ", ".join(w for w, _ in words[:3]) or f"cluster {c}"
@@ -326,11 +354,12 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
                 default = by_image[c]["label"]
             con.execute(
                 "INSERT INTO cluster_labels (run_id, cluster, size, keywords, keyword_scores, "
-                "label, representatives, representation, labeler, params, text_annotator, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "label, representatives, representation, labeler, params, text_annotator, "
+                "created_at, labeling) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_id, c, sizes[c], [w for w, _ in words], [s for _, s in words],
                  names.get(c, default), reps[c], cfg.representation,
-                 labeler if c in names else "bertopic", stable_json(params), annotator, now])
+                 labeler if c in names else "bertopic", stable_json(params), annotator, now,
+                 labeling])
     n_lab = sum(1 for c in sizes if c >= 0)
     return LabelSummary(run_id, n_lab, n_lab, len(names), cfg.representation,
                         labeler if names else "bertopic", annotator, time.perf_counter() - t0,

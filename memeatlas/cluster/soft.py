@@ -73,3 +73,38 @@ def soft_membership(model, labels: np.ndarray, probs: np.ndarray,
     soft[noise] = memb[noise].argmax(axis=1)
     sp = memb[np.arange(labels.size), soft]
     return soft, np.clip(sp, 0.0, 1.0)
+
+
+def check_assign_floor(value: float) -> float:
+    """`--assign-floor` as a float in [MIN_ASSIGN_FLOOR, 1]; anything else → InputError."""
+    from memeatlas.cluster.config import MIN_ASSIGN_FLOOR
+    from memeatlas.errors import InputError
+
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not MIN_ASSIGN_FLOOR <= v <= 1.0:  # NaN fails both comparisons
+        raise InputError(f"--assign-floor must be between {MIN_ASSIGN_FLOOR:g} and 1 (the "
+                         f"soft membership a noise meme needs to join its most likely "
+                         f"cluster), got {value!r}")
+    return v
+
+
+def membership(labels: np.ndarray, soft: np.ndarray, soft_p: np.ndarray, floor: float,
+               reassigned: np.ndarray | None = None) -> np.ndarray:
+    """Each meme's place in a run: 'core' (HDBSCAN put it in a cluster), 'assigned' (noise
+    whose best soft membership `soft_p` in cluster `soft` is at least `floor`) or 'noise'.
+
+    `reassigned` marks memes a --reassign-noise run moved out of noise: they hold a cluster
+    but were not core in the fit, so they are 'assigned' too. The one definition every
+    reader uses: `cluster_assignments.membership` (and the `cluster_members` view).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    soft = np.asarray(soft, dtype=np.int64)
+    sp = np.nan_to_num(np.asarray(soft_p, dtype=np.float64), nan=0.0)
+    out = np.where(labels >= 0, "core",
+                   np.where((soft >= 0) & (sp >= floor), "assigned", "noise")).astype(object)
+    if reassigned is not None:
+        out[np.asarray(reassigned, dtype=bool) & (labels >= 0)] = "assigned"
+    return out

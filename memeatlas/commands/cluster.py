@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from memeatlas.cluster.config import ASSIGN_FLOOR
 from memeatlas.commands.common import DbOption, ForceOption, echo_summary, open_store
 
 
@@ -72,6 +73,10 @@ def cluster_cmd(
     reassign_noise: Annotated[bool, typer.Option(
         "--reassign-noise", help="Also store a run in which HDBSCAN noise is moved to its "
                                  "most likely cluster (the original run is kept).")] = False,
+    assign_floor: Annotated[float, typer.Option(
+        "--assign-floor", help="A noise meme is assigned to its most likely cluster only when "
+                               "its soft membership there is at least this (0.1–1); below "
+                               "it stays noise.")] = ASSIGN_FLOOR,
     stability: Annotated[int, typer.Option(
         "--stability", min=0, help="Re-run with N seeds (2–50) and store the mean pairwise "
                                    "ARI and per-cluster stability (0: off).")] = 0,
@@ -91,6 +96,9 @@ def cluster_cmd(
     """Cluster embeddings: UMAP + HDBSCAN, baselines, or fused spaces. Prints run ids."""
     from memeatlas.cluster import ClusterConfig, run
     from memeatlas.cluster.fit import parse_sweep, run_summary
+    from memeatlas.cluster.soft import check_assign_floor
+
+    check_assign_floor(assign_floor)  # before the store is opened: a range error does no work
 
     cfg = ClusterConfig(
         spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
@@ -99,7 +107,7 @@ def cluster_cmd(
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
         umap_epochs=umap_epochs, knn=knn, layout=not no_layout, seed=seed, name=name,
         where=where, sweep=parse_sweep(sweep), reassign_noise=reassign_noise,
-        stability=stability, consensus=consensus, force=force, engine=engine,
+        assign_floor=assign_floor, stability=stability, consensus=consensus, force=force, engine=engine,
         layout_init=layout_init)
     with open_store(db) as store:
         run_ids = run(store, cfg)
@@ -108,7 +116,8 @@ def cluster_cmd(
             echo_summary(f"run {rid}", {
                 "kind": s["kind"], "space": s["space"], "algorithm": s["algorithm"],
                 "memes": s["n_items"], "clusters": s["n_clusters"],
-                "noise share": s["noise_fraction"],
+                "HDBSCAN noise share": s["noise_fraction"],
+                **_membership_lines(s),
                 **({"min_cluster_size": s["min_cluster_size"]} if s.get("min_cluster_size")
                    else {}),
                 **({"chosen by": s["granularity"]} if s.get("granularity") else {}),
@@ -118,6 +127,20 @@ def cluster_cmd(
             _echo_left_out(store, rid, s["n_items"])
     for rid in run_ids:
         typer.echo(rid)
+
+
+def _membership_lines(s: dict) -> dict[str, str]:
+    """'assigned from noise' and 'still noise' lines of a run summary (HDBSCAN runs)."""
+    m, n = s.get("membership") or {}, s.get("n_items") or 0
+    if not n or s.get("assign_floor") is None:
+        return {}
+
+    def share(k: str) -> str:
+        return f"{m.get(k, 0)} ({100 * m.get(k, 0) / n:.1f} %)"
+
+    return {"assigned from noise": f"{share('assigned')} with membership ≥ "
+                                   f"{s['assign_floor']:g}",
+            "still noise": share("noise")}
 
 
 def label_cmd(
@@ -151,8 +174,8 @@ def label_cmd(
         "--check-server", help="Probe the --base-url server (models, response formats, "
                                "latency), print what it supports and exit.")] = False,
     noise: Annotated[str, typer.Option(
-        "--noise", help="assigned: noise memes' text counts toward their most likely "
-                        "cluster's keywords; apart: clustered memes only.")] = "assigned",
+        "--noise", help="assigned: memes assigned from noise count in their cluster (size, "
+                        "keywords); apart: core members only.")] = "assigned",
     force: ForceOption = False,
     db: DbOption = None,
 ) -> None:

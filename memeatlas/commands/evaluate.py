@@ -34,8 +34,9 @@ RunsOption = Annotated[str, typer.Option(
 PairSetOption = Annotated[str, typer.Option("--pair-set", help="Name of the pair set.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed (same seed, same result).")]
 NoiseOption = Annotated[str, typer.Option(
-    "--noise", help="Noise points (-1): 'assigned' (in their most likely cluster; default), 'apart' "
-                    "(in no cluster), 'drop' (leave their pairs out) or 'cluster' (one cluster).")]
+    "--noise", help="Memes HDBSCAN left as noise: 'assigned' (those assigned by the run's floor "
+                    "in their cluster, the rest apart; default), 'apart' (core members only), "
+                    "'drop' (leave noise pairs out) or 'cluster' (noise as one cluster).")]
 DimensionsOption = Annotated[str, typer.Option(
     "--dimensions", help="Rating dimensions, comma-separated (one sheet column each).")]
 
@@ -189,8 +190,9 @@ def labels_cmd(
         "--truth", help="Known categories: a memes column, a meta key (manifest column), "
                         "annotation.<column>, or SQL returning (meme_id, label).")],
     noise: Annotated[str, typer.Option(
-        "--noise", help="In scope 'all': noise points 'assigned' to their most likely cluster "
-                        "(default), as 'singletons' or one 'cluster'.")] = "assigned",
+        "--noise", help="In scope 'all': memes assigned from noise in their cluster and "
+                        "the rest as singletons ('assigned', default), all noise as "
+                        "'singletons' or as one 'cluster'.")] = "assigned",
     fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:

@@ -41,8 +41,9 @@ def register(app: typer.Typer) -> None:
             "--neighbours", min=0, max=50, help="Nearest memes (in the run's space) shown for "
                                                 "each meme; 0 leaves them out.")] = 5,
         noise: Annotated[str, typer.Option(
-            "--noise", help="assigned: HDBSCAN noise memes shown in their most likely cluster; "
-                            "apart: shown as noise.")] = "assigned",
+            "--noise", help="assigned: memes assigned from noise (membership at least the "
+                            "run's --assign-floor) shown in their cluster, apart from its core "
+                            "members; apart: shown as noise.")] = "assigned",
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.

@@ -103,10 +103,10 @@ def trends_cmd(
         run_id = _run_or_newest(store, run)
         s = trends(store, run_id, period=by, window=window, confidence=confidence, level=level,
                    force=force)
-        labels = dict(store.fetchall("SELECT cluster, label FROM cluster_labels WHERE run_id = ?",
+        labels = dict(store.fetchall("SELECT cluster, label FROM latest_cluster_labels WHERE run_id = ?",
                                      [run_id]))
         if level is not None:
-            labels.update(store.fetchall("SELECT node, label FROM cluster_tree WHERE run_id = ?",
+            labels.update(store.fetchall("SELECT node, label FROM latest_cluster_tree WHERE run_id = ?",
                                          [run_id]))
         flags = store.fetchall(
             "SELECT cluster, trend, delta, ci_low, ci_high FROM cluster_trend_flags WHERE "

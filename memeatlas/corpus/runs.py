@@ -17,17 +17,19 @@ def _check_run(store, run_id: str) -> None:
 
 
 def get_run(store, run_id: str):
-    """One run as a DataFrame: meme_id, cluster, probability, x, y, assigned_by, label, keywords.
+    """One run as a DataFrame: meme_id, cluster, membership, hard_cluster, probability, x, y,
+    assigned_by, label, keywords.
 
-    Sorted by meme_id. Noise rows (cluster −1) are included. `label`/`keywords` are NULL until
-    `memeatlas label` has run.
+    Sorted by meme_id. `cluster` is the run's one membership (`cluster_membership`: core and
+    assigned memes in their cluster, noise −1); `hard_cluster` the label as fitted. Noise rows
+    are included. `label`/`keywords` (the labels in force) are NULL until `memeatlas label`.
     """
     _check_run(store, run_id)
     return store.df(
-        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y, ca.assigned_by, "
-        "cl.label, cl.keywords FROM cluster_assignments ca LEFT JOIN cluster_labels cl "
-        "ON cl.run_id = ca.run_id AND cl.cluster = ca.cluster WHERE ca.run_id = ? "
-        "ORDER BY ca.meme_id", [run_id])
+        "SELECT cm.meme_id, cm.cluster, cm.membership, cm.hard_cluster, cm.probability, cm.x, "
+        "cm.y, cm.assigned_by, cl.label, cl.keywords FROM cluster_membership cm "
+        "LEFT JOIN latest_cluster_labels cl ON cl.run_id = cm.run_id AND cl.cluster = cm.cluster "
+        "WHERE cm.run_id = ? ORDER BY cm.meme_id", [run_id])
 
 
 def latest_run(store, kind: str | None = "cluster") -> str | None:

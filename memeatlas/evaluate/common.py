@@ -73,16 +73,19 @@ def resolve_runs(store, runs: str | Sequence[str], *, min_runs: int = 1) -> list
 
 def load_assignments(store, run_ids: Iterable[str], *, assigned: bool = False
                      ) -> dict[str, dict[str, int]]:
-    """{run_id: {meme_id: cluster}} for the given runs (cluster −1 = noise).
+    """{run_id: {meme_id: cluster}} for the given runs (cluster −1 = noise), read from the one
+    membership (`cluster_membership`) the report, label and cluster_members use.
 
-    `assigned`: each meme's soft cluster instead (noise given its most likely cluster; runs
-    stored without soft clusters keep −1).
+    `assigned`: memes assigned from noise (soft membership at least the run's assign floor)
+    are in their cluster; otherwise only core members are, every other meme is −1.
     """
-    col = "coalesce(soft_cluster, cluster)" if assigned else "cluster"
+    from memeatlas.cluster.config import member_cluster_sql
+
+    col = member_cluster_sql("assigned" if assigned else "apart")
     out: dict[str, dict[str, int]] = {}
     for rid in run_ids:
         rows = store.fetchall(
-            f"SELECT meme_id, {col} FROM cluster_assignments WHERE run_id = ?", [rid])
+            f"SELECT meme_id, {col} FROM cluster_membership WHERE run_id = ?", [rid])
         out[rid] = {m: int(c) for m, c in rows}
     return out
 
@@ -94,8 +97,8 @@ def check_noise(noise: str) -> str:
 
 
 NOISE_TEXT = {
-    "assigned": "noise points are in their most likely cluster (HDBSCAN soft clustering); memes of "
-                "runs without soft clusters that are still noise count as apart",
+    "assigned": "memes assigned from noise (soft membership at least the run's assign floor) are "
+                "in that cluster; the rest of the noise (cluster -1) counts as apart",
     "apart": "noise points (cluster -1) are in no cluster: every pair with a noise point counts as apart",
     "drop": "pairs with a noise point (cluster -1) in a run are left out for that run",
     "cluster": "noise points (cluster -1) form one cluster of their own",

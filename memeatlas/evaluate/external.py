@@ -143,7 +143,7 @@ def labels(store, runs, truth: str, *, noise: str = "assigned", save: bool = Tru
     soft = load_assignments(store, run_ids, assigned=True) if noise == "assigned" else None
     res = LabelsResult(truth=truth, noise=noise)
     res.notes.append("scope all: noise points " + (
-        "in their most likely cluster (soft clustering; singletons where none is stored)"
+        "assigned from noise in their cluster (the run's membership), the rest as singletons"
         if noise == "assigned" else "count as singleton clusters" if noise == "singletons"
         else "form one cluster (-1)")
                      + "; scope clustered: noise points left out")

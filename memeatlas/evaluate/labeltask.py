@@ -43,7 +43,7 @@ class LabelTaskExport:
 
 
 def _cluster_labels(store, run_id: str, source: str) -> dict[int, str]:
-    rows = store.fetchall("SELECT cluster, label, keywords FROM cluster_labels WHERE run_id = ? "
+    rows = store.fetchall("SELECT cluster, label, keywords FROM latest_cluster_labels WHERE run_id = ? "
                           "AND cluster <> -1 ORDER BY cluster", [run_id])
     out = {}
     for c, label, kw in rows:

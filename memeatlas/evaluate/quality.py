@@ -5,9 +5,10 @@ For a clustering c and rated pairs (coders averaged per pair first):
     CQ(c) = mean rating of the pairs c puts together − mean rating of the pairs c puts apart
     ΔCQ(A, B) = CQ(A) − CQ(B), on the pairs both runs cover
 
-Noise points (cluster −1) are, by default, in their most likely cluster (``noise='assigned'``,
-the stored soft cluster); ``noise='apart'`` puts them in no cluster: a pair with a noise point
-is apart. ``noise='drop'`` leaves such pairs out for that run (for ΔCQ: out if either
+Memes are where the run's one membership puts them (``cluster_membership``): by default
+(``noise='assigned'``) memes assigned from noise are in their cluster and the remaining noise
+(cluster −1) is in no cluster, so a pair with a noise point is apart; ``noise='apart'`` keeps
+only core members in clusters. ``noise='drop'`` leaves such pairs out for that run (for ΔCQ: out if either
 run drops it); ``noise='cluster'`` treats −1 as one more cluster. The handling is printed and stored.
 
 Pairs from a stratified pair set are weighted by inverse inclusion probability (stratum population /

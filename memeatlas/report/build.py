@@ -21,7 +21,7 @@ from memeatlas.report.sample import DEFAULT_MAP_POINTS
 from memeatlas.report.thumbnails import DEFAULT_THUMB_PX, data_uris
 from memeatlas.store import Store
 
-REPORT_FORMAT = "2"  # bump when the page layout changes, so existing reports are rebuilt
+REPORT_FORMAT = "3"  # bump when the page layout changes, so existing reports are rebuilt
 _FP_RE = re.compile(rb'<meta name="memeatlas-fingerprint" content="([0-9a-f]+)">')
 
 
@@ -77,8 +77,9 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     With `force=False` an existing file holding the same content (same fingerprint) is kept.
     `neighbours` nearest memes per meme (in the run's space) are embedded for the meme panel
     (0: none).
-    `noise`: 'assigned' (default) shows HDBSCAN noise memes in their most likely cluster (the
-    stored soft cluster), 'apart' shows them as noise.
+    `noise`: 'assigned' (default) shows memes assigned from noise (the run's membership,
+    `cluster_membership`) in their cluster, apart from its core members; 'apart' shows them as
+    noise. The header gives HDBSCAN's noise share and the assigned share separately.
     Above `map_points` memes (0: no limit) the map and the per-meme views hold a deterministic
     stratified sample by cluster; sizes, counts and statistics still cover every meme. Each
     cluster gets at least `min_thumbs_per_cluster` thumbnails, even past `max_thumbs`.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memeatlas.cluster.config import member_cluster_sql
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.evaluate.sweep import find_param
 from memeatlas.report.coverage import coverage
@@ -23,6 +24,13 @@ from memeatlas.store import Store
 # Per-meme strings are capped so a 5,000-meme report stays a few MB.
 SNIPPET_CHARS = 140
 FIELD_CHARS = 1200
+# Find searches every annotation text field; each meme's searchable text is capped at
+# FIND_CHARS, and lower where the page holds many memes, so Find's text stays within
+# FIND_BUDGET characters in all (a 50,000-point map: 160 a meme).
+FIND_CHARS = 2000
+FIND_BUDGET = 8_000_000
+TITLE_CHARS = 300
+URL_CHARS = 2000
 # Every cluster gets at least this many gallery thumbnails, even past --max-thumbs.
 MIN_THUMBS_PER_CLUSTER = 3
 ANNOTATION_FIELDS = ("description", "ocr_text", "intent", "template", "tone")
@@ -90,20 +98,36 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def _assignments(store: Store, run_id: str, noise: str = "apart"):
-    """The run's rows sorted by (cluster, probability desc, meme_id). Only narrow columns: at
-    10⁶ memes paths and source ids would double the peak memory; `_files` reads them for the
-    memes the page shows."""
-    if noise == "assigned" and store.table_exists("cluster_granularity"):  # soft columns exist
-        return store.df(
-            "SELECT ca.meme_id, coalesce(ca.soft_cluster, ca.cluster) AS cluster, CASE WHEN "
-            "ca.cluster >= 0 THEN ca.probability ELSE coalesce(ca.soft_probability, "
-            "ca.probability) END AS probability, ca.x, ca.y, ca.cluster AS hard_cluster "
-            "FROM cluster_assignments ca WHERE ca.run_id = ? "
-            "ORDER BY 2, 3 DESC NULLS LAST, ca.meme_id", [run_id])
+    """The run's rows from `cluster_membership`, sorted by (cluster, core first, probability
+    desc, meme_id). Only narrow columns: at 10⁶ memes paths and source ids would double the
+    peak memory; `_files` reads them for the memes the page shows."""
     return store.df(
-        "SELECT ca.meme_id, ca.cluster, ca.probability, ca.x, ca.y FROM cluster_assignments ca "
-        "WHERE ca.run_id = ? ORDER BY ca.cluster, ca.probability DESC NULLS LAST, ca.meme_id",
-        [run_id])
+        f"SELECT meme_id, {member_cluster_sql(noise)} AS cluster, probability, x, y, "
+        f"hard_cluster, membership = 'assigned' AS assigned FROM cluster_membership "
+        f"WHERE run_id = ? ORDER BY 2, membership <> 'core', probability DESC NULLS LAST, "
+        f"meme_id", [run_id])
+
+
+def _sources(store: Store, meme_ids: list[str]) -> tuple[list, list]:
+    """Source title and link of each of `meme_ids` (`meme_links`; None where the corpus has
+    none). Links are passed as stored; the page makes a link only of an http(s) URL."""
+    import pyarrow as pa
+
+    if not store.table_exists("meme_links"):
+        return [None] * len(meme_ids), [None] * len(meme_ids)
+    ids = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
+    with store.registered("_report_link_ids", ids):
+        got = {m: (t, u) for m, t, u in store.fetchall(
+            "SELECT l.meme_id, l.source_title, l.source_url FROM meme_links l "
+            "JOIN _report_link_ids USING (meme_id) "
+            "WHERE l.source_title IS NOT NULL OR l.source_url IS NOT NULL")}
+    titles, urls = [], []
+    for m in meme_ids:
+        t, u = got.get(m, (None, None))
+        titles.append(_clip(t, TITLE_CHARS) or None)
+        # A clipped URL would lead somewhere else: an over-long one is dropped.
+        urls.append(u if isinstance(u, str) and u and len(u) <= URL_CHARS else None)
+    return titles, urls
 
 
 def _files(store: Store, meme_ids: list[str]) -> tuple[list, list]:
@@ -167,6 +191,43 @@ def _annotations(store: Store, run_id: str, space: str,
     return out
 
 
+def _entity_text(entities: Any) -> str:
+    """Names and meanings of an annotation's entities, as searchable text."""
+    ents = _json(entities)
+    if not isinstance(ents, list):
+        return ""
+    return " ".join(str(e.get(k)) for e in ents if isinstance(e, dict)
+                    for k in ("name", "stands_for") if e.get(k))
+
+
+def _find_texts(store: Store, space: str, meme_ids: list[str], titles: list) -> list[str]:
+    """What Find searches for each of `meme_ids`: every text field of its shown annotation
+    (description, OCR text, intent, template, tone, entity names and what they stand for) and
+    its source title, lower-cased, whitespace collapsed, capped at FIND_CHARS (less above
+    FIND_BUDGET / FIND_CHARS memes)."""
+    out = [" ".join(str(t).lower().split()) if t else "" for t in titles]
+    if not store.table_exists("annotations"):
+        return out
+    import pyarrow as pa
+
+    has_emb = store.table_exists("embeddings")
+    ids = pa.table({"meme_id": pa.array(meme_ids, type=pa.string())})
+    cols = ", ".join(ANNOTATION_FIELDS)
+    with store.registered("_report_find_ids", ids):
+        rows = store.fetchall(
+            f"SELECT meme_id, {cols}, entities FROM "
+            f"({_chosen_annotation_sql(has_emb, '_report_find_ids')})",
+            [space] if has_emb else [])
+    pos = {m: i for i, m in enumerate(meme_ids)}
+    cap = max(160, min(FIND_CHARS, FIND_BUDGET // max(1, len(meme_ids))))
+    for meme_id, *vals, entities in rows:
+        parts = [str(v) for v in vals if v] + [_entity_text(entities)]
+        i = pos[meme_id]
+        text = " ".join(" ".join(parts).lower().split())
+        out[i] = (out[i] + " " + text).strip()[:cap]
+    return out
+
+
 def _snippets(store: Store, run_id: str, space: str, meme_ids: list[str]
               ) -> tuple[list[str], list[str]]:
     """The list snippet of each of `meme_ids` (OCR text, else description, clipped), and the
@@ -196,7 +257,7 @@ def _snippets(store: Store, run_id: str, space: str, meme_ids: list[str]
 def _labels(store: Store, run_id: str) -> dict[int, dict[str, Any]]:
     if not store.table_exists("cluster_labels"):
         return {}
-    cur = store.execute("SELECT * FROM cluster_labels WHERE run_id = ?", [run_id])
+    cur = store.execute("SELECT * FROM latest_cluster_labels WHERE run_id = ?", [run_id])
     cols = [d[0] for d in cur.description]
     out = {}
     for row in cur.fetchall():
@@ -290,17 +351,19 @@ def _sweep(store: Store, run: dict[str, Any], param: str = "min_cluster_size") -
     return sorted((p for p in points.values() if p["series"] in keep), key=key)
 
 
-def _compare(store: Store, other: str, meme_ids: Any, clusters: Any, shown: Any) -> dict[str, Any]:
-    """How a second run groups the same memes: its cluster per shown meme (`shown`: row
-    positions of the map sample), and over every meme of this run: ARI/NMI against this run
-    (noise counted as one more group), its cluster sizes, and for each cluster here the largest
-    overlaps there."""
+def _compare(store: Store, other: str, meme_ids: Any, clusters: Any, shown: Any,
+             noise: str = "assigned") -> dict[str, Any]:
+    """How a second run groups the same memes (under the same membership rule as this run's):
+    its cluster per shown meme (`shown`: row positions of the map sample), and over every meme
+    of this run: ARI/NMI against this run (noise counted as one more group), its cluster sizes,
+    and for each cluster here the largest overlaps there."""
     import numpy as np
     import pandas as pd
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     info = run_info(store, other)
-    b = store.df("SELECT meme_id, cluster AS b FROM cluster_assignments WHERE run_id = ?", [other])
+    b = store.df(f"SELECT meme_id, {member_cluster_sql(noise)} AS b FROM cluster_membership "
+                 f"WHERE run_id = ?", [other])
     both = pd.DataFrame({"meme_id": np.asarray(meme_ids), "a": np.asarray(clusters)}).merge(
         b, on="meme_id", how="left", sort=False)
     have = both["b"].notna().to_numpy()
@@ -403,7 +466,8 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
             map_points: int = DEFAULT_MAP_POINTS) -> ReportData:
     """Read a run and everything about it into a `ReportData` (no images decoded yet).
 
-    `noise` 'assigned' puts HDBSCAN noise memes in their most likely cluster; 'apart' keeps −1.
+    `noise` 'assigned' shows memes assigned from noise (`cluster_membership`) in their cluster;
+    'apart' shows only core members in clusters. Panels count what `members_sql` returns.
     Above `map_points` memes (0: never) the per-meme arrays hold a stratified sample by cluster
     (`memeatlas.report.sample`); cluster sizes, counts and statistics still cover every meme.
     """
@@ -423,9 +487,12 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
 
     # Rows arrive sorted by cluster, so each cluster is one contiguous block of rows.
     cl_all = df["cluster"].to_numpy(dtype=np.int64)
+    assigned_all = df["assigned"].to_numpy(dtype=bool)
     ids_all = df["meme_id"]
     uniq, starts, counts = np.unique(cl_all, return_index=True, return_counts=True)
     size_of = {int(c): int(n) for c, n in zip(uniq, counts, strict=True)}
+    n_assigned_in = {int(c): int(n) for c, n in zip(uniq, np.add.reduceat(
+        assigned_all.astype(np.int64), starts) if len(starts) else [], strict=True)}
     block = {int(c): (int(s), int(s + n)) for c, s, n in zip(uniq, starts, counts, strict=True)}
     order = sorted(size_of, key=lambda c: (c == -1, -size_of[c], c))
 
@@ -471,9 +538,13 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
 
     meme_ids = sub["meme_id"].tolist()
     clusters = sub["cluster"].astype(np.int64).tolist()
+    # 1: assigned from noise (shown apart from the core members of its cluster)
+    assigned = sub["assigned"].astype(np.int8).tolist()
     paths, source_ids = _files(store, meme_ids)
     names = _names(paths, source_ids, meme_ids)
     snippets, annotators = _snippets(store, run_id, run.get("space") or "", meme_ids)
+    titles, urls = _sources(store, meme_ids)
+    find = _find_texts(store, run.get("space") or "", meme_ids, titles)
 
     def _col(name: str) -> list:
         v = sub[name].to_numpy(dtype=np.float64).round(4)
@@ -503,6 +574,7 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
             "label": lab.get("label") or ("noise" if c == -1 else f"cluster {c}"),
             "keywords": (lab.get("keywords") or [])[:12],
             "size": size_of[c],
+            "n_assigned": n_assigned_in.get(c, 0) if c != -1 else 0,
             "members": ordered,
             "gallery": gallery,
         }
@@ -521,7 +593,8 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     payload: dict[str, Any] = {
         "run": run,
         "memes": {"id": meme_ids, "name": names, "snippet": snippets, "cluster": clusters,
-                  "x": xs, "y": ys, "prob": probs},
+                  "x": xs, "y": ys, "prob": probs, "assigned": assigned, "find": find,
+                  "source_title": titles, "source_url": urls},
         "clusters": cluster_rows,
         "details": details,
         "evaluations": evaluations,
@@ -531,17 +604,18 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
         "compare": None,
         "coverage": coverage(store, run, n_all),
     }
+    payload["members_sql"] = _members_sql(run_id, noise)
     if sample.sampled:
         payload["sample"] = sample.info(size_of, shown_per)
-        payload["sample"]["members_sql"] = _members_sql(run_id, noise)
+        payload["sample"]["members_sql"] = payload["members_sql"]["cluster"]
     payload["granularity"] = _granularity(store, run)
+    payload["membership"] = membership_counts(df, run, noise)
     n_noise = int(size_of.get(-1, 0))
-    n_hard_noise = int((df["hard_cluster"] < 0).sum()) if "hard_cluster" in df else None
     payload["granularity"]["noise"] = {
-        "mode": noise, "hdbscan_noise": n_hard_noise if n_hard_noise is not None else n_noise,
+        "mode": noise, "hdbscan_noise": payload["membership"]["hdbscan_noise"],
         "shown_as_noise": n_noise}
     if compare:
-        payload["compare"] = _compare(store, compare, ids_all, cl_all, idx)
+        payload["compare"] = _compare(store, compare, ids_all, cl_all, idx, noise)
     from memeatlas.report.study_data import study_payload
 
     payload["study"] = study_payload(store, run, meme_ids, source_ids, neighbours=neighbours)
@@ -553,10 +627,32 @@ def collect(store: Store, run_id: str | None = None, *, compare: str | None = No
     return ReportData(run_id=run_id, payload=payload, thumb_paths=thumb_paths)
 
 
-def _members_sql(run_id: str, noise: str) -> str:
-    """A ready `memeatlas sql` query for all members of one cluster (CLUSTER is replaced by the
-    page); the run id is a store key (hex and dashes), quoted here for SQL."""
-    view = "cluster_members_assigned" if noise == "assigned" else "cluster_members"
+def membership_counts(df, run: dict[str, Any], noise: str) -> dict[str, Any]:
+    """The header's counts over every meme of the run: the memes the fit left as noise (the
+    stored noise_fraction; for a --reassign-noise run the memes it moved), the memes assigned
+    from them, and what the page shows as noise."""
+    n = int(len(df))
+    n_assigned = int(df["assigned"].sum())
+    core = int(((df["hard_cluster"] >= 0) & ~df["assigned"].astype(bool)).sum())
+    hard_noise = n - core
+    shown_noise = int((df["cluster"] < 0).sum())
+    params = run.get("params") if isinstance(run.get("params"), dict) else {}
+    return {"total": n, "hdbscan_noise": hard_noise, "assigned": n_assigned,
+            "noise": shown_noise, "mode": noise, "assign_floor": params.get("assign_floor"),
+            "reassigned_run": run.get("kind") == "reassign_noise"}
+
+
+def _members_sql(run_id: str, noise: str) -> dict[str, str]:
+    """Ready `memeatlas sql` queries for all members of one cluster (CLUSTER is replaced by the
+    page) and of the noise: they count exactly what the page's panels count. The run id is a
+    store key (hex and dashes), quoted here for SQL."""
     rid = run_id.replace("'", "''")
-    return (f"SELECT meme_id, source_id, path, cluster, probability, label, ocr_text, description "
-            f"FROM {view} WHERE run_id = '{rid}' AND cluster = CLUSTER ORDER BY probability DESC")
+    cols = ("SELECT meme_id, source_id, path, cluster, membership, probability, label, "
+            "source_title, source_url, ocr_text, description FROM cluster_members "
+            f"WHERE run_id = '{rid}' AND ")
+    order = " ORDER BY membership DESC, probability DESC"  # core first, as the panel lists
+    if noise == "assigned":
+        return {"cluster": cols + "cluster = CLUSTER" + order,
+                "noise": cols + "cluster = -1" + order}
+    return {"cluster": cols + "cluster = CLUSTER AND membership = 'core'" + order,
+            "noise": cols + "membership <> 'core'" + order}

@@ -400,7 +400,7 @@ def _labels(store, parent: str, run_id: str, state: _State, touched: list[int], 
                                    [parent]))
     relabelled = False
     if has_parent and relabel and touched:
-        p = json.loads(store.scalar("SELECT params FROM cluster_labels WHERE run_id = ? AND "
+        p = json.loads(store.scalar("SELECT params FROM latest_cluster_labels WHERE run_id = ? AND "
                                     "cluster >= 0 LIMIT 1", [parent]) or "{}")
         text = p.get("text") or {}
         cfg = LabelConfig(run_id=run_id, representation=p.get("representation", "ctfidf"),
@@ -424,7 +424,7 @@ def _labels(store, parent: str, run_id: str, state: _State, touched: list[int], 
                 "'cluster_labels' AND column_name <> 'run_id' ORDER BY ordinal_position"))
             store.execute(
                 f"INSERT INTO cluster_labels (run_id, {cols}) SELECT ?, {cols} FROM "
-                f"cluster_labels WHERE run_id = ? AND cluster IN (SELECT unnest(?::INTEGER[]))",
+                f"latest_cluster_labels WHERE run_id = ? AND cluster IN (SELECT unnest(?::INTEGER[]))",
                 [run_id, parent, keep])
             for c, n in sizes.items():  # sizes of copied rows follow the edits
                 store.execute("UPDATE cluster_labels SET size = ? WHERE run_id = ? AND "

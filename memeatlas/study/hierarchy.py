@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from memeatlas.errors import InputError
-from memeatlas.provenance import software, stable_json, utcnow
+from memeatlas.provenance import new_run_id, software, stable_json, utcnow
 
 METHODS = ("auto", "condensed_tree", "centroid_ward")
 INNER_BASE = 100_000
@@ -264,7 +264,7 @@ def _docs(store, run_id: str, info: dict, ids: list[str]) -> dict[str, str]:
     from memeatlas.cluster.labeling import label_texts
     from memeatlas.errors import NotFoundError
 
-    p = json.loads(store.scalar("SELECT params FROM cluster_labels WHERE run_id = ? AND "
+    p = json.loads(store.scalar("SELECT params FROM latest_cluster_labels WHERE run_id = ? AND "
                                 "cluster >= 0 LIMIT 1", [run_id]) or "{}")
     text = p.get("text") or {}
     cfg = LabelConfig(run_id=run_id, annotator=text.get("annotator"), fields=text.get("fields"))
@@ -279,7 +279,8 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
               ) -> HierarchySummary:
     """Build and store run `run_id`'s cluster tree (see the module docstring).
 
-    Stored trees are kept (skipped) unless `force`, which replaces them.
+    A stored tree is kept (skipped) unless `force`, which derives a new tree beside it (older
+    trees stay in `cluster_tree`; `latest_cluster_tree` holds the newest).
     """
     from memeatlas.corpus.runs import get_run_info
 
@@ -287,9 +288,11 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
     if method not in METHODS:
         raise InputError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
     info = get_run_info(store, run_id)
-    if store.scalar("SELECT count(*) FROM cluster_tree WHERE run_id = ?", [run_id]) and not force:
+    if store.scalar("SELECT count(*) FROM latest_cluster_tree WHERE run_id = ?", [run_id]) \
+            and not force:
         return _stored(store, run_id, t0, skipped=True)
-    assignment = dict(store.fetchall("SELECT meme_id, cluster FROM cluster_assignments WHERE "
+    # Sizes under the run's one membership (core + assigned), as the report counts them.
+    assignment = dict(store.fetchall("SELECT meme_id, cluster FROM cluster_membership WHERE "
                                      "run_id = ?", [run_id]))
     sizes: dict[int, int] = {}
     for c in assignment.values():
@@ -346,11 +349,12 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
                 if depth[n] == d:
                     keywords[n] = kw
     leaf_labels = {int(c): (lab, list(kw or [])) for c, lab, kw in store.fetchall(
-        "SELECT cluster, label, keywords FROM cluster_labels WHERE run_id = ?", [run_id])}
+        "SELECT cluster, label, keywords FROM latest_cluster_labels WHERE run_id = ?", [run_id])}
     params = {"method": used, "requested": method, "keywords": "ctfidf-per-level",
               "n_keywords": N_KEYWORDS, "software": software("hdbscan", "scipy", "scikit-learn")}
     rows = []
     now = utcnow()
+    tree_id = new_run_id("tree")
     for n in sorted(parent, key=lambda n: (depth[n], n)):
         leaf = n < INNER_BASE
         kw = keywords.get(n, [])
@@ -361,17 +365,17 @@ def hierarchy(store, run_id: str, *, method: str = "auto", force: bool = False
         if label is None:
             label = ", ".join(kw[:3]) or (f"cluster {n}" if leaf else f"group {n - INNER_BASE}")
         rows.append((run_id, n, parent[n], depth[n], leaf, n if leaf else None, size[n],
-                     float(height.get(n, 0.0)), kw, label, used, stable_json(params), now))
-    with store.transaction():
-        store.execute("DELETE FROM cluster_tree WHERE run_id = ?", [run_id])
+                     float(height.get(n, 0.0)), kw, label, used, stable_json(params), now,
+                     tree_id))
+    with store.transaction():  # a new tree beside the older ones, never a DELETE
         store.insert_rows("cluster_tree", ("run_id", "node", "parent", "level", "is_leaf",
                                            "cluster", "size", "height", "keywords", "label",
-                                           "method", "params", "created_at"), rows)
+                                           "method", "params", "created_at", "tree_id"), rows)
     return _stored(store, run_id, t0)
 
 
 def _stored(store, run_id: str, t0: float, skipped: bool | None = None) -> HierarchySummary:
-    rows = store.fetchall("SELECT node, parent, level, is_leaf, method FROM cluster_tree WHERE "
+    rows = store.fetchall("SELECT node, parent, level, is_leaf, method FROM latest_cluster_tree WHERE "
                           "run_id = ?", [run_id])
     children: dict[int | None, list[int]] = {}
     for node, par, _lvl, _leaf, _m in rows:
@@ -393,7 +397,7 @@ def load_tree(store, run_id: str) -> list[dict[str, Any]]:
     if not store.table_exists("cluster_tree"):
         return []
     cur = store.execute("SELECT node, parent, level, is_leaf, cluster, size, height, keywords, "
-                        "label, method FROM cluster_tree WHERE run_id = ? ORDER BY level, node",
+                        "label, method FROM latest_cluster_tree WHERE run_id = ? ORDER BY level, node",
                         [run_id])
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

@@ -4,6 +4,9 @@ rise or fade.
 Every meme of the run is counted: timed memes in their period, untimed ones (no `meme_times`
 row) in one row per cluster with `period_start` NULL. A cluster's share of a period is its
 memes over all timed memes of the run in that period (noise, −1, included as a cluster).
+Memes are counted where the run's one membership puts them (`cluster_membership`: core and
+assigned-from-noise memes in their cluster, the rest as noise), as the report and
+`cluster_members` count them.
 
 Rising / fading: the periods that hold memes are split into an early and a late window (by
 default the first and the last half of them, the middle period left out when their number is
@@ -120,7 +123,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
     # `period` is one of PERIODS (checked above), so it may be spliced into the SQL.
     rows = store.fetchall(
         f"SELECT ca.cluster, CAST(date_trunc('{period}', t.ts) AS DATE) AS p, count(*) "
-        f"FROM cluster_assignments ca LEFT JOIN meme_times t USING (meme_id) "
+        f"FROM cluster_membership ca LEFT JOIN meme_times t USING (meme_id) "
         f"WHERE ca.run_id = ? GROUP BY ALL ORDER BY 2 NULLS LAST, 1", [run_id])
     if level is not None:
         group = _level_groups(store, run_id, level)
@@ -134,7 +137,8 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
         "FROM cluster_assignments ca JOIN meme_times t USING (meme_id) WHERE ca.run_id = ?",
         [run_id])
     params: dict[str, Any] = {"window": window or "halves", "interval": "newcombe-wilson",
-                              "confidence": confidence, "times": str(times_hash)}
+                              "confidence": confidence, "times": str(times_hash),
+                              "membership": "core+assigned"}
     if level is not None:
         params["level"] = level
     key = short_hash({"run": run_id, "period": period, "params": params})
@@ -219,7 +223,7 @@ def trends(store, run_id: str, *, period: str = "week", window: int | None = Non
 
 def _level_groups(store, run_id: str, level: int) -> dict[int, int]:
     """cluster → its ancestor at depth `level` of the run's stored tree (a leaf above stays)."""
-    rows = store.fetchall("SELECT node, parent, level, is_leaf FROM cluster_tree WHERE "
+    rows = store.fetchall("SELECT node, parent, level, is_leaf FROM latest_cluster_tree WHERE "
                           "run_id = ?", [run_id])
     if not rows:
         raise InputError(f"--level needs the run's hierarchy; run `memeatlas hierarchy --run "

@@ -163,10 +163,23 @@
     el('span', null, 'run '), el('code', { text: run.run_id }),
     el('span', null, ' · space '), el('code', { text: run.space }),
     el('span', null, ' · ' + (run.algorithm || '') + (run.created_at ? ' · ' + run.created_at : '')));
-  var nNoise = (clusterById[-1] || { size: 0 }).size;
-  [[TOTAL, 'memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters'],
-   [TOTAL ? (100 * nNoise / TOTAL).toFixed(1) + '%' : '–', 'noise'], [D.evaluations.length, 'evaluations']]
-    .forEach(function (s) { $('stats').append(el('div', { class: 'stat' }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
+  // One membership (cluster_membership): core, assigned from noise, noise. Counts cover every meme.
+  var MB = D.membership || { total: TOTAL, hdbscan_noise: 0, assigned: 0, noise: 0, mode: 'assigned' };
+  function pct(n) { return TOTAL ? (100 * n / TOTAL).toFixed(1) + '%' : '–'; }
+  [[TOTAL, 'memes', 'stat-memes'], [D.clusters.filter(function (c) { return c.cluster !== -1; }).length, 'clusters', 'stat-clusters'],
+   [pct(MB.hdbscan_noise), 'HDBSCAN noise', 'stat-noise'],
+   [pct(MB.assigned), 'assigned from noise', 'stat-assigned'], [D.evaluations.length, 'evaluations', 'stat-evaluations']]
+    .forEach(function (s) { $('stats').append(el('div', { class: 'stat', id: s[2] }, el('b', { text: fmt(s[0]) }), el('span', { text: s[1] }))); });
+  (function noiseLine() {
+    var floor = MB.assign_floor === null || MB.assign_floor === undefined ? null : MB.assign_floor;
+    var t = !MB.hdbscan_noise ? 'Noise: none; every meme is a core member of a cluster.' : MB.reassigned_run
+      ? 'Noise: this --reassign-noise run moved all ' + fmt(MB.hdbscan_noise) + ' noise memes (' + pct(MB.hdbscan_noise) + ') into their most likely cluster, whatever their membership (marked as assigned).'
+      : 'Noise: HDBSCAN left ' + fmt(MB.hdbscan_noise) + ' memes (' + pct(MB.hdbscan_noise) + ') in no cluster; ' +
+        fmt(MB.assigned) + ' (' + pct(MB.assigned) + ') have a soft membership' + (floor !== null ? ' ≥ ' + floor : '') + ' in one cluster and ' +
+        (MB.mode === 'apart' ? 'are still shown as noise (report --noise apart)' : 'are shown in it as assigned') +
+        '; ' + fmt(MB.noise) + ' (' + pct(MB.noise) + ') are shown as noise.';
+    $('stats').after(el('p', { class: 'noise-line', id: 'noise-line', text: t }));
+  })();
   // How many of the store's memes this run covers, and why the rest are absent (text only).
   if (D.coverage && D.coverage.note) $('stats').after(el('p', { class: 'coverage', id: 'coverage', text: 'This report ' + D.coverage.note + '.' }));
   if (SAMPLE) {
@@ -347,7 +360,10 @@
     var q = ev.target.value.trim().toLowerCase();
     state.find = [];
     if (q) for (var i = 0; i < N; i++) {
-      if (M.name[i].toLowerCase().indexOf(q) >= 0 || (M.snippet[i] || '').toLowerCase().indexOf(q) >= 0) state.find.push(i);
+      // every annotation text field (M.find: description, OCR text, intent, entities, ...), the
+      // source title, the snippet and the file name
+      if (M.name[i].toLowerCase().indexOf(q) >= 0 || (M.snippet[i] || '').toLowerCase().indexOf(q) >= 0 ||
+          (M.find && (M.find[i] || '').indexOf(q) >= 0)) state.find.push(i);
     }
     state.findSet = q ? true : null;
     $('find-count').textContent = q ? state.find.length + ' found' + (SAMPLE ? ' in the map sample' : '') : '';
@@ -464,8 +480,10 @@
     var t = thumbOf(i);
     var img = t ? el('img', { src: t, alt: M.name[i], loading: 'lazy', decoding: 'async' })
                 : el('div', { class: 'noimg', text: 'no image' });
-    var f = el('figure', { 'data-meme': i, title: M.name[i] + (M.snippet[i] ? '\n' + M.snippet[i] : '') },
-      img, el('figcaption', { text: M.name[i] }), M.snippet[i] ? el('div', { class: 'snip', text: M.snippet[i] }) : null);
+    var asg = M.assigned && M.assigned[i] && M.cluster[i] !== -1;
+    var f = el('figure', { 'data-meme': i, class: asg ? 'assigned' : null, title: M.name[i] + (asg ? ' (assigned from noise)' : '') + (M.snippet[i] ? '\n' + M.snippet[i] : '') },
+      img, el('figcaption', { text: M.name[i] }), asg ? el('div', { class: 'badge', text: 'assigned' }) : null,
+      M.snippet[i] ? el('div', { class: 'snip', text: M.snippet[i] }) : null);
     f.addEventListener('click', function () { showMeme(i); });
     return f;
   }
@@ -485,21 +503,23 @@
   }
   var PAGE = 50;  // members per page of a cluster's list: the DOM never holds a whole cluster
   function membersCommand(c) {
-    // A ready `memeatlas sql` command for every member of cluster c (of this or the compared run).
-    if (!SAMPLE || !SAMPLE.members_sql) return null;
+    // A ready `memeatlas sql` command for every member of cluster c (of this or the compared
+    // run): it returns exactly the memes the panel counts (the same membership).
+    var q = D.members_sql || (SAMPLE && SAMPLE.members_sql ? { cluster: SAMPLE.members_sql } : null);
+    if (!q) return null;
     var rid = state.mode === 'b' ? cmp.run.run_id : run.run_id;
     var leaves = state.mode === 'a' && treeNode[c] && !treeNode[c].leaf ? leavesUnder(c) : null;
-    var sql = SAMPLE.members_sql.replace("run_id = '" + run.run_id.replace(/'/g, "''") + "'", "run_id = '" + rid.replace(/'/g, "''") + "'")
+    var sql = (c === -1 && q.noise ? q.noise : q.cluster).replace("run_id = '" + run.run_id.replace(/'/g, "''") + "'", "run_id = '" + rid.replace(/'/g, "''") + "'")
       .replace('cluster = CLUSTER', leaves ? 'cluster IN (' + leaves.join(', ') + ')' : 'cluster = ' + c);
-    if (state.mode === 'b') sql = sql.replace('FROM cluster_members_assigned ', 'FROM cluster_members ');  // the compared run's own clusters
     return 'memeatlas sql -f csv "' + sql + '" > cluster-' + c + '.csv';
   }
-  function memberPage(host, members, page) {
+  function memberPage(host, members, page, prefix) {
+    prefix = prefix || 'member';  // element ids: #member-list (core) or #assigned-list
     host.replaceChildren();
     var pages = Math.max(1, Math.ceil(members.length / PAGE));
     page = Math.max(0, Math.min(page, pages - 1));
     var from = page * PAGE, to = Math.min(members.length, from + PAGE);
-    var ul = el('ul', { id: 'member-list', 'data-page': page });
+    var ul = el('ul', { id: prefix + '-list', 'data-page': page });
     for (var k = from; k < to; k++) {
       (function (i) {
         var li = el('li', { 'data-meme': i, title: M.snippet[i] || '' }, M.name[i]);
@@ -509,13 +529,13 @@
     }
     host.append(ul);
     if (pages > 1) {
-      var prev = el('button', { type: 'button', id: 'member-prev', text: '‹ previous' });
-      var next = el('button', { type: 'button', id: 'member-next', text: 'next ›' });
+      var prev = el('button', { type: 'button', id: prefix + '-prev', text: '‹ previous' });
+      var next = el('button', { type: 'button', id: prefix + '-next', text: 'next ›' });
       prev.disabled = page === 0; next.disabled = page === pages - 1;
-      prev.addEventListener('click', function () { memberPage(host, members, page - 1); });
-      next.addEventListener('click', function () { memberPage(host, members, page + 1); });
+      prev.addEventListener('click', function () { memberPage(host, members, page - 1, prefix); });
+      next.addEventListener('click', function () { memberPage(host, members, page + 1, prefix); });
       host.append(el('div', { class: 'pager' }, prev,
-        el('span', { id: 'member-range', class: 'muted', text: fmt(from + 1) + '–' + fmt(to) + ' of ' + fmt(members.length) }), next));
+        el('span', { id: prefix + '-range', class: 'muted', text: fmt(from + 1) + '–' + fmt(to) + ' of ' + fmt(members.length) }), next));
     }
   }
   function renderPanel() {
@@ -538,10 +558,15 @@
       gallery = members.filter(function (i) { return thumbOf(i); }).slice(0, 24);
       size = members.length;
     }
+    // Assigned members (from noise) are counted and listed apart from the core members.
+    var nAsg = inPeriod ? members.filter(function (i) { return M.assigned && M.assigned[i]; }).length
+      : (info ? (info.n_assigned !== undefined ? info.n_assigned : (info.leaves || []).reduce(function (t, l) { return t + ((clusterById[l] || {}).n_assigned || 0); }, 0)) : 0);
+    if (c === -1) nAsg = 0;
     var head = el('div', { class: 'phead' },
       el('h2', { text: labelOf(c) }),
       el('div', { class: 'muted', id: 'cluster-size', text: (c === -1 ? 'noise (in no cluster)' : (c >= 100000 ? 'group of ' + leavesUnder(c).length + ' clusters' : 'cluster ' + c)) + ' · ' +
-        fmt(size) + ' memes' + (inPeriod ? (SAMPLE ? ' of the map sample' : '') + ' in the ' + TIME.period + ' of ' + TIME.periods[state.period] : '') +
+        fmt(size) + ' memes' + (nAsg ? ' (' + fmt(size - nAsg) + ' core, ' + fmt(nAsg) + ' assigned from noise)' : '') +
+        (inPeriod ? (SAMPLE ? ' of the map sample' : '') + ' in the ' + TIME.period + ' of ' + TIME.periods[state.period] : '') +
         (inPeriod && SAMPLE ? '' : ' · ' + (TOTAL ? (100 * size / TOTAL).toFixed(1) : 0) + '% of the run') +
         (SAMPLE && !inPeriod ? ' · ' + fmt(members.length) + ' in the map sample' : '') }));
     p.append(head);
@@ -571,19 +596,49 @@
     var cmd = membersCommand(c);
     if (gallery.length < size) {
       p.append(el('p', { class: 'muted', text: 'Showing ' + gallery.length + ' of ' + fmt(size) +
-        ' thumbnails (representatives first). ' + (cmd ? 'The list below holds the ' + fmt(members.length) + ' members in the map sample.' :
-        'All members are listed below; query them with SQL: ' +
-        "SELECT * FROM cluster_members WHERE run_id = '" + run.run_id + "' AND cluster = " + c + ';') }));
+        ' thumbnails (representatives first, then core members, then memes assigned from noise). ' +
+        (SAMPLE ? 'The lists below hold the ' + fmt(members.length) + ' members in the map sample.' : 'All members are listed below.') }));
     }
-    if (cmd) p.append(el('div', { class: 'muted' }, 'All ' + fmt(size) + ' members: ', el('code', { id: 'members-command', text: cmd })));
-    var det = el('details', { class: 'members' }, el('summary', { text: (SAMPLE ? 'The ' + fmt(members.length) + ' members in the map sample' : 'All ' + members.length + ' members') }));
+    if (cmd && !inPeriod) p.append(el('div', { class: 'muted' }, 'All ' + fmt(size) + ' members: ', el('code', { id: 'members-command', text: cmd })));
+    var core = members, asgd = [];
+    if (c !== -1 && M.assigned) {
+      core = members.filter(function (i) { return !M.assigned[i]; });
+      asgd = members.filter(function (i) { return M.assigned[i]; });
+    }
+    var det = el('details', { class: 'members' }, el('summary', { text: (SAMPLE ? 'The ' + fmt(core.length) + (asgd.length ? ' core' : '') + ' members in the map sample' : 'All ' + core.length + (asgd.length ? ' core' : '') + ' members') }));
     var host = el('div', { id: 'member-pages' });
     det.append(host);
-    memberPage(host, members, 0);
+    memberPage(host, core, 0);
     p.append(det);
+    if (asgd.length) {
+      var det2 = el('details', { class: 'members', id: 'assigned-members' }, el('summary', { text: (SAMPLE ? 'The ' + fmt(asgd.length) + ' members in the map sample' : 'The ' + fmt(asgd.length) + ' members') + ' assigned from noise (soft membership' + (MB.assign_floor ? ' ≥ ' + MB.assign_floor : '') + ')' }));
+      var host2 = el('div', { id: 'assigned-pages' });
+      det2.append(host2);
+      memberPage(host2, asgd, 0, 'assigned');
+      p.append(det2);
+    }
   }
 
   // ---- meme detail -----------------------------------------------------------
+  // Only an absolute http(s) URL becomes a link (new tab, no opener); anything else, e.g. a
+  // javascript: or data: URL, is shown as text.
+  function httpUrl(u) {
+    if (typeof u !== 'string' || !/^https?:\/\//i.test(u)) return null;
+    try {
+      var p = new URL(u);
+      return (p.protocol === 'http:' || p.protocol === 'https:') ? p.href : null;
+    } catch (e) { return null; }
+  }
+  function sourceField(i) {
+    var t = M.source_title ? M.source_title[i] : null, u = M.source_url ? M.source_url[i] : null;
+    if (!t && !u) return null;
+    var v = el('div', { class: 'v', id: 'meme-source' }), href = httpUrl(u);
+    if (href) v.append(el('a', { href: href, target: '_blank', rel: 'noopener noreferrer', text: t || u }));
+    else v.append(t || '');
+    if (u && !href) v.append(el('div', { class: 'muted', text: u }));  // shown, never followed
+    if (href && t) v.append(el('div', { class: 'muted url', text: u }));
+    return el('div', { class: 'field' }, el('div', { class: 'k', text: 'source' }), v);
+  }
   function field(k, v) {
     if (v === null || v === undefined || v === '') return null;
     return el('div', { class: 'field' }, el('div', { class: 'k', text: k }), el('div', { class: 'v', text: v }));
@@ -596,7 +651,11 @@
     if (t) put(b, el('img', { src: t, alt: M.name[i] }));
     put(b, field('cluster', labelOf(M.cluster[i], 'a') + ' (' + M.cluster[i] + ')'));
     if (cmp) put(b, field('compared run', labelOf(cmp.per_meme[i], 'b')));
-    put(b, field('membership probability', M.prob[i] === null ? null : fmt(M.prob[i], 2)));
+    var asg = M.assigned && M.assigned[i];
+    put(b, field('membership', asg ? (M.cluster[i] === -1 ? 'noise (would be assigned; report --noise apart shows it as noise)' : 'assigned from noise')
+      : (M.cluster[i] === -1 ? 'noise (in no cluster)' : 'core member')));
+    put(b, field(asg ? 'soft membership' : 'membership probability', M.prob[i] === null ? null : fmt(M.prob[i], 2)));
+    put(b, sourceField(i));
     if (a) {
       put(b, field('description', a.description), field('text in the image (OCR)', a.ocr_text),
         field('intent', a.intent), field('template', a.template), field('tone', a.tone));
@@ -757,7 +816,7 @@
   // ---- granularity and stability (issue 10) ----------------------------------
   (function renderGranularity() {
     var G = D.granularity || {}, curve = G.curve || [], scores = G.scores || [], st = G.stability, nz = G.noise || {};
-    var assignedNoise = nz.mode === 'assigned' && nz.hdbscan_noise > nz.shown_as_noise;
+    var assignedNoise = MB.assigned > 0;
     if (!curve.length && !scores.length && !st && !assignedNoise) return;
     $('granularity-panel').hidden = false;
     // One small SVG line chart: series = {name: [{x, y, label, mark}]}; logX for sizes.
@@ -811,7 +870,7 @@
     }
     var sb = $('stability-box');
     if (assignedNoise) {
-      sb.append(el('p', { id: 'noise-note', text: fmt(nz.hdbscan_noise - nz.shown_as_noise) + ' of ' + fmt(TOTAL) + ' memes (' + (100 * (nz.hdbscan_noise - nz.shown_as_noise) / TOTAL).toFixed(1) + '%) are HDBSCAN noise, shown in their most likely cluster (report --noise assigned; --noise apart shows them as noise).' }));
+      sb.append(el('p', { id: 'noise-note', text: $('noise-line').textContent }));
     }
     if (st) {
       var weak = (G.clusters || []).filter(function (c) { return c.jaccard !== null && c.jaccard < 0.5; });
