@@ -52,13 +52,16 @@ CALIBRATED_MIN_COSINE = {"image:mobilenet_v2": 0.85}
 # are above it (benchmarks/images.py text).
 DEFAULT_MIN_TEXT_SIMILARITY = 0.7
 # Geometric verification (benchmarks/images_real.py neardup; docs/images.md has the figures):
-# variants of one picture (resize, JPEG, crop, caption bar) keep >= 0.8 of their textured
-# blocks in agreement; distinct photos that look alike agree at ~0. A picture redrawn or
-# recropped (Y-U-No / Y-U-So, two crops of one Wonka still) agrees at 0.5-0.8: the same
-# template, not the same image. Inliers only need to define a transform; agreement decides.
+# on real pictures, variants of one picture (half-size JPEG, crop + caption bar) keep >= 0.8
+# of their textured blocks in agreement; distinct photos that look alike agree at ~0, and only
+# frames of one static shot (two Harold photos of one shoot, seagull frames) reach 0.5-0.9.
+# A picture redrawn (Y-U-No / Y-U-So: 0.62) is the same template, not the same image; a
+# shared caption bar on two distinct pictures stays near 0.3. Inliers only need to define a
+# transform; agreement decides.
 MIN_INLIERS = 8
 SAME_PICTURE_AGREEMENT = 0.8
-SAME_TEMPLATE_AGREEMENT = 0.5
+SAME_TEMPLATE_AGREEMENT = 0.6
+HASH_CONFIRM_AGREEMENT = 0.35  # a hash-close pair is one picture unless geometry says no
 LINKING_KINDS = ("same_image", "same_template")
 # 2: candidates are verified geometrically; unverified ones are `similar` and never grouped
 RECIPE_VERSION = 2
@@ -178,11 +181,15 @@ def _kind(hd: int | None, text_sim: float | None, inliers: int | None,
     """A pair's kind from its evidence (module docstring); geometry, when it can tell, decides."""
     hash_close = hd is not None and hd <= max_hd
     if agreement is not None:
-        if (inliers or 0) < MIN_INLIERS or agreement < SAME_TEMPLATE_AGREEMENT:
+        aligned = (inliers or 0) >= MIN_INLIERS
+        if hash_close:
+            # the pHash already says one picture; geometry only has to not contradict it (a
+            # watermark or heavy JPEG on a flat picture costs blocks, another picture costs all)
+            if not aligned or agreement < HASH_CONFIRM_AGREEMENT:
+                return "similar"
+        elif not aligned or agreement < SAME_TEMPLATE_AGREEMENT:
             return "similar"
-        # one picture: its pixels agree, or its hash and its geometry both say so (a
-        # watermark or a sticker changes blocks but not the pHash)
-        if agreement < SAME_PICTURE_AGREEMENT and not hash_close:
+        elif agreement < SAME_PICTURE_AGREEMENT:
             return "same_template"
     elif not hash_close:
         return "similar"  # only the CNN links them and the pictures could not be compared

@@ -9,7 +9,8 @@ agree (so a shared caption bar or logo, which also yields matching keypoints, is
 the picture around it must agree too).
 
 `compare` returns (inliers, agreement): the transform's RANSAC inliers and the share of the
-textured 8 × 8 blocks of the overlap whose pixels correlate at 0.6 or more; agreement is None
+textured 8 × 8 blocks of the overlap whose detail (pixels minus their local mean) correlates
+at 0.6 or more; agreement is None
 when the images carry too little texture to tell (a flat drawing, a blank card), and then the
 caller falls back to other evidence. Thresholds in `memeatlas.images.neardup` (chosen on real
 images: benchmarks/images_real.py).
@@ -30,7 +31,8 @@ RATIO = 0.8           # Lowe's ratio test on Hamming distances
 MIN_MATCHES = 8
 GRID = 8              # blocks per side for the pixel agreement
 BLOCK_CORR = 0.6      # a block agrees at this correlation of its (blurred) pixels
-MIN_TEXTURED = 6      # fewer textured blocks in the overlap than this: no verdict (0.0)
+MIN_TEXTURED = 6      # fewer textured blocks in the overlap than this: no verdict (None)
+MIN_DETAIL = 3.0      # a block is textured when its detail (see _detail) varies this much
 
 
 @dataclass
@@ -102,7 +104,10 @@ def _agreement(ga: np.ndarray, gb: np.ndarray, M: np.ndarray) -> float | None:
     hb, wb = gb.shape
     wa = cv2.warpAffine(ga.astype(np.float32), M, (wb, hb), flags=cv2.INTER_LINEAR)
     valid = cv2.warpAffine(np.ones_like(ga, np.float32), M, (wb, hb)) > 0.99
-    bf = gb.astype(np.float32)
+    # detail = pixels minus their neighbourhood's mean: smooth shading and gradients, which
+    # correlate between any two pictures lit alike, drop out; edges and texture stay
+    da = _detail(wa)
+    db = _detail(gb.astype(np.float32))
     agree = total = 0
     for i in range(GRID):
         for j in range(GRID):
@@ -111,14 +116,20 @@ def _agreement(ga: np.ndarray, gb: np.ndarray, M: np.ndarray) -> float | None:
             v = valid[y0:y1, x0:x1]
             if not v.size or v.mean() < 0.9:
                 continue  # outside the overlap (a crop, a caption bar)
-            pa, pb = wa[y0:y1, x0:x1][v], bf[y0:y1, x0:x1][v]
-            if pa.std() < 8 and pb.std() < 8:
+            pa, pb = da[y0:y1, x0:x1][v], db[y0:y1, x0:x1][v]
+            if pa.std() < MIN_DETAIL and pb.std() < MIN_DETAIL:
                 continue  # flat in both: white margins agree whatever the pictures are
             total += 1
             pa, pb = pa - pa.mean(), pb - pb.mean()
             corr = (pa * pb).sum() / np.sqrt((pa * pa).sum() * (pb * pb).sum() + 1e-9)
             agree += bool(corr >= BLOCK_CORR)
     return agree / total if total >= MIN_TEXTURED else None
+
+
+def _detail(g: np.ndarray) -> np.ndarray:
+    """g, lightly blurred (JPEG noise), minus a wide blur of itself (shading)."""
+    cv2 = _cv2()
+    return cv2.GaussianBlur(g, (0, 0), 1.5) - cv2.GaussianBlur(g, (0, 0), 6.0)
 
 
 def compare(a: PictureFeatures, b: PictureFeatures) -> tuple[int, float | None]:

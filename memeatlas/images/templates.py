@@ -40,9 +40,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 DEFAULT_MODEL = "torchvision:mobilenet_v2"
 DEFAULT_QUANTILE = 0.95
 UNKNOWN = "unknown"
-# Candidates for "one picture under two names": CNN cosine at least this (two crops of one
-# still reach 0.82 on the Wang & Wen gallery, distinct templates' look-alikes 0.86), then the
-# geometric check decides (benchmarks/images_real.py templates).
+# Candidates for "one picture under two names": CNN cosine at least this (one picture framed
+# differently reaches only 0.83 on the Wang & Wen gallery, Y-U-No redrawn 0.82, while distinct
+# templates that look alike reach 0.86), then the geometric check decides
+# (benchmarks/images_real.py templates).
 ALIAS_MIN_COSINE = 0.8
 # Without texture to verify (a flat drawing), only near-identical vectors count as one picture.
 ALIAS_UNVERIFIED_COSINE = 0.98
