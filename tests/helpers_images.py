@@ -31,6 +31,20 @@ def picture(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
     return img
 
 
+def textured_picture(seed: int, size: tuple[int, int] = (320, 256)) -> Image.Image:
+    """`picture(seed)` with many small shapes over it: texture everywhere, as in a photo, so the
+    geometric same-picture check has keypoints and textured blocks to compare."""
+    img = picture(seed, size)
+    rng = random.Random(seed + 10_000)
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    for _ in range(160):
+        x, y, r = rng.randrange(w), rng.randrange(h), rng.randrange(3, 12)
+        fill = tuple(rng.randrange(256) for _ in range(3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x, y, x + r, y + r], fill=fill)
+    return img
+
+
 def write_variant_corpus(folder: Path, originals: dict[str, Image.Image],
                          variants: tuple[str, ...] | None = None) -> dict[Path, str]:
     """Write each original and its variants as JPEG/PNG files; returns path → picture name."""

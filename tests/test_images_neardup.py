@@ -13,7 +13,7 @@ from memeatlas.images import NearDupConfig, group_near_duplicates
 from memeatlas.images.hashindex import HashIndex, hamming
 from memeatlas.ingest import ingest_paths
 from memeatlas.testing.shared_data import require_shared
-from tests.helpers_images import pair_scores, picture, write_variant_corpus
+from tests.helpers_images import pair_scores, picture, textured_picture, write_variant_corpus
 
 HASH_VARIANTS = ("jpeg30", "half", "watermark")
 
@@ -140,3 +140,37 @@ def test_real_template_variants_recall_precision(store, tmp_path):
     assert p_hash >= 0.99 and p_both >= 0.97
     # pHash misses crops and caption bars (about half the variant pairs); the CNN adds them
     assert r_hash >= 0.4 and r_both >= 0.95
+
+
+def test_look_alike_pictures_do_not_chain_but_variants_group(store, tmp_path):
+    """Planted: four distinct pictures whose vectors are all look-alikes (cosine ~0.9, above
+    --min-cosine), each with a crop, a caption bar and a JPEG re-encode. Linking on looks
+    chained all 16 into one group; verified pairs keep one group per picture."""
+    import numpy as np
+
+    from memeatlas.corpus.spaces import prepare_space, write_vectors
+
+    originals = {f"pic{s}": textured_picture(s) for s in (0, 3, 10, 21)}
+    truth = _ingest(store, tmp_path, write_variant_corpus(
+        tmp_path, originals, ("jpeg30", "crop10", "caption_bar")))
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=64)
+    offset = {name: rng.normal(size=64) * 0.25 for name in originals}
+    ids = sorted(truth)
+    X = np.array([base + offset[truth[m]] + rng.normal(size=64) * 0.02 for m in ids])
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    S = X @ X.T
+    assert S.min() > 0.85  # every pair looks alike: the old single-link rule chains them all
+    prepare_space(store, space="image:planted", kind="image", model="planted", dim=64,
+                  recipe={"planted": True}, params={}, software={})
+    write_vectors(store, space="image:planted", model="planted", ids=ids, vectors=X,
+                  input_hashes=[None] * len(ids))
+
+    s = group_near_duplicates(store, NearDupConfig(space="image:planted", min_cosine=0.85))
+    recall, precision = pair_scores(_groups(store, s.run_id), truth)
+    assert precision == 1.0 and recall == 1.0, (recall, precision, s.kinds)
+    assert s.n_groups == 4 and s.kinds["similar"] > 0  # look-alikes kept, not grouped
+    assert pair_scores(_groups(store, s.run_id, "image_group_id"), truth) == (1.0, 1.0)
+    similar = store.fetchall("SELECT inliers, agreement FROM dup_pairs WHERE run_id = ? AND "
+                             "kind = 'similar'", [s.run_id])
+    assert all(a is None or a < 0.5 for _, a in similar)

@@ -20,7 +20,13 @@ DATA_RE = re.compile(r'<script type="application/json" id="memeatlas-data">(.*?)
 def grouped(store, tmp_path):
     ids = fill_store(store, tmp_path / "img")
     memes = [m for m, in store.fetchall("SELECT meme_id FROM memes ORDER BY meme_id")]
-    # three memes one image (hashes 1 bit apart), the rest far apart
+    # three memes one image (hashes 1 bit apart, and the same pixels: near-dups verifies
+    # candidate pairs geometrically), the rest far apart
+    import shutil
+
+    paths = dict(store.fetchall("SELECT meme_id, path FROM memes"))
+    for m in memes[1:3]:
+        shutil.copy(paths[memes[0]], paths[m])
     for k, m in enumerate(memes):
         h = 0x8F3A5C7E9B1D2F40 ^ (1 << k) if k < 3 else (0x0123456789ABCDEF * (k + 1)) % 2**64
         store.execute("UPDATE memes SET phash = ? WHERE meme_id = ?", [f"{h:016x}", m])

@@ -113,3 +113,49 @@ def test_shared_templates_top1_across_galleries(store, tmp_path):
     print(f"top-1 {hits}/15, {above}/15 above the calibrated threshold {s.threshold:.3f}")
     assert s.n_templates == 100
     assert hits >= 14
+
+
+def test_duplicated_template_under_two_names_calibrates_as_one(store, tmp_path):
+    """A gallery holding one picture under two names: found as aliases, calibrated as if it
+    held the picture once, and the runner-up of a match is never the best one's alias."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for g in (one, two):
+        g.mkdir()
+        for i in range(5):
+            picture(200 + i).save(g / f"Template-{i}.png")
+    shutil.copy(two / "Template-0.png", two / "Template-0-Meme.png")  # an alias name
+    memes = tmp_path / "memes"
+    memes.mkdir()
+    caption_bar(picture(200)).save(memes / "m0.png")
+    ingest_paths(store, [memes])
+
+    a = match_templates(store, TemplateMatchConfig(gallery=one))
+    b = match_templates(store, TemplateMatchConfig(gallery=two))
+    assert b.calibration["aliases"] == [["Template-0", "Template-0-Meme"]]
+    assert a.calibration["aliases"] == []
+    assert b.threshold == pytest.approx(a.threshold)
+    assert b.calibration["n_impostor_scores"] == a.calibration["n_impostor_scores"] == 5
+    assert b.calibration["impostor_max"] < 0.99  # the alias is no impostor of its template
+    assert "2 alias names merged into 1 template)" in b.calibration["basis"]
+    best, second = store.fetchone("SELECT best_template, second_template FROM "
+                                  "template_matches WHERE run_id = ?", [b.run_id])
+    assert best in ("Template-0", "Template-0-Meme") and second.startswith("Template-")
+    assert second not in ("Template-0", "Template-0-Meme")
+    cli_db = str(tmp_path / "cli.duckdb")
+    assert CliRunner().invoke(app, ["ingest", str(memes), "--db", cli_db]).exit_code == 0
+    r = CliRunner().invoke(app, ["images", "templates", "--gallery", str(two), "--db", cli_db])
+    assert r.exit_code == 0, r.output  # the summary goes to stderr
+    assert "Template-0 = Template-0-Meme" in r.output and "alias names merged" in r.output
+
+
+def test_find_aliases_by_picture_not_by_look():
+    """Same picture recropped under another name links; two look-alike pictures do not."""
+    import numpy as np
+
+    from memeatlas.images.templates import find_aliases
+    from memeatlas.testing.variants import crop10 as crop
+
+    imgs = [picture(300), crop(picture(300)), picture(301)]
+    G = np.array([[1.0, 0.0], [0.9, 0.436], [0.9, -0.436]], dtype=np.float32)  # all >= 0.8
+    G /= np.linalg.norm(G, axis=1, keepdims=True)
+    assert find_aliases(G, ["A", "A-Cropped", "B"], imgs) == [["A", "A-Cropped"]]

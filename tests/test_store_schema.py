@@ -65,7 +65,7 @@ EXPECTED = {
     "dup_runs": ["run_id", "params", "software", "n_memes", "n_groups", "n_pairs", "created_at",
                  "updated_at"],
     "dup_pairs": ["run_id", "meme_a", "meme_b", "hash_distance", "cosine", "text_similarity",
-                  "kind"],
+                  "kind", "inliers", "agreement"],
     "dup_members": ["run_id", "meme_id", "group_id", "image_group_id", "group_size",
                     "image_group_size"],
     "near_duplicate_groups": ["run_id", "group_id", "n_memes", "n_images", "kind", "meme_ids",

@@ -110,9 +110,9 @@ def templates_cmd(
     echo_summary("images templates", {
         "run": s.run_id, "gallery": f"{s.gallery} ({s.n_templates} templates, "
                                     f"{s.n_gallery_images} images)",
-        "space": s.space, "threshold": f"{s.threshold:.3f} ({s.calibration.get('method')}"
-                                       + (f", q={s.calibration['quantile']}"
-                                          if 'quantile' in s.calibration else "") + ")",
+        "space": s.space,
+        "threshold": f"{s.threshold:.3f} = {s.calibration.get('basis') or s.calibration.get('method')}",
+        "aliases": "; ".join(" = ".join(g) for g in s.calibration.get("aliases") or []) or "none",
         "scored": f"{s.matched} ({s.skipped_existing} already scored)",
         "templates": f"{s.n_known} matched, {s.n_unknown} unknown",
         "VLM agreement": agree, "seconds": s.seconds,

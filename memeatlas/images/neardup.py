@@ -1,17 +1,28 @@
 """Near-duplicate groups: memes that are the same picture (re-encodes, resizes, crops, small
 overlays, reposts), told apart from memes that share a template but carry different text.
 
-Two memes are *image-similar* when their 64-bit pHashes (stored at ingest) differ in at most
+Two memes are *candidates* when their 64-bit pHashes (stored at ingest) differ in at most
 `max_hash_distance` bits, or, with an image space, when their vectors' cosine is at least
-`min_cosine` (CNN features survive crops and caption bars, which move a pHash far). Groups are
-the connected components of image-similar pairs. A pair is `same_image` when the two memes'
-OCR text agrees (or, with no text known, when the hashes are close), `same_template` when the
-pictures are alike but the text differs, and `similar` when no text is known and only the
-image space links them. `image_group_id` is the component over `same_image` pairs only.
+`min_cosine` (CNN features survive crops and caption bars, which move a pHash far). Looks
+alone do not make a group: distinct photos of one character pass both tests, and linking them
+chained whole families of photos into one group. So every candidate pair is verified
+geometrically (`memeatlas.images.picture_match`: ORB keypoints under one similarity transform,
+then pixel blocks that agree after warping) and only verified pairs link:
+
+- `same_image`: the same picture (agreement >= SAME_PICTURE_AGREEMENT) whose OCR text agrees,
+  or is not known for both;
+- `same_template`: the same picture carrying other text, or a picture made from it (keypoints
+  agree, pixels in part: agreement >= SAME_TEMPLATE_AGREEMENT);
+- `similar`: alike to hash or CNN but not one picture; stored, never grouped.
+
+A pair whose images cannot be read (moved files) or carry too little texture to tell (flat
+drawings) falls back to its hash: within the radius it links, else it is `similar`. Groups (`group_id`) are the connected components of same_image
+and same_template pairs, `image_group_id` those of same_image pairs.
 
 Runs are incremental: a run is keyed by its settings, and a re-run compares only the memes
-it has not seen with everything stored (hash radius scan, blocked cosine scan); the pair kinds
-and groups are then recomputed from the stored pairs, which is cheap.
+it has not seen with everything stored (hash radius scan, blocked cosine scan, verification of
+the new pairs); the pair kinds and groups are then recomputed from the stored pairs, which is
+cheap.
 """
 
 from __future__ import annotations
@@ -40,7 +51,20 @@ CALIBRATED_MIN_COSINE = {"image:mobilenet_v2": 0.85}
 # template are below 0.7, while 99 % of a caption and a copy with 10 % OCR character errors
 # are above it (benchmarks/images.py text).
 DEFAULT_MIN_TEXT_SIMILARITY = 0.7
-RECIPE_VERSION = 1
+# Geometric verification (benchmarks/images_real.py neardup; docs/images.md has the figures):
+# on real pictures, variants of one picture (half-size JPEG, crop + caption bar) keep >= 0.8
+# of their textured blocks in agreement; distinct photos that look alike agree at ~0, and only
+# frames of one static shot (two Harold photos of one shoot, seagull frames) reach 0.5-0.9.
+# A picture redrawn (Y-U-No / Y-U-So: 0.62) is the same template, not the same image; a
+# shared caption bar on two distinct pictures stays near 0.3. Inliers only need to define a
+# transform; agreement decides.
+MIN_INLIERS = 8
+SAME_PICTURE_AGREEMENT = 0.8
+SAME_TEMPLATE_AGREEMENT = 0.6
+HASH_CONFIRM_AGREEMENT = 0.35  # a hash-close pair is one picture unless geometry says no
+LINKING_KINDS = ("same_image", "same_template")
+# 2: candidates are verified geometrically; unverified ones are `similar` and never grouped
+RECIPE_VERSION = 2
 
 
 @dataclass
@@ -79,8 +103,11 @@ class NearDupSummary:
     n_groups: int = 0          # groups of two or more
     n_grouped: int = 0         # memes in those groups
     kinds: dict[str, int] = field(default_factory=dict)  # pairs by kind
+    n_verified: int = 0        # pairs compared geometrically in this call
+    n_unreadable: int = 0      # of them, with an image that could not be read (hash decides)
     seconds: float = 0.0
     search_seconds: float = 0.0
+    verify_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,10 +186,26 @@ def _components(ids: list[str], pairs: list[tuple[str, str]]) -> dict[str, str]:
     return {m: find(m) for m in ids}
 
 
-def _kind(hd: int | None, text_sim: float | None, max_hd: int, min_text: float) -> str:
+def _kind(hd: int | None, text_sim: float | None, inliers: int | None,
+          agreement: float | None, max_hd: int, min_text: float) -> str:
+    """A pair's kind from its evidence (module docstring); geometry, when it can tell, decides."""
+    hash_close = hd is not None and hd <= max_hd
+    if agreement is not None:
+        aligned = (inliers or 0) >= MIN_INLIERS
+        if hash_close:
+            # the pHash already says one picture; geometry only has to not contradict it (a
+            # watermark or heavy JPEG on a flat picture costs blocks, another picture costs all)
+            if not aligned or agreement < HASH_CONFIRM_AGREEMENT:
+                return "similar"
+        elif not aligned or agreement < SAME_TEMPLATE_AGREEMENT:
+            return "similar"
+        elif agreement < SAME_PICTURE_AGREEMENT:
+            return "same_template"
+    elif not hash_close:
+        return "similar"  # only the CNN links them and the pictures could not be compared
     if text_sim is not None:
         return "same_image" if text_sim >= min_text else "same_template"
-    return "same_image" if hd is not None and hd <= max_hd else "similar"
+    return "same_image"
 
 
 def _cosine_pairs(X_new: np.ndarray, X_all: np.ndarray, min_cos: float,
@@ -196,6 +239,10 @@ def group_near_duplicates(store, config: NearDupConfig | None = None) -> NearDup
     params = {"max_hash_distance": int(cfg.max_hash_distance), "space": space,
               "min_cosine": min_cos, "min_text_similarity": float(cfg.min_text_similarity),
               "annotator": cfg.annotator, "hash": "memes.phash (imagehash.phash, 64 bit)",
+              "verify": {"method": "ORB + RANSAC similarity transform, 8x8 block agreement",
+                         "min_inliers": MIN_INLIERS,
+                         "same_picture_agreement": SAME_PICTURE_AGREEMENT,
+                         "same_template_agreement": SAME_TEMPLATE_AGREEMENT},
               "recipe_version": RECIPE_VERSION}
     run_id = run_id_for(params)
     summary = NearDupSummary(run_id=run_id, space=space, max_hash_distance=cfg.max_hash_distance,
@@ -217,7 +264,8 @@ def group_near_duplicates(store, config: NearDupConfig | None = None) -> NearDup
     summary.n_new = len(new_ids)
 
     t = time.perf_counter()
-    found: dict[tuple[str, str], list[Any]] = {}  # (a, b) → [hash_distance, cosine]
+    # (a, b) → [hash_distance, cosine, inliers, agreement]
+    found: dict[tuple[str, str], list[Any]] = {}
     if new_ids:
         _hash_pairs(rows, seen, cfg.max_hash_distance, found)
         if space is not None:
@@ -226,21 +274,26 @@ def group_near_duplicates(store, config: NearDupConfig | None = None) -> NearDup
 
     # Pairs from earlier calls keep their measured distances; kinds are recomputed because
     # the text they depend on may have been annotated since.
-    old = store.fetchall("SELECT meme_a, meme_b, hash_distance, cosine FROM dup_pairs "
-                         "WHERE run_id = ?", [run_id])
-    present = set(ids)
-    for a, b, hd, cos in old:
-        if a in present and b in present:  # a meme deleted from the store leaves its pairs
-            found.setdefault((a, b), [hd, cos])
     hashes = {m: h for m, h in rows}
     _fill_hash_distance(found, hashes)
+    t = time.perf_counter()
+    summary.n_verified, summary.n_unreadable = _verify_pairs(store, found)
+    summary.verify_seconds = time.perf_counter() - t
+    old = store.fetchall("SELECT meme_a, meme_b, hash_distance, cosine, inliers, agreement "
+                         "FROM dup_pairs WHERE run_id = ?", [run_id])
+    present = set(ids)
+    for a, b, *measured in old:
+        if a in present and b in present:  # a meme deleted from the store leaves its pairs
+            found.setdefault((a, b), list(measured))
     texts = _texts(store, cfg.annotator)
     pair_rows = []
-    for (a, b), (hd, cos) in found.items():
+    for (a, b), (hd, cos, inl, agr) in found.items():
         sim = (text_similarity(texts[a], texts[b]) if a in texts and b in texts else None)
-        pair_rows.append((a, b, hd, cos, sim,
-                          _kind(hd, sim, cfg.max_hash_distance, cfg.min_text_similarity)))
-    group = _components(ids, [(a, b) for a, b, *_ in pair_rows])
+        pair_rows.append((a, b, hd, cos, sim, inl, agr,
+                          _kind(hd, sim, inl, agr, cfg.max_hash_distance,
+                                cfg.min_text_similarity)))
+    # only verified pairs link: a group never chains through pairs that merely look alike
+    group = _components(ids, [(a, b) for a, b, *_, k in pair_rows if k in LINKING_KINDS])
     image_group = _components(ids, [(a, b) for a, b, *_, k in pair_rows if k == "same_image"])
     _write(store, run_id, params, ids, pair_rows, group, image_group)
 
@@ -275,7 +328,7 @@ def _hash_pairs(rows: list[tuple[str, str | None]], seen: set[str], radius: int,
     rows_q, pos, dist = index.query(q, radius, self_offset=n_old)
     for r, p, d in zip(rows_q.tolist(), pos.tolist(), dist.tolist(), strict=True):
         a, b = new[r][0], order[p][0]
-        found[(a, b) if a < b else (b, a)] = [int(d), None]
+        found[(a, b) if a < b else (b, a)] = [int(d), None, None, None]
 
 
 def _space_pairs(store, space: str, ids: list[str], seen: set[str], min_cos: float,
@@ -299,8 +352,34 @@ def _space_pairs(store, space: str, ids: list[str], seen: set[str], min_cos: flo
                 continue  # itself, or a new-new pair already taken from the other side
             a, b = vids[i], vids[j]
             key = (a, b) if a < b else (b, a)
-            entry = found.setdefault(key, [None, None])
+            entry = found.setdefault(key, [None, None, None, None])
             entry[1] = round(float(s), 6)
+
+
+def _verify_pairs(store, found: dict[tuple[str, str], list[Any]]) -> tuple[int, int]:
+    """Inliers and agreement of this call's pairs (in place); (verified, unreadable).
+
+    Each image is read once per call, only memes in a new pair are read at all, and a pair
+    with an unreadable image keeps inliers NULL (its hash decides).
+    """
+    from memeatlas.images.picture_match import compare, features_of_file
+
+    if not found:
+        return 0, 0
+    need = sorted({m for pair in found for m in pair})
+    paths = dict(store.fetchall("SELECT meme_id, path FROM memes WHERE meme_id IN "
+                                "(SELECT unnest(?::VARCHAR[]))", [need]))
+    progress.info(f"near-dups: verifying {len(found)} candidate pairs of {len(need)} images")
+    feats = {m: features_of_file(paths[m]) if paths.get(m) else None for m in need}
+    unreadable = 0
+    for (a, b), entry in found.items():
+        fa, fb = feats.get(a), feats.get(b)
+        if fa is None or fb is None:
+            unreadable += 1
+            continue
+        inliers, agreement = compare(fa, fb)
+        entry[2], entry[3] = inliers, None if agreement is None else round(agreement, 4)
+    return len(found), unreadable
 
 
 def _fill_hash_distance(found: dict[tuple[str, str], list[Any]],
@@ -330,8 +409,8 @@ def _write(store, run_id: str, params: dict[str, Any], ids: list[str], pair_rows
     members = [r for r in members if old_members.get(r[0]) != r[1:]]
     gone = [m for m in old_members if m not in group]  # memes deleted from the store
     old_pairs = {(a, b): tuple(rest) for a, b, *rest in store.fetchall(
-        "SELECT meme_a, meme_b, hash_distance, cosine, text_similarity, kind FROM dup_pairs "
-        "WHERE run_id = ?", [run_id])}
+        "SELECT meme_a, meme_b, hash_distance, cosine, text_similarity, inliers, agreement, "
+        "kind FROM dup_pairs WHERE run_id = ?", [run_id])}
     pairs = [r for r in pair_rows if old_pairs.get((r[0], r[1])) != tuple(r[2:])]
 
     def table(rows: list[tuple], names: list[str], types: list) -> pa.Table:
@@ -342,8 +421,10 @@ def _write(store, run_id: str, params: dict[str, Any], ids: list[str], pair_rows
     mt = table(members, ["meme_id", "group_id", "image_group_id", "group_size",
                          "image_group_size"],
                [pa.string(), pa.string(), pa.string(), pa.int32(), pa.int32()])
-    pt = table(pairs, ["meme_a", "meme_b", "hash_distance", "cosine", "text_similarity", "kind"],
-               [pa.string(), pa.string(), pa.int32(), pa.float64(), pa.float64(), pa.string()])
+    pt = table(pairs, ["meme_a", "meme_b", "hash_distance", "cosine", "text_similarity",
+                       "inliers", "agreement", "kind"],
+               [pa.string(), pa.string(), pa.int32(), pa.float64(), pa.float64(), pa.int32(),
+                pa.float64(), pa.string()])
     n_groups = sum(1 for n in gsize.values() if n > 1)
     now = utcnow()
     soft = stable_json(software("imagehash", "numpy"))
@@ -363,8 +444,10 @@ def _write(store, run_id: str, params: dict[str, Any], ids: list[str], pair_rows
         if pairs:
             con.execute("DELETE FROM dup_pairs WHERE run_id = ? AND (meme_a, meme_b) IN "
                         "(SELECT (meme_a, meme_b) FROM _dup_pairs)", [run_id])
-            con.execute("INSERT INTO dup_pairs SELECT ?, meme_a, meme_b, hash_distance, cosine, "
-                        "text_similarity, kind FROM _dup_pairs", [run_id])
+            con.execute("INSERT INTO dup_pairs (run_id, meme_a, meme_b, hash_distance, cosine, "
+                        "text_similarity, inliers, agreement, kind) SELECT ?, meme_a, meme_b, "
+                        "hash_distance, cosine, text_similarity, inliers, agreement, kind "
+                        "FROM _dup_pairs", [run_id])
         exists = con.execute("SELECT count(*) FROM dup_runs WHERE run_id = ?",
                              [run_id]).fetchone()[0]
         if exists:

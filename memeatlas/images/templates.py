@@ -11,6 +11,15 @@ the threshold is the `quantile` (default 0.95) of those impostor scores. So by c
 about 5 % of memes of unseen templates would still get a (wrong) template, and a meme that
 matches a gallery template better than almost any two different templates match each other
 gets that template.
+
+Real galleries hold one template under several names (`Bad-Luck-Brian-Meme`, `Badluckbrian`;
+a file copied under a second name). Scored as "other templates", such aliases put impostor
+scores near 1.0 and push the threshold above nearly every right answer. So before calibrating,
+gallery images of different names that are one picture are found (identical files, or CNN
+cosine >= ALIAS_MIN_COSINE confirmed geometrically by `memeatlas.images.picture_match`) and
+their names merged into one template: an alias is never an impostor of its own template, a
+copy is counted once, and a meme's second-best template is the best one outside its best
+template's aliases. The aliases are recorded with the run and shown in the summary.
 """
 
 from __future__ import annotations
@@ -31,6 +40,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 DEFAULT_MODEL = "torchvision:mobilenet_v2"
 DEFAULT_QUANTILE = 0.95
 UNKNOWN = "unknown"
+# Candidates for "one picture under two names": CNN cosine at least this (one picture framed
+# differently reaches only 0.83 on the Wang & Wen gallery, Y-U-No redrawn 0.82, while distinct
+# templates that look alike reach 0.86), then the geometric check decides
+# (benchmarks/images_real.py templates).
+ALIAS_MIN_COSINE = 0.8
+# Without texture to verify (a flat drawing), only near-identical vectors count as one picture.
+ALIAS_UNVERIFIED_COSINE = 0.98
+CALIBRATION_VERSION = 2  # 2: aliases merged before calibrating
 
 
 @dataclass
@@ -64,7 +81,7 @@ class TemplateMatchSummary:
     n_templates: int = 0
     n_gallery_images: int = 0
     threshold: float = 0.0
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # incl. basis and aliases
     matched: int = 0          # memes scored in this call
     skipped_existing: int = 0
     n_known: int = 0          # of all memes in the run: given a template
@@ -126,28 +143,115 @@ def template_scores(M: np.ndarray, G: np.ndarray, labels: list[str]
     return names, out
 
 
-def calibrate(G: np.ndarray, labels: list[str], quantile: float) -> tuple[float, dict[str, Any]]:
-    """Threshold = `quantile` of each gallery image's best score against *other* templates."""
-    if len(set(labels)) < 2:
-        raise InputError("calibrating the 'unknown' threshold needs a gallery of at least two "
-                         "templates; pass --threshold")
-    lab = np.array(labels)
+def find_aliases(G: np.ndarray, labels: list[str], images: list | None = None,
+                 shas: list[str] | None = None) -> list[list[str]]:
+    """Groups of two or more template names whose gallery images are one picture, sorted.
+
+    Two images of different names are one picture when their files are identical (`shas`), or
+    their cosine is >= ALIAS_MIN_COSINE and the geometric check (`images`, PIL) says the same
+    picture or a picture made from it; without images, or with too little texture to tell,
+    a cosine >= ALIAS_UNVERIFIED_COSINE.
+    """
+    from memeatlas.images.neardup import MIN_INLIERS, SAME_TEMPLATE_AGREEMENT
+
+    parent = {t: t for t in labels}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def link(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    if shas is not None:
+        first: dict[str, str] = {}
+        for t, h in zip(labels, shas, strict=True):
+            link(first.setdefault(h, t), t)
     S = G @ G.T
-    impostor = np.array([S[i, lab != lab[i]].max() for i in range(len(G))])
+    feats: dict[int, Any] = {}
+    for i, j in zip(*np.nonzero(np.triu(S >= ALIAS_MIN_COSINE, 1)), strict=True):
+        a, b = labels[i], labels[j]
+        if find(a) == find(b):
+            continue
+        agreement = inliers = None
+        if images is not None:
+            from memeatlas.images.picture_match import compare, features_of
+
+            for k in (i, j):
+                if k not in feats:
+                    feats[k] = features_of(images[k])
+            inliers, agreement = compare(feats[i], feats[j])
+        if agreement is None:
+            same = S[i, j] >= ALIAS_UNVERIFIED_COSINE
+        else:
+            same = inliers >= MIN_INLIERS and agreement >= SAME_TEMPLATE_AGREEMENT
+        if same:
+            link(a, b)
+    groups: dict[str, set[str]] = {}
+    for t in labels:
+        groups.setdefault(find(t), set()).add(t)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def alias_map(labels: list[str], aliases: list[list[str]]) -> dict[str, str]:
+    """template → the name standing for its alias group (the group's first name; itself)."""
+    out = {t: t for t in labels}
+    for g in aliases:
+        for t in g:
+            out[t] = g[0]
+    return out
+
+
+def calibrate(G: np.ndarray, labels: list[str], quantile: float,
+              aliases: list[list[str]] | None = None) -> tuple[float, dict[str, Any]]:
+    """Threshold = `quantile` of each gallery picture's best score against *other* templates.
+
+    Names in one alias group are one template: never each other's impostors, and an image
+    that repeats a picture already counted under another name of its group (cosine >=
+    ALIAS_UNVERIFIED_COSINE) adds no second impostor score.
+    """
+    aliases = aliases or []
+    canon = alias_map(labels, aliases)
+    group = np.array([canon[t] for t in labels])
+    if len(set(group)) < 2:
+        raise InputError("calibrating the 'unknown' threshold needs a gallery of at least two "
+                         "templates (after merging alias names); pass --threshold")
+    S = G @ G.T
+    lab = np.array(labels)
+    kept: list[int] = []
+    for i in range(len(G)):
+        # a copy of a picture counted under another name of the same template: skip it
+        if any(group[k] == group[i] and lab[k] != lab[i] and S[i, k] >= ALIAS_UNVERIFIED_COSINE
+               for k in kept):
+            continue
+        kept.append(i)
+    impostor = np.array([S[i, group != group[i]].max() for i in kept])
     thr = float(np.quantile(impostor, quantile))
+    n_merged = sum(len(g) for g in aliases)
+    basis = (f"{quantile:g} quantile of {len(impostor)} impostor scores (each gallery picture's "
+             f"best cosine to another template"
+             + (f"; {n_merged} alias names merged into {len(aliases)} "
+                f"template{'s' if len(aliases) > 1 else ''}" if aliases
+                else "") + ")")
     return thr, {"method": "quantile of gallery impostor scores", "quantile": quantile,
-                 "n_impostor_scores": int(len(impostor)),
+                 "basis": basis, "n_impostor_scores": int(len(impostor)),
                  "impostor_median": round(float(np.median(impostor)), 4),
-                 "impostor_max": round(float(impostor.max()), 4)}
+                 "impostor_max": round(float(impostor.max()), 4),
+                 "aliases": aliases, "version": CALIBRATION_VERSION}
 
 
-def _encode_gallery(items: list[tuple[str, Path]], cfg: TemplateMatchConfig):
+def _load_gallery(items: list[tuple[str, Path]], cfg: TemplateMatchConfig):
+    """(PIL images, [n, d] vectors) of the gallery files."""
     from memeatlas.embed.image import ImageEncoder
     from memeatlas.imaging import load_image
 
     enc = ImageEncoder(cfg.model, device=cfg.device)
-    images = [enc.preprocess(load_image(p)) for _, p in items]
-    return enc.encode(images, batch_size=cfg.batch_size)
+    pil = [load_image(p) for _, p in items]
+    return pil, enc.encode([enc.preprocess(im) for im in pil], batch_size=cfg.batch_size)
 
 
 def match_templates(store, config: TemplateMatchConfig) -> TemplateMatchSummary:
@@ -175,9 +279,10 @@ def match_templates(store, config: TemplateMatchConfig) -> TemplateMatchSummary:
         raise InputError(f"space {space!r} holds vectors of {info.model}, not {model_name}; "
                          f"pass --model {info.model} or another --space")
     params = {"gallery_hash": ghash, "model": model_name, "space": space,
-              "threshold": cfg.threshold, "quantile": None if cfg.threshold else cfg.quantile}
+              "threshold": cfg.threshold, "quantile": None if cfg.threshold else cfg.quantile,
+              "calibration_version": CALIBRATION_VERSION}
     run_id = "tm-" + short_hash(params, 12)
-    n_templates = len({t for t, _ in items})
+    n_templates = len({t for t, _ in items})  # names; the summary's aliases say which are one
     summary = TemplateMatchSummary(run_id=run_id, gallery=gallery, space=space,
                                    model=model_name, n_templates=n_templates,
                                    n_gallery_images=len(items))
@@ -194,19 +299,26 @@ def match_templates(store, config: TemplateMatchConfig) -> TemplateMatchSummary:
     if todo or stored_run is None or cfg.force:
         progress.info(f"templates: embedding {len(items)} gallery images of {n_templates} "
                       f"templates from {gallery}")
-        G = _encode_gallery(items, cfg)
+        pil, G = _load_gallery(items, cfg)
         labels = [t for t, _ in items]
+        aliases = find_aliases(G, labels, pil, [_file_sha(p) for _, p in items])
+        if aliases:
+            progress.info(f"templates: {len(aliases)} groups of gallery names are one picture: "
+                          + "; ".join(" = ".join(g) for g in aliases))
         if cfg.threshold is not None:
-            thr, calib = float(cfg.threshold), {"method": "given"}
+            thr, calib = float(cfg.threshold), {"method": "given", "basis": "--threshold",
+                                                "aliases": aliases}
         else:
-            thr, calib = calibrate(G, labels, cfg.quantile)
+            thr, calib = calibrate(G, labels, cfg.quantile, aliases)
+        canon = alias_map(labels, aliases)
         names, S = template_scores(M[todo], G, labels) if todo else (sorted(set(labels)), None)
         rows = []
         if S is not None:
             order = np.argsort(-S, axis=1)
             for k, i in enumerate(todo):
                 b = order[k, 0]
-                s = order[k, 1] if S.shape[1] > 1 else None
+                # the runner-up is another template, not an alias name of the best one
+                s = next((c for c in order[k, 1:] if canon[names[c]] != canon[names[b]]), None)
                 score = float(S[k, b])
                 rows.append((ids[i], names[b] if score >= thr else UNKNOWN, names[b],
                              round(score, 6), names[s] if s is not None else None,
