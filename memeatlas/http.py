@@ -112,8 +112,9 @@ class HttpPolicy:
 def printable(text: Any, limit: int = 300) -> str:
     """A server's text made safe to print: one line, control and format characters (ESC,
     BEL, NUL, bidi overrides, lone surrogates) replaced by spaces, cut at `limit`."""
-    s = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    s = " ".join(s.split())
+    s = str(text)
+    s = s[:4 * limit + 64]  # an 8 MB answer is cut before it is looked at, not after
+    s = " ".join("".join(ch if ch.isprintable() else " " for ch in s).split())
     return s[:limit] + "…" if len(s) > limit else s
 
 
@@ -274,14 +275,16 @@ class Streamed:
 
     def lines(self) -> Iterator[str]:
         """The body's lines (server-sent events), decoded as UTF-8, without line ends."""
-        pending = b""
+        buf = bytearray()  # grown in place: a body without newlines is not copied per chunk
         for c in self.chunks():
-            pending += c
-            *done, pending = pending.split(b"\n")
-            for line in done:
-                yield line.rstrip(b"\r").decode("utf-8", "replace")
-        if pending:
-            yield pending.rstrip(b"\r").decode("utf-8", "replace")
+            buf += c
+            start = 0
+            while (end := buf.find(b"\n", start)) >= 0:
+                yield buf[start:end].rstrip(b"\r").decode("utf-8", "replace")
+                start = end + 1
+            del buf[:start]
+        if buf:
+            yield buf.rstrip(b"\r").decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------- client

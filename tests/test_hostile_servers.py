@@ -282,6 +282,13 @@ def test_garbage_answers_are_failure_rows_not_crashes(caption_db):
     assert got["annotations"] == 0 and got["caption_failures"] == 2
 
 
+def test_deeply_nested_content_is_an_invalid_answer_not_a_crash(caption_db):
+    with HostileServer("ok", "ok", answer="[" * 100_000 + "]" * 100_000) as srv:
+        r = _caption(caption_db, srv.url, "--response-format", "json_schema")
+    assert r.exit_code == 1 and "invalid_json" in r.output, r.output
+    assert "Traceback" not in r.output and _stored(caption_db)["caption_failures"] == 2
+
+
 def test_policy_validation_messages_name_the_range():
     with pytest.raises(InputError, match=r"timeout must be a number of seconds from 0.1 to"):
         HttpPolicy(timeout=0)
@@ -374,8 +381,10 @@ def _peak(cmd: list[str], timeout: float) -> tuple[int, float, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["endless", "many_objects", "drip"])
-def test_caption_peak_memory_and_time_against_hostile_servers(caption_db, mode):
+@pytest.mark.parametrize("mode,stream", [("endless", False), ("endless_sse", True),
+                                         ("many_objects", False), ("many_objects", True),
+                                         ("drip", False), ("drip", True)])
+def test_caption_peak_memory_and_time_against_hostile_servers(caption_db, mode, stream):
     exe = [sys.executable, "-m", "memeatlas.cli"]
     with HostileServer(mode, "ok", drip_s=0.2, limit_s=60) as srv:
         t0 = time.monotonic()
@@ -383,7 +392,8 @@ def test_caption_peak_memory_and_time_against_hostile_servers(caption_db, mode):
                               "--model", "hostile", "--base-url", srv.url, "--api-key-env",
                               "MEMEATLAS_NO_KEY", "--no-vision-check", "--response-format",
                               "json_schema", "--retries", "0", "-o", "timeout=5",
-                              "-o", "max_retries=0"], timeout=120)
+                              "-o", "max_retries=0", "-o", f"stream={str(stream).lower()}"],
+                             timeout=120)
         took = time.monotonic() - t0
     assert rc == 1 and "Error:" in text, text
     assert mb < 500, mb

@@ -24,7 +24,8 @@ Each endpoint (`GET /models`, `POST /chat/completions`, streamed or not) answers
 
 Bounded: every answer ends after `limit_s` seconds (default 60) or when the client goes
 away, and the server answers at most `max_requests` requests (default 200; later ones are
-closed at once). `n_requests` counts what it was asked.
+closed at once). `n_requests` counts what it was asked; `held_s` holds how long each answered
+request was held open (until the answer ended or the client went away).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class HostileServer:
         self.drip_s, self.limit_s, self.max_requests = drip_s, limit_s, max_requests
         self.n_requests = 0
         self.bodies: list[dict] = []
+        self.held_s: list[float] = []
         if "gzip_bomb" in (chat, models):
             _gzip_bomb()  # made before serving: it takes a second or two
         self._rng = random.Random(seed)
@@ -105,13 +107,17 @@ class HostileServer:
             def do_GET(self):
                 if not outer._count():
                     return
+                t0 = time.monotonic()
                 if self.path.rstrip("/").endswith("/models"):
-                    return outer._answer(self, outer.models, stream=False, kind="models")
-                return outer._raw(self, 404, b'{"error": {"message": "not found"}}')
+                    outer._answer(self, outer.models, stream=False, kind="models")
+                else:
+                    outer._raw(self, 404, b'{"error": {"message": "not found"}}')
+                outer._held(t0)
 
             def do_POST(self):
                 if not outer._count():
                     return
+                t0 = time.monotonic()
                 n = int(self.headers.get("Content-Length") or 0)
                 body = {}
                 if 0 < n <= 64 * 1024 * 1024:
@@ -123,6 +129,7 @@ class HostileServer:
                     outer.bodies.append(body)
                 outer._answer(self, outer.chat, stream=bool(body.get("stream")), kind="chat",
                               body=body)
+                outer._held(t0)
 
         self.httpd = _Quiet(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -134,6 +141,10 @@ class HostileServer:
         with self._lock:
             self.n_requests += 1
             return self.n_requests <= self.max_requests
+
+    def _held(self, t0: float) -> None:
+        with self._lock:
+            self.held_s.append(time.monotonic() - t0)
 
     def _live(self, t0: float) -> bool:
         return not self._stop.is_set() and time.monotonic() - t0 < self.limit_s

@@ -244,9 +244,8 @@ class OpenAIBackend(Backend):
         try:
             resp = self._http.request("GET", "/models", timeout=min(self.timeout, 15.0))
         except UnreachableError as exc:
-            raise BackendError(
-                f"cannot connect to the OpenAI-compatible server at {self.base_url} "
-                f"({exc}); start it, or pass --base-url") from None
+            raise BackendError(f"{exc}: start the OpenAI-compatible server, or pass "
+                               "--base-url") from None
         except ConnectionBrokenError as exc:
             raise BackendError(f"the server at {self.base_url} did not answer GET /models "
                                f"({exc})") from None
@@ -521,7 +520,7 @@ class OpenAIBackend(Backend):
             for line in resp.lines():
                 if not line.startswith("data:"):
                     if first_line is None and line.strip():
-                        first_line = line
+                        first_line = line[:200]
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
@@ -572,9 +571,10 @@ class OpenAIBackend(Backend):
             if not isinstance(usage, dict):
                 usage = {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            return GenerationResult(resp.text[:2000], False, latency_ms=ms,
+            head = resp.body[:2000].decode("utf-8", "replace")  # not the whole 8 MB
+            return GenerationResult(head, False, latency_ms=ms,
                                     error=f"malformed response: {server_message(str(exc), 120)}"
-                                          f" (it begins {server_message(resp.text, 60)!r})")
+                                          f" (it begins {server_message(head, 60)!r})")
         finish = choice.get("finish_reason")
         return GenerationResult(text=text, finished=finish == "stop",
                                 tokens_in=_count(usage.get("prompt_tokens")),

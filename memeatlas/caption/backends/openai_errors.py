@@ -31,7 +31,8 @@ def server_message(text: str, limit: int = 300) -> str:
     control characters, at most `limit` characters."""
     msg = text
     try:
-        data = parse_json(text)
+        # An error body is short; a long one is not parsed (it could be megabytes of objects).
+        data = parse_json(text) if len(text) <= 64 * 1024 else None
     except (ValueError, TypeError):
         data = None
     if isinstance(data, dict):
