@@ -124,11 +124,13 @@ print(json.dumps({"exit": p.returncode, "seconds": round(time.monotonic() - t0, 
 """
 
 
-def _measure(cmd: list[str], env: dict[str, str], kill_mb: float, kill_s: float) -> dict:
-    """Run `cmd`; its exit code, peak RSS (MB), wall time and first error line (killed past
-    the guard)."""
+def _measure(cmd: list[str], env: dict[str, str], kill_mb: float, kill_s: float,
+             cwd: str) -> dict:
+    """Run `cmd` in `cwd`; its exit code, peak RSS (MB), wall time and first error line
+    (killed past the guard)."""
+    # cwd matters: `python -m memeatlas.cli` imports memeatlas from the working directory first.
     out = subprocess.run([sys.executable, "-c", LAUNCHER, str(kill_mb), str(kill_s), *cmd],
-                         env=env, capture_output=True, text=True)
+                         env=env, capture_output=True, text=True, cwd=cwd)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -171,7 +173,7 @@ def main() -> None:
                            "--llm-model", "hostile", "--api-key-env", "NO_KEY", "--force"]
                     if a.code == str(ROOT):
                         cmd += ["--timeout", str(TIMEOUT)]
-                r = _measure(cmd, env, a.kill_mb, a.kill_s)
+                r = _measure(cmd, env, a.kill_mb, a.kill_s, a.code)
                 time.sleep(1.0)  # a dripping handler notices the client left at its next write
                 r.update(case=case, requests=srv.n_requests,
                          longest_request_s=round(max(srv.held_s, default=0.0), 2))

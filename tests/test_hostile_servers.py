@@ -245,7 +245,7 @@ def test_a_server_whose_every_name_breaks_the_schema_changes_no_labels():
 def test_names_are_tidied_but_never_cut_to_fit():
     from memeatlas.cluster.labeling import _clean_name, _name_problem
 
-    assert _clean_name('{"name": "  Cats, and dogs. "}') == "Cats, and dogs"
+    assert _clean_name('{"name": "  Cats, and dogs, "}') == "Cats, and dogs"
     long = "A" * 49
     assert _clean_name(json.dumps({"name": long})) == long and _name_problem(long)
     assert _name_problem("A" * 48) is None

@@ -170,7 +170,7 @@ def _clean_name(text: str) -> str | None:
     if name is None:
         return None
     # Control characters are kept: they break the schema, so such a name is refused.
-    name = re.sub(" {2,}", " ", name.strip().strip(" ,/-&'."))
+    name = re.sub(" {2,}", " ", name.strip().strip(" ,/-&'"))
     return name or None
 
 
