@@ -44,10 +44,11 @@ def test_partly_named_run_is_reported_and_redone_not_skipped(clustered, tiny_bac
 
     monkeypatch.setenv("MEMEATLAS_TEST_KEY", SECRET)
     store, rid = clustered
-    # Requests 1-2 are the format probes (json_schema refused, json_object taken), 3-5 the
-    # three names (one at a time): the second is refused after the first succeeded, so only
-    # that cluster keeps its keyword label.
-    with QuirkServer(tiny_backend, "llamacpp", plan={4: 400}) as srv:
+    # Request 1 is the format probe (json_schema taken), 2-4 the three names (one at a time):
+    # the second is refused after the first succeeded, so only that cluster keeps its keyword
+    # label. The strict form: xgrammar holds the random model to the name's pattern, which
+    # every stored name must keep (a friendly-form server's random names would be refused).
+    with QuirkServer(tiny_backend, "openai", plan={3: 400}) as srv:
         s = label(store, _cfg(rid, srv.url))
         rows = store.fetchall("SELECT labeler, params FROM cluster_labels WHERE run_id = ? AND "
                               "cluster >= 0 ORDER BY cluster", [rid])
@@ -55,7 +56,7 @@ def test_partly_named_run_is_reported_and_redone_not_skipped(clustered, tiny_bac
         assert sorted(r[0].split("@")[0] for r in rows) == ["bertopic", "bertopic+tiny-qwen",
                                                             "bertopic+tiny-qwen"]
         dec = json.loads(rows[0][1])["llm_decoding"]
-        assert dec["response_format"] == "json_object_schema" and dec["schema_form"] == "friendly"
+        assert dec["response_format"] == "json_schema" and dec["schema_form"] == "strict"
         again = label(store, _cfg(rid, srv.url))  # not skipped: one cluster lacks its name
     assert not again.skipped and (again.n_named, again.n_name_failed) == (3, 0)
     assert label(store, _cfg(rid, "http://127.0.0.1:9/v1")).skipped  # complete now: skipped

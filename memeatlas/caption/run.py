@@ -418,6 +418,10 @@ def _check(res: GenerationResult, validator: Validator | None, is_ocr: bool,
     if res.error:
         return ("request_failed", res.error)
     if not res.finished:
+        if res.tokens_out is None:  # a server that gave no token count (issue 23)
+            return ("truncated", f"the answer ({len(res.text):,} characters) did not end "
+                                 "with finish_reason 'stop' and the server reported no token "
+                                 "count: cut off at max_new_tokens or ended early")
         return ("truncated", f"output hit max_new_tokens ({res.tokens_out} tokens) before EOS")
     if is_ocr:
         dropped = (res.meta or {}).get("dropped")

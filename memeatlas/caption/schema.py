@@ -231,6 +231,8 @@ class Validator:
             obj = json.loads(text, strict=self.typed)
         except (json.JSONDecodeError, TypeError) as exc:
             raise AnnotationError("invalid_json", f"not JSON: {exc}") from None
+        except RecursionError:  # a hostile server's answer: [[[[... 200,000 deep
+            raise AnnotationError("invalid_json", "not JSON: nested too deeply") from None
         if not self.typed:
             obj = _no_controls(obj)
         if not isinstance(obj, dict):

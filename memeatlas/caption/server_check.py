@@ -5,12 +5,18 @@
 
 Runs the probes the openai backend runs before a caption or naming run (models list,
 response-format negotiation, the schema form it implies, a text request, the vision probe)
-and returns what each found, with latencies.
+and returns what each found, with latencies. `report["problems"]` says what makes the server
+unusable; `unusable_error` turns them into the command's one-line error (exit 1). Everything a
+server wrote is printed through `memeatlas.http.printable` (no control characters reach the
+terminal; the JSON report escapes them).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from memeatlas.errors import BackendError
+from memeatlas.http import printable
 
 
 def check_server(model: str | None = None, *, vision: bool = True, **options: Any
@@ -26,11 +32,15 @@ def check_server(model: str | None = None, *, vision: bool = True, **options: An
 
 
 def report_lines(report: dict[str, Any]) -> dict[str, Any]:
-    """The report as `key: value` fields for the CLI summary."""
+    """The report as `key: value` fields for the CLI summary (safe to print)."""
+    models = ", ".join(map(str, report.get("models") or [])) or "(none)"
+    n_models = report.get("n_models") or 0
+    if n_models > len(report.get("models") or []):
+        models = f"{n_models} models: {printable(models, 200)}"
     fields: dict[str, Any] = {
         "server": report["base_url"],
         "owned_by (server family)": report.get("owned_by") or "-",
-        "models listed": ", ".join(map(str, report.get("models") or [])) or "(none)",
+        "models listed": models,
         "model used": report["model"],
         "GET /models (s)": report.get("models_s"),
     }
@@ -49,5 +59,17 @@ def report_lines(report: dict[str, Any]) -> dict[str, Any]:
     if vis is not None:
         fields["vision probe"] = (
             f"{'passed' if vis['passed'] else 'FAILED'}: asked for {vis['word']!r}, got "
-            f"{' '.join(str(vis['answer']).split())[:60]!r} in {vis['seconds']} s")
-    return fields
+            f"{printable(vis['answer'], 60)!r} in {vis['seconds']} s")
+    for i, p in enumerate(report.get("problems") or [], 1):
+        fields[f"problem {i}"] = p
+    return {printable(k, 80): v if isinstance(v, (int, float)) or v is None
+            else printable(v, 300) for k, v in fields.items()}
+
+
+def unusable_error(report: dict[str, Any]) -> BackendError | None:
+    """The one-line error for a server the check found unusable, or None."""
+    problems = report.get("problems") or []
+    if not problems:
+        return None
+    return BackendError(f"the server at {report['base_url']} cannot be used: "
+                        + "; ".join(printable(p, 300) for p in problems))

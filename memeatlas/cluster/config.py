@@ -140,6 +140,7 @@ class LabelSummary:
     skipped: bool = False
     n_name_failed: int = 0            # clusters the LLM was asked to name but did not
     name_error: str | None = None     # why the first of them failed
+    n_name_refused: int = 0           # of those, names refused for breaking the name schema
 
 
 @dataclass

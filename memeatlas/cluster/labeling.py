@@ -21,12 +21,16 @@ keywords whenever the fit left noise (size 0 when every noise meme was assigned)
 Labellings derive: `--force` adds a new labelling (new rows, one `labeling` id) and the older
 ones stay in `cluster_labels`; `latest_cluster_labels` (and `cluster_members`) show the newest.
 Optional names: one text-only request per cluster to a caption backend, constrained to
-{"name": "..."} JSON, from the keywords and the representatives' texts.
+{"name": "..."} JSON, from the keywords and the representatives' texts. An answer is checked
+against that schema whatever the server did with it (a server may ignore it, or be sent only
+its lengths): a name that breaks it (too long, characters outside the pattern) is refused,
+the cluster keeps its keyword label, and the summary counts it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -42,6 +46,7 @@ from memeatlas.cluster.config import (
 )
 from memeatlas.cluster.image_labels import image_cluster_labels
 from memeatlas.errors import InputError, NotFoundError
+from memeatlas.http import parse_json, printable
 from memeatlas.provenance import new_run_id, software, stable_json, utcnow
 
 FALLBACK_FIELDS = ("description", "intent", "ocr_text")
@@ -51,6 +56,9 @@ NAME_SCHEMA = {
     "required": ["name"],
     "additionalProperties": False,
 }
+NAME_RE = re.compile(NAME_SCHEMA["properties"]["name"]["pattern"])
+NAME_RULE = ("1-48 characters: ASCII letters, digits, spaces and , ' & / -, starting with a "
+             "letter or digit")
 NAME_PROMPT = (
     "These memes were grouped together. Keywords: {keywords}.\n"
     "Examples:\n{examples}\n"
@@ -163,11 +171,12 @@ def _topic_keywords(docs: list[str], labels: np.ndarray, emb: np.ndarray, cfg: L
 
 
 def _clean_name(text: str) -> str | None:
-    """The name in a model's `{"name": ...}` answer, tidied; None when there is none."""
+    """The name in a model's `{"name": ...}` answer, tidied (whitespace, surrounding
+    punctuation); None when there is none. Not yet checked against NAME_SCHEMA."""
     text = (text or "").strip()
     name = None
     try:
-        obj = json.loads(text)
+        obj = parse_json(text)
         name = str(obj.get("name", "")) if isinstance(obj, dict) else None
     except (ValueError, AttributeError):
         # Cut at max_new_tokens: keep what was written of the name.
@@ -175,15 +184,25 @@ def _clean_name(text: str) -> str | None:
             name = text.split('"name"', 1)[1].lstrip(' :"').split('"')[0]
     if name is None:
         return None
-    name = " ".join("".join(ch for ch in name if ch.isprintable()).split()).strip(" ,/-&'")
-    return name[:80] or None
+    # Control characters are kept: they break the schema, so such a name is refused.
+    name = re.sub(" {2,}", " ", name.strip().strip(" ,/-&'"))
+    return name or None
+
+
+def _name_problem(name: str) -> str | None:
+    """Why `name` breaks NAME_SCHEMA, or None when it keeps it."""
+    if NAME_RE.fullmatch(name):
+        return None
+    return (f"the name {printable(repr(name), 70)} breaks the name schema ({len(name)} "
+            f"characters; allowed: {NAME_RULE}); kept the keyword label")
 
 
 def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
                    examples: dict[int, list[str]]
-                   ) -> tuple[dict[int, str], str, dict[int, str], dict[str, Any]]:
-    """Names per cluster, the namer's annotator name, failures (cluster → why) and the
-    decoding the backend used (response format and schema form, for servers).
+                   ) -> tuple[dict[int, str], str, dict[int, str], dict[str, Any], int]:
+    """Names per cluster, the namer's annotator name, failures (cluster → why), the
+    decoding the backend used (response format and schema form, for servers) and how many
+    of the failures were names refused for breaking NAME_SCHEMA.
 
     Raises BackendError when no cluster could be named: a run is never stored as
     LLM-labelled when the LLM named nothing.
@@ -203,12 +222,17 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
                 image=None, json_schema=NAME_SCHEMA, max_new_tokens=cfg.llm_max_new_tokens))
         names: dict[int, str] = {}
         failed: dict[int, str] = {}
+        refused = 0
         for c, res in zip(order, backend.generate(reqs), strict=True):
             name = None if res.error else _clean_name(res.text)
-            if name:
-                names[c] = name
+            if res.error or not name:
+                failed[c] = res.error or (f"no name in the answer "
+                                          f"{printable(repr((res.text or '')[:60]), 80)}")
+            elif (why := _name_problem(name)) is not None:
+                failed[c] = why
+                refused += 1
             else:
-                failed[c] = res.error or f"no name in the answer {(res.text or '')[:60]!r}"
+                names[c] = name
         info = backend.info if hasattr(backend, "info") else None
         model_name = info.annotator if info else str(cfg.llm_model)
         decoding = {k: info.config[k] for k in ("response_format", "schema_form", "base_url")
@@ -220,7 +244,7 @@ def _name_clusters(cfg: LabelConfig, keywords: dict[int, list[str]],
         raise BackendError(f"naming with {cfg.llm_backend} ({model_name}) failed for all "
                            f"{len(order)} clusters; no labels were changed. First error: "
                            f"{first}")
-    return names, model_name, failed, decoding
+    return names, model_name, failed, decoding, refused
 
 
 def run_members(store, run_id: str, noise: str = "assigned"):
@@ -241,6 +265,11 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     from memeatlas.corpus.vectors import load_space
 
     t0 = time.perf_counter()
+    if cfg.llm_backend == "openai":  # the server limits, checked before any work
+        from memeatlas.http import HttpPolicy
+
+        HttpPolicy(**{k: cfg.llm_options[k] for k in ("timeout", "max_response_bytes")
+                      if k in cfg.llm_options})
     if isinstance(cfg.fields, str):
         cfg.fields = [f.strip() for f in cfg.fields.split(",") if f.strip()]
     if cfg.representation not in REPRESENTATIONS:
@@ -314,10 +343,11 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     names: dict[int, str] = {}
     failed: dict[int, str] = {}
     decoding: dict[str, Any] = {}
+    refused = 0
     labeler = "bertopic"
     if cfg.llm_backend and kw_words:
         examples = {c: [text_of.get(m, "") for m in reps[c]] for c in kw_words}
-        names, llm_name, failed, decoding = _name_clusters(cfg, kw_words, examples)
+        names, llm_name, failed, decoding, refused = _name_clusters(cfg, kw_words, examples)
         labeler = f"bertopic+{llm_name}"
         if failed:
             first = failed[min(failed)]
@@ -363,5 +393,5 @@ def label(store, cfg: LabelConfig) -> LabelSummary:
     n_lab = sum(1 for c in sizes if c >= 0)
     return LabelSummary(run_id, n_lab, n_lab, len(names), cfg.representation,
                         labeler if names else "bertopic", annotator, time.perf_counter() - t0,
-                        n_name_failed=len(failed),
+                        n_name_failed=len(failed), n_name_refused=refused,
                         name_error=failed[min(failed)] if failed else None)

@@ -145,7 +145,7 @@ def caption(
 
     if check_server:
         from memeatlas.caption.server_check import check_server as probe
-        from memeatlas.caption.server_check import report_lines
+        from memeatlas.caption.server_check import report_lines, unusable_error
         from memeatlas.errors import InputError
 
         if backend != "openai":
@@ -155,8 +155,9 @@ def caption(
                     **{k: _coerce(v) for k, v in parse_kv(option, "--option").items()})
         echo_summary("server check", report_lines(rep))
         typer.echo(json.dumps(rep, indent=2))
-        if rep.get("vision") is not None and not rep["vision"]["passed"]:
-            raise typer.Exit(1)
+        err = unusable_error(rep)
+        if err is not None:  # garbage, a failed text request or a blind model: exit 1
+            raise err
         return
 
     opts: dict = {}

@@ -172,7 +172,15 @@ def label_cmd(
                               "(the key itself is never printed or stored).")] = "OPENAI_API_KEY",
     check_server: Annotated[bool, typer.Option(
         "--check-server", help="Probe the --base-url server (models, response formats, "
-                               "latency), print what it supports and exit.")] = False,
+                               "latency), print what it supports and exit (1 when it "
+                               "cannot be used).")] = False,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="openai: seconds each naming request may take, connecting and "
+                          "reading the whole answer included (0.1 to 86400) "
+                          "[default: 120].")] = None,
+    max_response_bytes: Annotated[int | None, typer.Option(
+        "--max-response-bytes", help="openai: largest answer read from the server, in bytes "
+                                     "(1024 to 1073741824) [default: 8388608].")] = None,
     noise: Annotated[str, typer.Option(
         "--noise", help="assigned: memes assigned from noise count in their cluster (size, "
                         "keywords); apart: core members only.")] = "assigned",
@@ -190,19 +198,29 @@ def label_cmd(
     if base_url and llm_backend != "openai":
         raise InputError(f"--base-url is for --llm-backend openai, not {llm_backend!r}")
     llm_options: dict = {}
+    limits = {k: v for k, v in (("timeout", timeout), ("max_response_bytes", max_response_bytes))
+              if v is not None}
+    if limits and llm_backend != "openai":
+        raise InputError("--timeout and --max-response-bytes are for a server (--base-url)")
     if llm_backend == "openai":
-        llm_options = {"api_key_env": api_key_env}
+        from memeatlas.http import HttpPolicy
+
+        HttpPolicy(**limits)  # checked with their ranges before any work
+        llm_options = {"api_key_env": api_key_env, **limits}
         if base_url:
             llm_options["base_url"] = base_url
     if check_server:
         from memeatlas.caption.server_check import check_server as probe
-        from memeatlas.caption.server_check import report_lines
+        from memeatlas.caption.server_check import report_lines, unusable_error
 
         if llm_backend != "openai":
             raise InputError("--check-server needs --base-url (or --llm-backend openai)")
         rep = probe(llm_model, vision=False, **llm_options)
         echo_summary("server check", report_lines(rep))
         typer.echo(json.dumps(rep, indent=2))
+        err = unusable_error(rep)
+        if err is not None:  # garbage or a failed text request: exit 1, not 0
+            raise err
         return
     cfg = LabelConfig(run_id=run, representation=representation, n_keywords=n_keywords,
                       annotator=annotator,
@@ -217,6 +235,8 @@ def label_cmd(
     echo_summary(f"labels for {s.run_id}", {
         "clusters": s.n_clusters, "labelled": s.n_labelled, "named by LLM": named,
         **({"naming failed": f"{s.n_name_failed} ({s.name_error})"} if s.n_name_failed else {}),
+        **({"names refused (schema)": f"{s.n_name_refused} kept their keyword label"}
+           if s.n_name_refused else {}),
         "representation": s.representation, "labeler": s.labeler,
         "annotator": s.annotator or "-", "seconds": s.seconds,
         **({"skipped": "already labelled (--force to redo)"} if s.skipped else {})})

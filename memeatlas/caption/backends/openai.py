@@ -11,6 +11,11 @@ request:
   llama.cpp's grammar sampler); `auto` decides from the format and the server family;
 - both are reported in `info.config`, so caption_runs and cluster_labels record them.
 
+Every request goes through `memeatlas.http` (one deadline for the whole answer, `timeout`
+seconds; a size cap, `max_response_bytes`): a server that drips or answers without end fails
+that request within its deadline and its memory. Answers are checked for shape before use
+(non-string content, non-integer token counts and nesting too deep are malformed answers).
+
 Failures are classified (`openai_errors`): only timeouts, connection drops, 429 and real
 overloads are retried, with jittered exponential backoff (honouring `Retry-After`) within a
 per-request attempt limit and one retry budget (seconds) for the whole backend; a permanent
@@ -57,6 +62,17 @@ from memeatlas.caption.backends.openai_format import (
 )
 from memeatlas.caption.backends.openai_limit import AdaptiveLimit
 from memeatlas.errors import BackendError
+from memeatlas.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    ConnectionBrokenError,
+    DeadlineError,
+    HttpClient,
+    HttpPolicy,
+    ResponseTooLargeError,
+    UnreachableError,
+    parse_json,
+)
 from memeatlas.provenance import software
 
 # The schema the format negotiation asks for: small, so a probe costs a few tokens.
@@ -109,6 +125,13 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def _count(value: Any) -> int | None:
+    """A token count from a server: an int that fits the store's INTEGER column, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2 ** 31:
+        return value
+    return None
+
+
 class _Stop(Exception):
     """A failure that ends the run (raised out of `generate` as BackendError)."""
 
@@ -117,7 +140,9 @@ class OpenAIBackend(Backend):
     """Chat completions against an OpenAI-compatible server (see module docstring).
 
     Options: base_url, api_key_env, concurrency (most requests in flight), adaptive (follow
-    the server's parallelism, default on), timeout (s per request), max_retries (per
+    the server's parallelism, default on), timeout (s for each request's whole answer,
+    connecting and reading included), max_response_bytes (cap on each answer's size),
+    max_retries (per
     request, temporary failures only), retry_budget (s of retrying for the whole backend),
     backoff (first wait, s; doubles, capped at 30 s), response_format (auto or one of
     openai_format.FORMATS), schema_form (auto, strict, friendly), stream (receive answers as
@@ -131,13 +156,12 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str | None = None, *, base_url: str = "http://127.0.0.1:8000/v1",
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 adaptive: bool = True, timeout: float = 120.0, max_retries: int = 5,
+                 adaptive: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, max_retries: int = 5,
                  retry_budget: float = 300.0, backoff: float = 1.0,
                  response_format: str = "auto", schema_form: str = "auto",
                  stream: bool = False, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = 0,
                  revision: str | None = None) -> None:
-        import httpx
-
         if concurrency < 1:
             raise BackendError("--concurrency must be at least 1")
         if response_format != "auto" and response_format not in FORMATS:
@@ -152,7 +176,8 @@ class OpenAIBackend(Backend):
         self._key = os.environ.get(api_key_env) or None
         self.concurrency = int(concurrency)
         self.adaptive = bool(adaptive)
-        self.timeout = float(timeout)
+        self.policy = HttpPolicy(timeout, max_response_bytes)  # range-checked
+        self.timeout = self.policy.timeout
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.response_format = response_format
@@ -164,13 +189,9 @@ class OpenAIBackend(Backend):
         self.revision = revision or "api"
         self.budget = RetryBudget(retry_budget)
         self.limit = AdaptiveLimit(self.concurrency, adaptive=self.adaptive)
-        headers = {"Content-Type": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        self._client = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=self.timeout,
-            limits=httpx.Limits(max_connections=self.concurrency,
-                                max_keepalive_connections=self.concurrency))
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        self._http = HttpClient(self.base_url, self.policy, headers=headers,
+                                max_connections=self.concurrency)
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
                                         thread_name_prefix="memeatlas-openai")
         self._lock = threading.Lock()
@@ -180,6 +201,7 @@ class OpenAIBackend(Backend):
         self._form: str | None = None if schema_form == "auto" else schema_form
         self._owned_by: str | None = None
         self._models_checked = False
+        self.models_problem: str | None = None  # what was wrong with GET /models' answer
         self.negotiation: list[dict[str, Any]] = []  # what each format probe got
         self._schemas: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.n_ok = 0
@@ -195,12 +217,14 @@ class OpenAIBackend(Backend):
             annotator=f"{self.model_id}@{self.revision}",
             config={"base_url": self.base_url, "api_key_env": self.api_key_env,
                     "concurrency": self.concurrency, "adaptive": self.adaptive,
-                    "timeout": self.timeout, "max_retries": self.max_retries,
+                    "timeout": self.timeout,
+                    "max_response_bytes": self.policy.max_response_bytes,
+                    "max_retries": self.max_retries,
                     "retry_budget": self.budget.total, "stream": self.stream,
                     "response_format": self._format or self.response_format,
                     "schema_form": self._form or self.schema_form,
                     "server_owned_by": self._owned_by},
-            software=software("httpx"))
+            software=software("httpcore"))
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -211,27 +235,40 @@ class OpenAIBackend(Backend):
     # ------------------------------------------------------------------ server discovery
 
     def models(self) -> list[dict[str, Any]]:
-        """The server's `/models` list; BackendError when the server cannot be reached."""
-        import httpx
+        """The server's `/models` list; BackendError when the server cannot be reached,
+        answers past the deadline (at most 15 s) or past the size cap.
 
+        An answer that is not a model list is taken as no list (the chat requests will tell),
+        and said in `models_problem` (`--check-server` reports it).
+        """
         try:
-            resp = self._client.get("/models", timeout=min(self.timeout, 15.0))
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise BackendError(
-                f"cannot connect to the OpenAI-compatible server at {self.base_url} "
-                f"({type(exc).__name__}); start it, or pass --base-url") from None
-        except httpx.HTTPError as exc:
+            resp = self._http.request("GET", "/models", timeout=min(self.timeout, 15.0))
+        except UnreachableError as exc:
+            raise BackendError(f"{exc}: start the OpenAI-compatible server, or pass "
+                               "--base-url") from None
+        except ConnectionBrokenError as exc:
             raise BackendError(f"the server at {self.base_url} did not answer GET /models "
-                               f"({type(exc).__name__}: {exc})") from None
-        if resp.status_code in (401, 403):
-            raise BackendError(self._stop_message(resp.status_code, resp.text))
-        if resp.status_code != 200:
+                               f"({exc})") from None
+        if resp.status in (401, 403):
+            raise BackendError(self._stop_message(resp.status, server_message(resp.text)))
+        if resp.status != 200:
             return []  # some servers have no /models; the chat requests will tell
         try:
-            data = resp.json().get("data") or []
-        except (ValueError, AttributeError):
+            data = resp.json().get("data")
+            if not isinstance(data, list):
+                raise ValueError("no list under 'data'")
+        except (ValueError, AttributeError) as exc:
+            self.models_problem = (f"GET /models answered 200 with something that is not a "
+                                   f"model list ({server_message(str(exc), 80)}): "
+                                   f"{server_message(resp.text, 80)!r}")
             return []
-        return [m for m in data if isinstance(m, dict)]
+        out = []
+        for m in data:
+            if isinstance(m, dict) and isinstance(m.get("id"), (str, int)):
+                owner = m.get("owned_by")
+                out.append({"id": str(m["id"]),
+                            "owned_by": owner if isinstance(owner, str) else None})
+        return out
 
     def _check_models(self) -> None:
         if self._models_checked:
@@ -275,7 +312,7 @@ class OpenAIBackend(Backend):
                     self.negotiation.append(entry)
                     if kind == "format" or (kind == "rejected" and status in (400, 422, 500)):
                         continue  # this server does not take that format; try the next
-                    if kind == "unreachable":
+                    if kind in ("unreachable", "too_large"):
                         raise BackendError(msg)
                     raise BackendError(self._stop_message(status, msg, during=fmt))
                 try:
@@ -377,9 +414,12 @@ class OpenAIBackend(Backend):
         t0 = time.perf_counter()
         res, status, msg, kind = self._attempts(body, measure)
         if res is not None:
-            with self._lock:
-                self.n_ok += 1
+            if res.error is None:  # a malformed answer does not show the server works
+                with self._lock:
+                    self.n_ok += 1
             return res
+        if kind == "too_large" and not self.n_ok:
+            raise _Stop(msg)  # the message says what and how to change it
         if kind in ("auth", "not_found", "unreachable") or (
                 kind in ("rejected", "format") and not self.n_ok):
             raise _Stop(self._stop_message(status, msg))
@@ -393,8 +433,6 @@ class OpenAIBackend(Backend):
         `measure=False` keeps the request's latency out of the concurrency estimate (the
         negotiation's three-token probes are not comparable with real requests).
         """
-        import httpx
-
         t0 = time.perf_counter()
         attempt = 0
         while True:
@@ -408,16 +446,20 @@ class OpenAIBackend(Backend):
                     if self.stream:
                         status, text, headers, res = self._post_stream(body, t0)
                     else:
-                        resp = self._client.post("/chat/completions", json=body)
-                        status, text, headers = resp.status_code, resp.text, resp.headers
+                        resp = self._http.request("POST", "/chat/completions", json_body=body)
+                        # The text only for an error: an 8 MB answer need not be decoded twice.
+                        status, headers = resp.status, resp.headers
+                        text = resp.text if status != 200 else ""
                         res = self._parse(resp, t0) if status == 200 else None
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                except ResponseTooLargeError as exc:
+                    # Permanent: the same request would get the same answer.
+                    return None, None, _redact(str(exc), self._key), "too_large"
+                except (DeadlineError, ConnectionBrokenError, UnreachableError) as exc:
                     kind = "temporary"
-                    msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    if isinstance(exc, httpx.ConnectError) and not self.n_ok:
+                    msg = str(exc)
+                    if isinstance(exc, UnreachableError) and not self.n_ok:
                         # Nothing ever answered: a server that is not there, not a hiccup.
-                        return None, None, _redact(
-                            f"cannot connect to {self.base_url} ({msg})", self._key), "unreachable"
+                        return None, None, _redact(msg, self._key), "unreachable"
                 else:
                     if status == 200:
                         if measure:
@@ -461,66 +503,92 @@ class OpenAIBackend(Backend):
     def _post_stream(self, body: dict[str, Any], t0: float):
         """POST with `stream: true`; (status, error text, headers, result).
 
-        The whole answer must arrive within `timeout`; past it the connection is closed, which
-        makes servers that watch for disconnects (vLLM, llama.cpp, llama-cpp-python) stop
-        computing an answer nobody will read.
+        The whole answer must arrive within `timeout` and the size cap (memeatlas.http); past
+        either the connection is closed, which makes servers that watch for disconnects
+        (vLLM, llama.cpp, llama-cpp-python) stop computing an answer nobody will read.
         """
-        import httpx
-
-        deadline = time.perf_counter() + self.timeout
         parts: list[str] = []
         finish = None
         usage: dict[str, Any] = {}
-        n_chunks = 0
-        with self._client.stream("POST", "/chat/completions",
-                                 json={**body, "stream": True}) as resp:
-            if resp.status_code != 200:
-                resp.read()
-                return resp.status_code, resp.text, resp.headers, None
-            for line in resp.iter_lines():
-                if time.perf_counter() > deadline:
-                    raise httpx.ReadTimeout(f"no complete answer within {self.timeout:g} s")
+        n_chunks = n_events = 0
+        first_line = None
+        with self._http.stream("POST", "/chat/completions",
+                               json_body={**body, "stream": True}) as resp:
+            if resp.status != 200:
+                text = resp.read().decode("utf-8", "replace")
+                return resp.status, text, resp.headers, None
+            for line in resp.lines():
                 if not line.startswith("data:"):
+                    if first_line is None and line.strip():
+                        first_line = line[:200]
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    n_events += 1
                     break
                 try:
-                    chunk = json.loads(payload)
+                    chunk = parse_json(payload)
                 except ValueError:
                     continue
-                usage = chunk.get("usage") or usage
-                for ch in chunk.get("choices") or []:
-                    piece = (ch.get("delta") or {}).get("content")
-                    if piece:
+                if not isinstance(chunk, dict):
+                    continue
+                n_events += 1
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
+                choices = chunk.get("choices")
+                for ch in choices if isinstance(choices, list) else []:
+                    if not isinstance(ch, dict):
+                        continue
+                    delta = ch.get("delta")
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(piece, str) and piece:
                         parts.append(piece)
                         n_chunks += 1
-                    finish = ch.get("finish_reason") or finish
+                    if isinstance(ch.get("finish_reason"), str):
+                        finish = ch["finish_reason"]
+        ms = (time.perf_counter() - t0) * 1000
+        if not n_events:  # not server-sent events at all
+            return 200, "", resp.headers, GenerationResult(
+                (first_line or "")[:2000], False, latency_ms=ms,
+                error=f"malformed response: no server-sent 'data:' events in the stream "
+                      f"(it begins {server_message(first_line or '', 60)!r})")
         res = GenerationResult(text="".join(parts), finished=finish == "stop",
-                               tokens_in=usage.get("prompt_tokens"),
-                               tokens_out=usage.get("completion_tokens") or n_chunks,
-                               latency_ms=(time.perf_counter() - t0) * 1000)
+                               tokens_in=_count(usage.get("prompt_tokens")),
+                               tokens_out=_count(usage.get("completion_tokens")) or n_chunks,
+                               latency_ms=ms)
         return 200, "", resp.headers, res
 
     def _parse(self, resp, t0: float) -> GenerationResult:
+        """A non-streamed answer as a GenerationResult (its shape checked)."""
         ms = (time.perf_counter() - t0) * 1000
         try:
             data = resp.json()
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"content is a {type(text).__name__}, not a string")
             usage = data.get("usage") or {}
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return GenerationResult(resp.text[:2000], False, latency_ms=ms,
-                                    error=f"malformed response: {exc}")
+            if not isinstance(usage, dict):
+                usage = {}
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            head = resp.body[:2000].decode("utf-8", "replace")  # not the whole 8 MB
+            return GenerationResult(head, False, latency_ms=ms,
+                                    error=f"malformed response: {server_message(str(exc), 120)}"
+                                          f" (it begins {server_message(head, 60)!r})")
         finish = choice.get("finish_reason")
         return GenerationResult(text=text, finished=finish == "stop",
-                                tokens_in=usage.get("prompt_tokens"),
-                                tokens_out=usage.get("completion_tokens"), latency_ms=ms)
+                                tokens_in=_count(usage.get("prompt_tokens")),
+                                tokens_out=_count(usage.get("completion_tokens")), latency_ms=ms)
 
     # ------------------------------------------------------------------ --check-server
 
     def check(self, *, vision: bool = True) -> dict[str, Any]:
-        """Everything `--check-server` prints: models, formats, schema form, vision, latency."""
+        """Everything `--check-server` prints: models, formats, schema form, vision, latency.
+
+        `problems` lists what makes the server unusable (an answer to GET /models that is not
+        a model list, a failed or malformed text request, a failed vision probe); the
+        commands exit 1 when it is not empty.
+        """
         t0 = time.perf_counter()
         models = self.models()
         self._models_checked = True
@@ -530,7 +598,8 @@ class OpenAIBackend(Backend):
         if self._owned_by is None and models:
             self._owned_by = models[0].get("owned_by")
         report: dict[str, Any] = {"base_url": self.base_url, "model": self.model_id,
-                                  "models": [m.get("id") for m in models],
+                                  "models": [m.get("id") for m in models[:50]],
+                                  "n_models": len(models),
                                   "owned_by": self._owned_by,
                                   "models_s": round(time.perf_counter() - t0, 3)}
         t = time.perf_counter()
@@ -543,10 +612,17 @@ class OpenAIBackend(Backend):
         report["text_request"] = {"ok": res.error is None, "error": res.error,
                                   "latency_s": round(time.perf_counter() - t, 3),
                                   "tokens_out": res.tokens_out}
+        problems = [self.models_problem] if self.models_problem else []
+        if res.error is not None:
+            problems.append(f"the text request failed: {res.error}")
         if vision:
-            report["vision"] = self.vision_probe()
+            report["vision"] = vis = self.vision_probe()
+            if not vis["passed"]:
+                problems.append(f"the vision probe failed: asked for {vis['word']!r}, got "
+                                f"{server_message(str(vis['answer']), 60)!r}")
+        report["problems"] = problems
         return json.loads(json.dumps(report, default=str))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        self._client.close()
+        self._http.close()

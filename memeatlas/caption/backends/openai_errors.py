@@ -16,9 +16,10 @@ Classes (`classify`):
 
 from __future__ import annotations
 
-import json
 import re
 import threading
+
+from memeatlas.http import parse_json, printable
 
 TEMPORARY_STATUS = {408, 429, 502, 503, 504}
 _OVERLOAD = re.compile(r"overload|busy|capacity|out of memory|\boom\b|try again|temporar|"
@@ -26,10 +27,12 @@ _OVERLOAD = re.compile(r"overload|busy|capacity|out of memory|\boom\b|try again|
 
 
 def server_message(text: str, limit: int = 300) -> str:
-    """The human part of an error body (OpenAI, vLLM, Ollama, FastAPI shapes), one line."""
+    """The human part of an error body (OpenAI, vLLM, Ollama, FastAPI shapes): one line, no
+    control characters, at most `limit` characters."""
     msg = text
     try:
-        data = json.loads(text)
+        # An error body is short; a long one is not parsed (it could be megabytes of objects).
+        data = parse_json(text) if len(text) <= 64 * 1024 else None
     except (ValueError, TypeError):
         data = None
     if isinstance(data, dict):
@@ -47,8 +50,7 @@ def server_message(text: str, limit: int = 300) -> str:
                                 for d in det)
             else:
                 msg = str(det)
-    msg = " ".join(str(msg).split())
-    return msg[:limit] + ("…" if len(msg) > limit else "")
+    return printable(msg, limit)  # a server's bytes never reach the terminal raw
 
 
 def classify(status: int, message: str) -> str:
