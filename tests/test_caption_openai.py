@@ -257,8 +257,8 @@ def test_caption_cli_exits_1_when_nothing_succeeded(tmp_path, tiny_backend, db_p
 
 
 def test_worked_example_echo_is_a_failure():
+    from memeatlas.caption.batch import check as _check
     from memeatlas.caption.probe import echoes_worked_example
-    from memeatlas.caption.run import _check
     from memeatlas.caption.schema import Validator
 
     echo = {"description": "A man walks with his girlfriend and turns to another woman.",

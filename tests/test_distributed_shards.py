@@ -82,8 +82,8 @@ def test_merging_a_killed_jobs_shard_keeps_work_outside_this_selection(tmp_path,
 
     from helpers_caption import insert_memes, write_images
 
+    from memeatlas.caption.batch import CaptionConfig, CaptionSummary
     from memeatlas.caption.ray_job import RayCaptionExecutor
-    from memeatlas.caption.run import CaptionConfig, CaptionSummary
 
     ids = insert_memes(store, write_images(tmp_path / "imgs", 3))
     job = JobDir(str(tmp_path / "jobs"), "caption-x")

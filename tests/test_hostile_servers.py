@@ -255,7 +255,7 @@ def test_names_are_tidied_but_never_cut_to_fit():
 
 def test_truncated_answer_without_token_count_says_so():
     from memeatlas.caption.backends.base import GenerationResult
-    from memeatlas.caption.run import _check
+    from memeatlas.caption.batch import check as _check
 
     code, msg = _check(GenerationResult("a" * 10_000_000, False), None, False)
     assert code == "truncated" and "None" not in msg and "10,000,000 characters" in msg

@@ -1,16 +1,16 @@
 """`caption` on Ray: the local run's selection, provenance and rows; generation on actors.
 
-The driver runs `memeatlas.caption.run._run_with` unchanged up to the batch loop (run row,
+The driver runs the local run's own loop (`run_with`, handed over by memeatlas.caption.run)
+unchanged up to the batch loop (run row,
 prompt and schema texts, the to-do set, skip counts), then hands the to-do set to
 `RayCaptionExecutor`: merge result shards left by a killed job, write the rest as input
 shards, stream them through a pool of `CaptionWorker` actors, merge each result shard as it
-lands. Workers call the same `_generate_batch` (load, generate, validate, retry) as a local
+lands. Workers call the same `batch.generate_batch` (load, generate, validate, retry) as a local
 run on the same batches, so rows differ from a local run's only in run id and timings.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import asdict, replace
@@ -19,7 +19,9 @@ from typing import Any
 import pyarrow as pa
 
 from memeatlas import progress
+from memeatlas.caption import batch as B
 from memeatlas.caption.backends.base import Backend, BackendInfo, GenerationResult
+from memeatlas.caption.prompts import DEFAULT_PROMPT_VERSION
 from memeatlas.distributed import resolve
 from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
@@ -30,11 +32,6 @@ from memeatlas.provenance import short_hash
 DEFAULT_SHARD_SIZE = 64
 _CFG_FIELDS = ("backend", "model", "backend_options", "batch_size", "retries",
                "retry_temperature", "max_new_tokens", "max_pixels")
-
-
-def _run_module():
-    """memeatlas.caption.run the module (the package exports a function of that name)."""
-    return importlib.import_module("memeatlas.caption.run")
 
 
 def job_id_for(key: tuple[str, str, str]) -> str:
@@ -71,12 +68,14 @@ def _probe(cfg, res: dict[str, Any], ray) -> _InfoOnly:
     return _InfoOnly(cfg.backend, BackendInfo(**info), sampling)
 
 
-def run_caption(store, cfg, backend: Backend | None = None, keep: set[str] | None = None):
+def run_caption(store, cfg, run_with, backend: Backend | None = None,
+                keep: set[str] | None = None):
     """`memeatlas.caption.run` with `cfg.engine == 'ray'`; returns its CaptionSummary.
+
+    `run_with` is the local run's loop (run.py), which this runs with a Ray executor.
 
     `keep`: the ids matching --where (memeatlas.corpus.where), or None for all.
     """
-    R = _run_module()
     from memeatlas.caption.backends import backend_class, create
 
     opts = RayOptions.from_dict(cfg.engine_options)
@@ -98,7 +97,7 @@ def run_caption(store, cfg, backend: Backend | None = None, keep: set[str] | Non
                                            "gpus_per_worker": res["num_gpus"]})
     executor = RayCaptionExecutor(ray, opts, res, cfg)
     try:
-        return R._run_with(store, run_cfg, backend, is_ocr, t_start, timings, keep=keep,
+        return run_with(store, run_cfg, backend, is_ocr, t_start, timings, keep=keep,
                            executor=executor)
     finally:
         if own:
@@ -168,8 +167,6 @@ class RayCaptionExecutor:
         Rows for memes outside `open_ids` are skipped (merged already, or not selected),
         except with `adopt` (a killed job's shard): memes still without an annotation under
         this key are stored too, so a resume with another --limit/--where loses no work."""
-        R = _run_module()
-
         table, meta = job.read_result(name)
         rows = table.to_pylist()
         extra: set[str] = set()
@@ -191,7 +188,7 @@ class RayCaptionExecutor:
                 continue
             open_ids.discard(r["meme_id"])
             extra.discard(r["meme_id"])
-            it = R._Item(r["meme_id"], r["path"])
+            it = B.Item(r["meme_id"], r["path"])
             it.attempts = [tuple(a) for a in json.loads(r["attempts"])]
             it.model_ms = r["model_ms"] or 0.0
             if r["obj"] is not None:
@@ -214,7 +211,7 @@ class RayCaptionExecutor:
                          run_id=meta.get("run_id"), merged_by=summary.run_id,
                          n_rows=len(items), n_failed=n_failed, worker=meta.get("worker", {}))
 
-        R._write_batch(store, items, ctx["key"], self.cfg, summary, timings, also=record)
+        B.write_batch(store, items, ctx["key"], self.cfg, summary, timings, also=record)
         ctx["bar"].update(len(items))
         self.n_merged += 1
         if self.cfg.on_batch:
@@ -228,11 +225,10 @@ class CaptionWorker:
     def __init__(self, spec: dict[str, Any]) -> None:
         from memeatlas.caption.backends import create
         from memeatlas.caption.prompts import Prompt
-        CaptionConfig = _run_module().CaptionConfig
         from memeatlas.caption.schema import Validator
 
         self.spec = spec
-        self.cfg = CaptionConfig(**spec["cfg"])
+        self.cfg = B.CaptionConfig(**spec["cfg"])
         self.backend = create(self.cfg.backend, model=self.cfg.model,
                               **self.cfg.backend_options)
         if spec.get("wrap_backend"):
@@ -246,25 +242,22 @@ class CaptionWorker:
         self.device = (info.config.get("device") if info is not None else None)
 
     def _generate(self, batch: list, summary, timings: dict[str, float]) -> None:
-        R = _run_module()
         from memeatlas.distributed.uri import load_any
 
-        R._generate_batch(batch, self.backend, self.validator, self.prompt, self.schema,
+        B.generate_batch(batch, self.backend, self.validator, self.prompt, self.schema,
                           self.cfg, summary, timings, self.is_ocr, loader=load_any,
-                          check_example=self.prompt.version == R.DEFAULT_PROMPT_VERSION)
+                          check_example=self.prompt.version == DEFAULT_PROMPT_VERSION)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         names = [self._one(n) for n in batch.column("input").to_pylist()]
         return pa.table({"shard": names})
 
     def _one(self, input_name: str) -> str:
-        R = _run_module()
-
         block = self.job.read_input(input_name)
         ids = block.column("meme_id").to_pylist()
         paths = block.column("path").to_pylist()
-        items = [R._Item(m, p) for m, p in zip(ids, paths, strict=True)]
-        summary = R.CaptionSummary(run_id=self.spec["run_id"], annotator="", backend="",
+        items = [B.Item(m, p) for m, p in zip(ids, paths, strict=True)]
+        summary = B.CaptionSummary(run_id=self.spec["run_id"], annotator="", backend="",
                                    model="", prompt_hash="", schema_hash="")
         timings = {"load": 0.0, "model": 0.0, "validate": 0.0}
         bs = self.cfg.batch_size
@@ -276,7 +269,7 @@ class CaptionWorker:
                 # One bad item must not fail the block (and, after Ray's retries, the job):
                 # redo the batch one item at a time and record the item that raises.
                 for i, it in enumerate(sub):
-                    one = R._Item(it.meme_id, it.path)
+                    one = B.Item(it.meme_id, it.path)
                     try:
                         self._generate([one], summary, timings)
                     except Exception as exc:
