@@ -48,6 +48,7 @@ _AREAS = (
     "memeatlas.embed.commands",
     "memeatlas.images.commands",
     "memeatlas.cluster.commands",
+    "memeatlas.search.commands",
     "memeatlas.evaluate.commands",
     "memeatlas.study.commands",
     "memeatlas.classify.commands",

@@ -24,6 +24,9 @@ def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
     statements = check_sql(sql)
     if not store.sandboxed:
         raise ValueError("run_readonly needs a store opened with Store.open(..., sandbox=True)")
+    from memeatlas.store.sandbox import install_sql_functions
+
+    install_sql_functions(store, sql)  # e.g. search(); its errors are memeatlas errors
     try:
         cur = None
         for st in statements:
@@ -32,6 +35,8 @@ def run_readonly(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
         cols = [d[0] for d in cur.description] if cur is not None and cur.description else []
     except duckdb.Error as exc:
         msg = str(exc).splitlines()[0]
+        # A registered function's own error (e.g. search()): its message, without the wrapper.
+        msg = msg.split("Python exception occurred while executing the UDF: ", 1)[-1]
         if "read-only" in msg.lower():
             raise ReadOnlyViolation(f"`memeatlas sql` is read-only: {msg}") from None
         if "disabled by configuration" in msg or "configuration has been locked" in msg:
