@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         noise: Annotated[str, typer.Option(
             "--noise", help="assigned: HDBSCAN noise memes shown in their most likely cluster; "
                             "apart: shown as noise.")] = "assigned",
+        ids: Annotated[Path | None, typer.Option(
+            "--ids", help="Open the page with these memes selected (a file with a meme_id "
+                          "column, e.g. from `search -f ids` or `export --ids`).")] = None,
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
@@ -53,10 +56,15 @@ def register(app: typer.Typer) -> None:
         from memeatlas.report.sample import parse_map_points
 
         n_points = parse_map_points(map_points)
+        preselect = None
+        if ids is not None:
+            from memeatlas.store.members import read_ids
+
+            preselect = read_ids(ids)
 
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
                             thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs,
                             min_thumbs_per_cluster=min_thumbs, neighbours=neighbours,
-                            noise=noise, map_points=n_points)
+                            noise=noise, map_points=n_points, preselect=preselect)
         echo_summary("report", summary.as_dict())
