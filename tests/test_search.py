@@ -273,3 +273,40 @@ def test_library_errors_are_memeatlas_errors(corpus):
             search(s, SearchRequest(like="nope"))
         with pytest.raises(InputError):
             search(s, SearchRequest(query=""))
+
+
+def test_selections_travel_search_export_import_labels_curate(corpus, tmp_path):
+    db, ids, _, y = corpus
+    from memeatlas.cluster import ClusterConfig, run
+
+    with Store.open(db) as s:
+        [rid] = run(s, ClusterConfig(spaces=["text:s"], algorithm="kmeans", k=3, layout=False))
+    r = CliRunner()
+    out = r.invoke(app, ["search", "student debt", "--mode", "lexical", "-k", "5", "-f", "ids",
+                         "--db", str(db)])
+    (tmp_path / "hits.csv").write_text(out.stdout)
+    out = r.invoke(app, ["export", "--ids", str(tmp_path / "hits.csv"), "--label", "debt", "-f",
+                         "csv", "-o", str(tmp_path / "sel.csv"), "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    out = r.invoke(app, ["classify", "import-labels", str(tmp_path / "sel.csv"), "--task",
+                         "topic", "--coder", "me", "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    with Store.open(db, read_only=True) as s:
+        assert s.fetchall("SELECT label, count(*) FROM class_labels GROUP BY 1") == [("debt", 5)]
+    for fmt in ("parquet", "jsonl", "csv"):
+        target = tmp_path / f"c0.{fmt}"
+        out = r.invoke(app, ["export", "--run", rid, "--cluster", "0", "-f", fmt, "-o",
+                             str(target), "--db", str(db)])
+        assert out.exit_code == 0, out.output
+        again = r.invoke(app, ["export", "--ids", str(target), "-f", "csv", "-o",
+                               str(tmp_path / f"again-{fmt}.csv"), "--db", str(db)])
+        assert again.exit_code == 0, again.output
+    out = r.invoke(app, ["curate", "move", "--run", rid, "--to", "1", "--memes-file",
+                         str(tmp_path / "c0.csv"), "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    for bad in (["export", "--run", rid, "--cluster", "99"], ["export", "--cluster", "0"],
+                ["export", "--ids", str(tmp_path / "nope.csv")],
+                ["export", "memes", "--run", rid]):
+        out = r.invoke(app, [*bad, "-o", str(tmp_path / "x.csv"), "-f", "csv", "--db", str(db)])
+        assert out.exit_code == 1 and out.output.startswith("Error:"), (bad, out.output)
+    assert not (tmp_path / "x.csv").exists()
