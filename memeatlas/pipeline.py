@@ -465,7 +465,7 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
         with _Timer(summary, "demo search") as st:
             from memeatlas.search.demo import demo_search
 
-            st.work, st.detail = demo_search(store)
+            _, st.detail = demo_search(store)  # reads only: work stays 0 for reruns
         _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary

@@ -28,7 +28,10 @@ _EXPORTS = {
     "rrf": "memeatlas.search.fusion",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Hit", "SearchRequest", "SearchResult", "index_root", "open_lexical", "open_searcher",
+    "open_vectors", "rrf", "search",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from memeatlas.search.fusion import rrf

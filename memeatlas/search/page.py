@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from memeatlas.search.lexical import B, K1
+from memeatlas.search.lexical import K1, B
 from memeatlas.search.tokenize import STOP_WORDS, terms
 
 
