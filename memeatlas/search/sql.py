@@ -17,8 +17,6 @@ before the user's SQL started.
 
 from __future__ import annotations
 
-import numpy as np
-
 from memeatlas.errors import InputError, NotFoundError
 
 #: Names (as written in user SQL) that make `install` prepare the search functions.
@@ -121,6 +119,7 @@ class _Functions:
 
     def similarity(self, memes, others, spaces):
         """Cosine similarity of each meme to `other` in the space (Arrow in, Arrow out)."""
+        import numpy as np
         import pyarrow as pa
 
         memes, others, spaces = memes.to_pylist(), others.to_pylist(), spaces.to_pylist()

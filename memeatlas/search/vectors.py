@@ -118,7 +118,6 @@ class VectorIndex:
                   expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
         live = np.flatnonzero(self.alive)
         m = self.matrix
-        g.reserve(len(live)) if hasattr(g, "reserve") else None
         for a in range(0, len(live), 100_000):  # blocks: the memmap pages in as it goes
             part = live[a:a + 100_000]
             g.add(part.astype(np.uint64), np.ascontiguousarray(m[part]), threads=_threads())
