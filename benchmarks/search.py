@@ -77,6 +77,7 @@ def quality(k: int = 20) -> str:
     from memeatlas.embed.text import get_text_encoder
     from memeatlas.search.fusion import rrf
     from memeatlas.search.lexical import LexicalIndex
+    from memeatlas.search.query import FUSE_MIN
 
     texts, labels, x = captions()
     labels = np.array(labels)
@@ -85,8 +86,9 @@ def quality(k: int = 20) -> str:
     lex = LexicalIndex.empty()
     lex.add(texts)
     q = get_text_encoder(None).encode(queries, batch_size=64)
-    sem = np.argsort(-(q @ x.T), axis=1)[:, :3 * k]
-    lexr = [lex.top(qq, 3 * k)[0] for qq in queries]
+    depth = max(3 * k, FUSE_MIN)  # as `memeatlas search` fetches before fusing
+    sem = np.argsort(-(q @ x.T), axis=1)[:, :depth]
+    lexr = [lex.top(qq, depth)[0] for qq in queries]
 
     def p_at(ranked, t):
         return float(np.mean(labels[np.asarray(ranked[:k], dtype=np.int64)] == t)) if len(

@@ -32,8 +32,10 @@ DEFAULT_FIELDS = ("description", "ocr_text", "intent", "template", "tone", "enti
 #: RRF weight of the lexical list against each semantic list (chosen on a split of the
 #: ImgFlip queries: benchmarks/search.py).
 LEXICAL_WEIGHT = 1.0
-#: Each list fetches this many candidates per wanted hit before fusion.
+#: Each list fetches this many candidates per wanted hit before fusion, and at least
+#: FUSE_MIN, so the order of the first hits does not depend on -k.
 FUSE_DEPTH = 3
+FUSE_MIN = 100
 
 
 @dataclass
@@ -209,7 +211,7 @@ class Searcher:
         from memeatlas.search.encode import embed_text
 
         query = query.strip()
-        want = k * FUSE_DEPTH
+        want = max(k * FUSE_DEPTH, FUSE_MIN)
         sem = [space] if space is not None else list(self.text_spaces)
         if mode == "auto":
             mode = ("hybrid" if sem and self.lexical else "semantic" if sem
@@ -355,7 +357,7 @@ def search(store, req: SearchRequest) -> SearchResult:
             from memeatlas.search.encode import embed_image_file
 
             q = embed_image_file(info, path)
-        ranking = s.like(info.space, q, req.k * FUSE_DEPTH, exclude=meme, keep=keep)
+        ranking = s.like(info.space, q, req.k, exclude=meme, keep=keep)
     else:
         from memeatlas.search.encode import embed_text, text_queryable
 
