@@ -315,14 +315,16 @@ def _add(db: Path, n_new: int) -> None:
         tbl = pa.table({"meme_id": ids, "text": [texts[i % 5000] for i in range(n_new)],
                         "vector": pa.FixedSizeListArray.from_arrays(
                             pa.array(x.reshape(-1)), x.shape[1]).cast(pa.list_(pa.float32()))})
-        with s.registered("_new", tbl):
-            s.execute("INSERT INTO memes (meme_id, source, has_image) SELECT meme_id, 'bench', "
-                      "false FROM _new")
-            s.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
-                      "description) SELECT meme_id, 'human:bench', '', '', text FROM _new")
-            s.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT "
-                      "meme_id, 'text:bench', 'sentence-transformers/all-MiniLM-L6-v2', ?, "
-                      "vector FROM _new", [x.shape[1]])
+        cur = s.con.cursor()  # the store's connection may hold a half-read result
+        cur.register("_new", tbl)
+        cur.execute("INSERT INTO memes (meme_id, source, has_image) SELECT meme_id, 'bench', "
+                    "false FROM _new")
+        cur.execute("INSERT INTO annotations (meme_id, annotator, prompt_hash, schema_hash, "
+                    "description) SELECT meme_id, 'human:bench', '', '', text FROM _new")
+        cur.execute("INSERT INTO embeddings (meme_id, space, model, dim, vector) SELECT "
+                    "meme_id, 'text:bench', 'sentence-transformers/all-MiniLM-L6-v2', ?, "
+                    "vector FROM _new", [x.shape[1]])
+        cur.close()
 
 
 # --- ANN libraries side by side ------------------------------------------------------------
