@@ -310,3 +310,34 @@ def test_selections_travel_search_export_import_labels_curate(corpus, tmp_path):
         out = r.invoke(app, [*bad, "-o", str(tmp_path / "x.csv"), "-f", "csv", "--db", str(db)])
         assert out.exit_code == 1 and out.output.startswith("Error:"), (bad, out.output)
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_text_query_searches_a_clip_image_space_and_like_an_image(tmp_path):
+    from helpers_embed import add_annotation, add_image_meme, write_image
+
+    from memeatlas.embed import ImageEmbedConfig, embed_image
+    from memeatlas.search.encode import embed_text, is_clip_like
+    from memeatlas.search.query import open_searcher
+    from memeatlas.testing.tiny_clip import build_tiny_clip
+
+    clip = build_tiny_clip(tmp_path / "tiny-clip")
+    db = tmp_path / "c.duckdb"
+    with Store.open(db) as s:
+        ids = [add_image_meme(s, write_image(tmp_path / f"i{k}.png", k)) for k in range(6)]
+        for k, m in enumerate(ids):
+            add_annotation(s, m, description=f"red square number {k}")
+        embed_image(s, ImageEmbedConfig(model=str(clip)))
+    with Store.open(db, read_only=True) as s:
+        from memeatlas.embed import get_space
+
+        info = get_space(s, "image:tiny-clip")
+        assert is_clip_like(info)
+        v = embed_text(info, "a red square")
+        assert v.shape == (16,) and abs(float(np.linalg.norm(v)) - 1) < 1e-5
+        srch = open_searcher(s)
+        assert srch.text_spaces == ["image:tiny-clip"]  # no text space: the CLIP space
+        res = search(s, SearchRequest(query="red square number 3", k=6))
+        assert res.mode == "hybrid" and res.lists == ["image:tiny-clip", "lexical"]
+        assert res.hits[0].meme_id == ids[3]
+        like = search(s, SearchRequest(like=str(tmp_path / "i2.png"), k=3))
+        assert like.hits[0].meme_id == ids[2] and like.hits[0].score > 0.999
