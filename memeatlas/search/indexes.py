@@ -357,8 +357,7 @@ def open_lexical(store, annotator: str, fields: tuple[str, ...]) -> OpenLexical:
             if up.action == "built":
                 ids = sorted(m for m, t in current.items() if t)
                 lex = LexicalIndex.empty()
-                for a in range(0, len(ids), 50_000):
-                    lex.add([current[m] for m in ids[a:a + 50_000]])
+                lex.add([current[m] for m in ids])  # one matrix: no repeated stacking
                 stamps = [_text_stamp(current[m]) for m in ids]
                 up.added = len(ids)
             lex.save(folder)
