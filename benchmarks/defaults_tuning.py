@@ -60,7 +60,7 @@ def reduction(name: str, cache: Path, work: Path, seed: int = 42, sub: int = 0,
     from granularity import _store_with
 
     from memeatlas.cluster import ClusterConfig, run
-    from memeatlas.cluster.api import load_model
+    from memeatlas.corpus.runs import load_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -62,6 +62,7 @@ _AREAS = (
     "memeatlas.commands.embed",
     "memeatlas.commands.images",
     "memeatlas.commands.cluster",
+    "memeatlas.commands.search",
     "memeatlas.commands.evaluate",
     "memeatlas.commands.study",
     "memeatlas.commands.classify",

@@ -515,6 +515,10 @@ def run_demo(directory: str | Path = "memeatlas-demo", *, n: int = 60, rate_pair
 
             st.work, st.detail = demo_classify(
                 store, [cluster.get_run_info(store, summary.run_id)["space"]], d, force)
+        with _Timer(summary, "demo search") as st:
+            from memeatlas.search.demo import demo_search
+
+            _, st.detail = demo_search(store)  # reads only: work stays 0 for reruns
         _report_step(store, summary, d / "report.html", force)
         summary.seconds = time.perf_counter() - t0
         return summary

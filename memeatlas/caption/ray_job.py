@@ -22,7 +22,7 @@ from memeatlas import progress
 from memeatlas.caption import batch as B
 from memeatlas.caption.backends.base import Backend, BackendInfo, GenerationResult
 from memeatlas.caption.prompts import DEFAULT_PROMPT_VERSION
-from memeatlas.distributed import resolve
+from memeatlas.distributed import check_engine, resolve
 from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
@@ -76,6 +76,7 @@ def run_caption(store, cfg, run_with, backend: Backend | None = None,
 
     `keep`: the ids matching --where (memeatlas.corpus.where), or None for all.
     """
+    check_engine(cfg.engine)  # an unknown engine is refused before anything loads
     from memeatlas.caption.backends import backend_class, create
 
     opts = RayOptions.from_dict(cfg.engine_options)

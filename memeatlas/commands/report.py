@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
             "--noise", help="assigned: memes assigned from noise (membership at least the "
                             "run's --assign-floor) shown in their cluster, apart from its core "
                             "members; apart: shown as noise.")] = "assigned",
+        ids: Annotated[Path | None, typer.Option(
+            "--ids", help="Open the page with these memes selected (a file with a meme_id "
+                          "column, e.g. from `search -f ids` or `export --ids`).")] = None,
         db: DbOption = None,
     ) -> None:
         """Write one self-contained HTML report (map, clusters, galleries, evaluations) of a run.
@@ -54,10 +57,15 @@ def register(app: typer.Typer) -> None:
         from memeatlas.report.sample import parse_map_points
 
         n_points = parse_map_points(map_points)
+        preselect = None
+        if ids is not None:
+            from memeatlas.store.members import read_ids
+
+            preselect = read_ids(ids)
 
         with open_store(db, read_only=True) as store:
             summary = build(store, run, out, compare=compare, thumb_px=thumb_px,
                             thumbs_per_cluster=per_cluster, max_thumbs=max_thumbs,
                             min_thumbs_per_cluster=min_thumbs, neighbours=neighbours,
-                            noise=noise, map_points=n_points)
+                            noise=noise, map_points=n_points, preselect=preselect)
         echo_summary("report", summary.as_dict())

@@ -73,16 +73,45 @@ def export(
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite an existing -o file, or with --all write into a folder "
         "that is not empty.")] = False,
+    run: Annotated[str | None, typer.Option(
+        "--run", help="Instead of a table: members of this cluster run (with --cluster, of "
+                      "one cluster).")] = None,
+    cluster: Annotated[int | None, typer.Option(
+        "--cluster", help="With --run: only this cluster's members.")] = None,
+    ids: Annotated[Path | None, typer.Option(
+        "--ids", help="Instead of a table: these memes (a file with a meme_id column: CSV, "
+                      "JSONL or Parquet, e.g. from `search -f ids`).")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", help="With --run/--ids: the label column's value, for `classify "
+                        "import-labels` [default: the cluster's label].")] = None,
     db: DbOption = None,
 ) -> None:
     """Write a table or view to Parquet, JSONL or CSV, or the whole store with --all.
 
     An existing file or a folder with files in it is overwritten only with --force; what is
-    written appears under its name only once complete (written beside it, then renamed)."""
+    written appears under its name only once complete (written beside it, then renamed).
+
+    With --run R [--cluster C] or --ids FILE: the selected memes (meme_id, source_id, path,
+    label, and the run's cluster and membership), a file that `classify import-labels`,
+    `curate move --memes-file` and `report --ids` read.
+    """
     from memeatlas.errors import InputError
     from memeatlas.store.query import EXPORT_FORMATS, export_all
     from memeatlas.store.query import export as run_export
 
+    if run is not None or ids is not None or cluster is not None:
+        from memeatlas.store.members import export_members, read_ids
+
+        if name or all_:
+            raise InputError("give a table name, --all, or --run/--ids, not several")
+        _check_format(fmt, EXPORT_FORMATS)
+        wanted = read_ids(ids) if ids is not None else None
+        target = out or Path(f"members.{fmt}")
+        with open_store(db, read_only=True) as store:
+            n = export_members(store, target, fmt, run=run, cluster=cluster, ids=wanted,
+                               label=label)
+        echo_err(f"export: {n} memes -> {target}")
+        return
     if all_:
         if name:
             raise InputError("give a table name or --all, not both")

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from memeatlas import progress
-from memeatlas.distributed import resolve
+from memeatlas.distributed import check_engine, resolve
 from memeatlas.distributed.cluster import actor_pool_args, connect, from_shards, pool
 from memeatlas.distributed.options import RayOptions, default_job_dir, round_to_batches
 from memeatlas.distributed.shards import JobDir, merged_shards, record_shard, worker_info
@@ -35,6 +35,7 @@ def run_embed_text(store, cfg, summary, *, todo: list[tuple[str, str]], text_of:
                    commit_size: int) -> None:
     """Encode `todo` [(meme_id, input_hash)] on Ray and store the vectors (see module doc);
     `commit_size` is the local run's commit chunk, so shards match its batches."""
+    check_engine(cfg.engine)
     todo = sorted(todo, key=lambda it: -len(text_of[it[0]]))  # as the local loop orders them
     rows = pa.table({"meme_id": [m for m, _ in todo], "input_hash": [h for _, h in todo],
                      "text": [text_of[m] for m, _ in todo]})
@@ -49,6 +50,7 @@ def run_embed_image(store, cfg, summary, *, todo: list[tuple[str, str]], path_of
                     space: str, model_name: str, recipe: dict[str, Any], params,
                     commit_size: int) -> None:
     """Encode the images of `todo` on Ray and store the vectors; unreadable ones are counted."""
+    check_engine(cfg.engine)
     rows = pa.table({"meme_id": [m for m, _ in todo], "input_hash": [h for _, h in todo],
                      "path": [path_of[m] for m, _ in todo]})
     job = _EmbedJob(store, cfg, summary, kind="image", space=space, model_name=model_name,

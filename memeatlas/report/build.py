@@ -68,7 +68,8 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
           thumb_px: int = DEFAULT_THUMB_PX, thumbs_per_cluster: int = 24, max_thumbs: int = 2500,
           quality: int = 70, force: bool = True, neighbours: int = 5,
           noise: str = "assigned", map_points: int = DEFAULT_MAP_POINTS,
-          min_thumbs_per_cluster: int = MIN_THUMBS_PER_CLUSTER) -> ReportSummary:
+          min_thumbs_per_cluster: int = MIN_THUMBS_PER_CLUSTER,
+          preselect: list[str] | None = None) -> ReportSummary:
     """Write the HTML report of cluster run `run_id` (None: the newest run) to `out_path`.
 
     `compare` names a second run over the same memes: the map can be coloured by it and the
@@ -83,6 +84,7 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
     Above `map_points` memes (0: no limit) the map and the per-meme views hold a deterministic
     stratified sample by cluster; sizes, counts and statistics still cover every meme. Each
     cluster gets at least `min_thumbs_per_cluster` thumbnails, even past `max_thumbs`.
+    `preselect`: meme ids the page opens with as its selection (`report --ids`).
     """
     t0 = time.perf_counter()
     out = Path(out_path)
@@ -90,9 +92,17 @@ def build(store: Store, run_id: str | None, out_path: str | Path, compare: str |
                    max_thumbs=max_thumbs, min_thumbs_per_cluster=min_thumbs_per_cluster,
                    neighbours=neighbours, noise=noise, map_points=map_points)
     payload = data.payload
+    # The search box (memeatlas.search.page; its own asset): the page's lexical index.
+    from memeatlas.search.page import page_index
+
+    payload["search"] = page_index(store, payload["memes"]["id"], payload["run"].get("space"))
+    if preselect:
+        pos = {m: i for i, m in enumerate(payload["memes"]["id"])}
+        payload["preselect"] = [pos[m] for m in preselect if m in pos]
     css, js, body = asset("report.css"), asset("report.js"), asset("report_body.html")
     # near-duplicates and templates (memeatlas.images): separate assets, appended
     css, js = css + "\n" + asset("report_images.css"), js + "\n" + asset("report_images.js")
+    js += "\n" + asset("report_search.js")
     fingerprint = short_hash({"format": REPORT_FORMAT, "version": __version__,
                               "assets": short_hash(css + js + body),
                               "payload": payload, "thumb_px": thumb_px, "quality": quality,

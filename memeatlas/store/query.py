@@ -30,6 +30,10 @@ def run_readonly(store: Store, sql: str, *, timeout: float | None = None
     statements = check_sql(sql)
     if not store.sandboxed:
         raise ValueError("run_readonly needs a store opened with Store.open(..., sandbox=True)")
+    from memeatlas.store.sandbox import install_sql_functions
+
+    install_sql_functions(store, sql)  # e.g. search(); its errors are memeatlas errors
+
     timed_out = threading.Event()
 
     def _stop() -> None:
@@ -50,6 +54,8 @@ def run_readonly(store: Store, sql: str, *, timeout: float | None = None
         cols = [d[0] for d in cur.description] if cur is not None and cur.description else []
     except (duckdb.Error, RuntimeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # A registered function's own error (e.g. search()): its message, without the wrapper.
+        msg = msg.split("Python exception occurred while executing the UDF: ", 1)[-1]
         if timed_out.is_set():
             raise InputError(f"query stopped after {timeout:g} s (--timeout {timeout:g}); "
                              f"narrow it (WHERE, LIMIT) or pass a larger --timeout "

@@ -189,3 +189,22 @@ def allowed_kinds() -> Iterable[str]:
     """For messages and docs: what `sql` runs."""
     return ("SELECT (incl. FROM-first, DESCRIBE, SHOW, SUMMARIZE, PIVOT, UNPIVOT, VALUES)",
             "EXPLAIN [ANALYZE] of those", f"PRAGMA {', '.join(sorted(READ_PRAGMAS))}")
+
+
+# Functions that layers above the store add to user SQL (memeatlas.search adds search() and
+# similarity()). The store cannot import them; they register here when their commands load.
+# Each hook gets (store, sql) on the sandboxed connection after it is locked and before the
+# user's statements run, and may create TEMP macros and Python functions on it.
+_SQL_FUNCTIONS: list = []
+
+
+def add_sql_functions(hook) -> None:
+    """Register `hook(store, sql)`, called by `run_readonly` before user SQL runs."""
+    if hook not in _SQL_FUNCTIONS:
+        _SQL_FUNCTIONS.append(hook)
+
+
+def install_sql_functions(store, sql: str) -> None:
+    """Run every registered hook (see add_sql_functions)."""
+    for hook in _SQL_FUNCTIONS:
+        hook(store, sql)
