@@ -69,6 +69,19 @@ def _check_size_fits(cfg: ClusterConfig, n: int) -> None:
             f"(e.g. --min-cluster-size {suggest})")
 
 
+def _only_space(store) -> str:
+    """The space to cluster when none is named: the store's only one (else an error naming them)."""
+    names = [r[0] for r in store.fetchall("SELECT space FROM embedding_spaces ORDER BY space")]
+    if not names:
+        raise InputError("no embedding space to cluster; run `memeatlas embed text` (or "
+                         "`embed image`) first")
+    if len(names) > 1:
+        raise InputError(f"this store holds {len(names)} embedding spaces; name one with "
+                         f"--space: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}")
+    progress.info(f"cluster: space {names[0]} (the store's only space)")
+    return names[0]
+
+
 def _validate(cfg: ClusterConfig) -> None:
     if isinstance(cfg.spaces, str):  # a single space name given as a string
         cfg.spaces = [cfg.spaces]
@@ -395,6 +408,8 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     from memeatlas.corpus.vectors import load_aligned
 
     _validate(cfg)
+    if not cfg.spaces:
+        cfg.spaces = [_only_space(store)]
     g = validate_weights(cfg.weights, len(cfg.spaces))
     t_all = time.perf_counter()
     t0 = time.perf_counter()

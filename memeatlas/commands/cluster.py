@@ -23,8 +23,9 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 
 
 def cluster_cmd(
-    space: Annotated[list[str], typer.Option(
-        "--space", help="Embedding space to cluster; repeat to fuse several spaces.")],
+    space: Annotated[list[str] | None, typer.Option(
+        "--space", help="Embedding space to cluster; repeat to fuse several spaces [default: "
+                        "the store's only space].")] = None,
     weights: Annotated[str | None, typer.Option(
         "--weights", help="Comma-separated non-negative weights, one per --space "
                           "(normalised to sum 1) [default: equal].")] = None,
@@ -101,7 +102,7 @@ def cluster_cmd(
     check_assign_floor(assign_floor)  # before the store is opened: a range error does no work
 
     cfg = ClusterConfig(
-        spaces=list(space), weights=_floats(weights, "--weights"), fusion=fusion,
+        spaces=list(space or []), weights=_floats(weights, "--weights"), fusion=fusion,
         algorithm=algorithm, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples,
         granularity_criterion=granularity_criterion,
         cluster_selection_method=selection, umap_dims=umap_dims, umap_neighbors=umap_neighbors,
