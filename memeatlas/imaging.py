@@ -7,12 +7,13 @@ and the result resized to fit a pixel budget with its aspect ratio kept.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageFont, ImageOps
 
 from memeatlas.errors import InputError
 
@@ -112,3 +113,17 @@ def load_image(path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MA
     except Exception as exc:  # PIL raises many types for bad files
         raise InputError(f"{p}: cannot decode image ({type(exc).__name__}: {exc})") from None
     return fit_pixels(out, max_pixels)
+
+
+@functools.lru_cache(maxsize=16)
+def bold_font(size: int) -> ImageFont.ImageFont:
+    """A bold TrueType font of `size` pixels for drawn text (demo memes, the vision probe,
+    test variants): DejaVu or Liberation where installed, else PIL's built-in font."""
+    for name in ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                 "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
+                 "/Library/Fonts/Arial Bold.ttf", "C:/Windows/Fonts/arialbd.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)

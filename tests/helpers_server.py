@@ -60,8 +60,10 @@ def read_probe_word(image: Image.Image) -> str | None:
         ref = Image.new("RGB", (512, 256), bg)
         from PIL import ImageDraw
 
+        from memeatlas.imaging import bold_font
+
         d = ImageDraw.Draw(ref)
-        f = probe._font(88)
+        f = bold_font(88)
         box = d.textbbox((0, 0), w, font=f)
         d.text(((512 - (box[2] - box[0])) / 2 - box[0], (256 - (box[3] - box[1])) / 2 - box[1]),
                w, font=f, fill=(0, 0, 0))

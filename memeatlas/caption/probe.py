@@ -20,6 +20,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from memeatlas.imaging import bold_font
+
 PROBE_WORDS = ("PLANET", "GARDEN", "ROCKET", "BANANA", "WINDOW", "CANDLE", "TIGER", "MARKET",
                "ORANGE", "PENCIL", "BRIDGE", "CASTLE")
 PROBE_PROMPT = ("What single word is written in large letters in this image? "
@@ -50,24 +52,11 @@ def probe_image(seed: int | None = None) -> ProbeImage:
     bg = rng.choice([(255, 236, 160), (200, 230, 255), (210, 245, 210), (255, 215, 215)])
     img = Image.new("RGB", (512, 256), bg)
     d = ImageDraw.Draw(img)
-    f = _font(88)
+    f = bold_font(88)
     box = d.textbbox((0, 0), word, font=f)
     w, h = box[2] - box[0], box[3] - box[1]
     d.text(((512 - w) / 2 - box[0], (256 - h) / 2 - box[1]), word, font=f, fill=(0, 0, 0))
     return ProbeImage(img, word)
-
-
-def _font(size: int):
-    import os
-
-    from PIL import ImageFont
-
-    for f in ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-              "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
-              "/Library/Fonts/Arial Bold.ttf", "C:/Windows/Fonts/arialbd.ttf"):
-        if os.path.exists(f):
-            return ImageFont.truetype(f, size)
-    return ImageFont.load_default(size=size)
 
 
 def read_word(answer: str, word: str) -> bool:

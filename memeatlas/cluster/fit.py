@@ -30,17 +30,6 @@ SWEEPABLE = {"min_cluster_size": int, "min_samples": int, "k": int, "umap_dims":
 AUTO = "auto"
 
 
-def auto_min_cluster_size(n: int) -> int:
-    """The fixed default before automatic granularity: max(5, min(50, n // 100)).
-
-    Kept for comparisons (benchmarks/granularity.py); the default is now `auto`
-    (memeatlas.cluster.granularity).
-    """
-    from memeatlas.cluster.granularity import legacy_min_cluster_size
-
-    return legacy_min_cluster_size(n)
-
-
 def parse_min_cluster_size(value: str | int | None) -> int | str:
     """`auto` (or None) → "auto"; a number ≥ 2 → int; anything else → InputError."""
     if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import csv
 import random
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from memeatlas.imaging import bold_font
 
 # Theme -> (top lines, bottom lines); every top pairs with every bottom so the
 # texts in one theme vary but share vocabulary.
@@ -92,16 +93,6 @@ class CorpusItem:
     posted: str = ""
 
 
-@lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont:
-    for name in ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
-
 def _gradient(size: tuple[int, int], c0: tuple, c1: tuple) -> Image.Image:
     w, h = size
     img = Image.new("RGB", size)
@@ -128,13 +119,13 @@ def _shapes(draw: ImageDraw.ImageDraw, kind: str, size: tuple[int, int], rng: ra
 
 def _caption(draw: ImageDraw.ImageDraw, text: str, y: int, width: int) -> None:
     size = 34
-    font = _font(size)
-    while draw.textlength(text, font=font) > width - 24 and size > 14:
+    face = bold_font(size)
+    while draw.textlength(text, font=face) > width - 24 and size > 14:
         size -= 2
-        font = _font(size)
-    x = (width - draw.textlength(text, font=font)) / 2
+        face = bold_font(size)
+    x = (width - draw.textlength(text, font=face)) / 2
     # White text with a black outline: the classic image-macro look, and legible to OCR.
-    draw.text((x, y), text, font=font, fill="white", stroke_width=3, stroke_fill="black")
+    draw.text((x, y), text, font=face, fill="white", stroke_width=3, stroke_fill="black")
 
 
 def draw_meme(top: str, bottom: str, template: str, seed: int = 0,

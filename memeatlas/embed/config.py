@@ -52,11 +52,6 @@ class TextEmbedConfig:
     engine: str = "local"              # local | ray (memeatlas.distributed)
     engine_options: dict[str, Any] = field(default_factory=dict)
 
-    def to_params(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["fields"] = list(self.fields)
-        return d
-
 
 @dataclass
 class ImageEmbedConfig:
@@ -85,9 +80,6 @@ class ImageEmbedConfig:
     engine: str = "local"              # local | ray (memeatlas.distributed)
     engine_options: dict[str, Any] = field(default_factory=dict)
     load_workers: int = 2
-
-    def to_params(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -258,11 +258,3 @@ def stored_summary(store, trend_id: str) -> TrendSummary:
         (s.rising if t == "rising" else s.fading).append(int(c))
     return s
 
-
-def latest_trend_id(store, run_id: str, period: str | None = None) -> str | None:
-    """The newest trend computation of a run (of `period`, when given)."""
-    if period:
-        return store.scalar("SELECT trend_id FROM trend_runs WHERE run_id = ? AND period = ? "
-                            "ORDER BY created_at DESC, trend_id DESC LIMIT 1", [run_id, period])
-    return store.scalar("SELECT trend_id FROM trend_runs WHERE run_id = ? "
-                        "ORDER BY created_at DESC, trend_id DESC LIMIT 1", [run_id])

@@ -9,18 +9,11 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from memeatlas.imaging import bold_font as font
 
 VARIANTS = ("jpeg30", "half", "crop10", "caption_bar", "watermark")
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    for name in ("DejaVuSans-Bold.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
 
 
 def jpeg(img: Image.Image, quality: int = 30) -> Image.Image:
@@ -50,8 +43,8 @@ def caption_bar(img: Image.Image, text: str = "WHEN THE CODE WORKS FIRST TRY") -
     out = Image.new("RGB", (w, h + bar), (255, 255, 255))
     out.paste(img.convert("RGB"), (0, bar))
     draw = ImageDraw.Draw(out)
-    font = _font(max(8, bar // 3))
-    draw.text((max(2, w // 30), bar // 3), text, fill=(0, 0, 0), font=font)
+    face = font(max(8, bar // 3))
+    draw.text((max(2, w // 30), bar // 3), text, fill=(0, 0, 0), font=face)
     return out
 
 
@@ -60,11 +53,11 @@ def watermark(img: Image.Image, text: str = "memeatlas.example") -> Image.Image:
     base = img.convert("RGBA")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)
-    font = _font(max(8, base.size[1] // 14))
-    box = draw.textbbox((0, 0), text, font=font)
+    face = font(max(8, base.size[1] // 14))
+    box = draw.textbbox((0, 0), text, font=face)
     tw, th = box[2] - box[0], box[3] - box[1]
     draw.text((base.size[0] - tw - 6, base.size[1] - th - 10), text, fill=(255, 255, 255, 150),
-              font=font)
+              font=face)
     return Image.alpha_composite(base, layer).convert("RGB")
 
 
