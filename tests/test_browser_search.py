@@ -3,8 +3,11 @@ page, fused with precomputed neighbours; hits become the selection; `report --id
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from helpers_report import chromium_available, fill_store
+from playwright.sync_api import expect
 
 from memeatlas.report import build
 
@@ -34,7 +37,8 @@ def test_search_box_selects_hits_and_preselects(browser, store, tmp_path):
     # preselected by report --ids
     assert page.text_content("#selection-count").startswith("2 memes selected")
     page.fill("#search-box", "card number 7")
-    page.wait_for_function("document.getElementById('search-count').textContent.endsWith('hits')")
+    # (no wait_for_function: the page's CSP forbids the eval it needs)
+    expect(page.locator("#search-count")).to_have_text(re.compile(r"hits$"))
     first = page.evaluate("window.memeatlasReport.search('card number 7', 5)[0]")
     page_ids = page.evaluate("window.memeatlasReport.data.memes.id")
     assert page_ids[first] == memes[7]
@@ -43,7 +47,7 @@ def test_search_box_selects_hits_and_preselects(browser, store, tmp_path):
     csv = page.evaluate("window.memeatlasReport.selectionCsv()")
     assert csv.splitlines()[0] == "meme_id,source_id,label" and memes[7] in csv
     page.fill("#search-box", "")
-    page.wait_for_function("document.getElementById('search-count').textContent === ''")
+    expect(page.locator("#search-count")).to_have_text("")
     assert errors == []
     assert all(u.startswith(("file:", "data:", "blob:")) for u in requests)
     ctx.close()
