@@ -10,8 +10,7 @@ Public API (heavy libraries load only when a function is called)::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from memeatlas.lazy import lazy_exports
 
 _EXPORTS = {
     "import_labels": "memeatlas.classify.labels",
@@ -29,10 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'memeatlas.classify' has no attribute {name!r}")
-    value = getattr(import_module(mod), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

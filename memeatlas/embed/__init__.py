@@ -9,8 +9,9 @@ Public API (heavy libraries load only when a function is called)::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from memeatlas.lazy import lazy_exports
 
 _EXPORTS = {
     "TextEmbedConfig": "memeatlas.embed.config",
@@ -35,10 +36,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from memeatlas.embed.run import embed_image, embed_text
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'memeatlas.embed' has no attribute {name!r}")
-    value = getattr(import_module(mod), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

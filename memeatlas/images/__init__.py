@@ -8,8 +8,7 @@ Public API::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from memeatlas.lazy import lazy_exports
 
 _EXPORTS = {
     "NearDupConfig": "memeatlas.images.neardup",
@@ -24,10 +23,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'memeatlas.images' has no attribute {name!r}")
-    value = getattr(import_module(mod), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

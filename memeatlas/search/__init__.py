@@ -13,8 +13,9 @@ brought up to date before every search.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from memeatlas.lazy import lazy_exports
 
 _EXPORTS = {
     "SearchRequest": "memeatlas.search.query",
@@ -39,10 +40,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from memeatlas.search.query import Hit, SearchRequest, SearchResult, open_searcher, search
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'memeatlas.search' has no attribute {name!r}")
-    value = getattr(import_module(mod), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
