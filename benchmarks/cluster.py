@@ -2,8 +2,10 @@
 
     python benchmarks/cluster.py --n 5000 50000 200000 [--dim 384] [--clusters 50]
                                  [--cold] [--vanilla-umap] [--out benchmarks/results/cluster.md]
-    python benchmarks/cluster.py --bare --n 200000 [--bare-timeout S]   # side by side with bare
-                                 umap-learn + hdbscan on real caption vectors (cluster_bare.py)
+    python benchmarks/cluster.py --bare --n 200000 [--bare-timeout S] [--data interpolated]
+        # side by side with bare umap-learn (seeded and unseeded) + hdbscan on the first N
+        # real distinct captions of captions-200k (cluster_bare.py; `--data interpolated`:
+        # the stress case of points between 20,000 captions)
 
 For each N a DuckDB file with N synthetic 384-d unit vectors (clusters with low-rank in-cluster
 spread, like sentence embeddings) is written once; then `memeatlas cluster --force` runs as a
@@ -96,13 +98,15 @@ def main() -> None:
     ap.add_argument("--vanilla-umap", action="store_true")
     ap.add_argument("--bare", action="store_true",
                     help="compare with bare umap-learn + hdbscan on real caption vectors "
-                         "(benchmarks/cluster_bare.py)")
+                         "(benchmarks/cluster_bare.py; both bare modes)")
+    ap.add_argument("--data", choices=["real", "interpolated"], default="real",
+                    help="with --bare: real captions (default) or the interpolated stress case")
     ap.add_argument("--bare-timeout", type=float, default=None)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     args = ap.parse_args()
     if args.bare:
-        side_by_side(args.n, workdir=args.workdir, out=args.out,
+        side_by_side(args.n, workdir=args.workdir, out=args.out, data=args.data,
                      bare_timeout=args.bare_timeout)
         return
 
