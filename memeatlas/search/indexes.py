@@ -26,8 +26,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from memeatlas.errors import InputError, NotFoundError
 from memeatlas.search.lexical import LexicalIndex
 from memeatlas.search.vectors import ANN_THRESHOLD, VectorIndex, check_backend
 
-FORMAT = 1
+FORMAT = 2  # 2: rows as NumPy arrays (ids/stamps/keys/order.npy), not Parquet
 #: Tombstones above this share of rows trigger a compacting rebuild.
 MAX_DEAD_SHARE = 0.25
 
@@ -75,21 +75,100 @@ def _read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def _write_rows(folder: Path, ids: Sequence[str], stamps: Sequence[str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _encode(values, chunk: int = 100_000) -> np.ndarray:
+    """Strings (a list or an Arrow array) as one fixed-width UTF-8 bytes array, converted in
+    blocks so a million ids never exist as Python strings all at once."""
+    n = len(values)
+    blocks = []
+    for a in range(0, n, chunk):
+        part = values[a:a + chunk]
+        if hasattr(part, "to_pylist"):
+            part = part.to_pylist()
+        blocks.append(np.array([v.encode("utf-8") for v in part], dtype=bytes))
+    if not blocks:
+        return np.zeros(0, "S1")
+    width = max(b.dtype.itemsize for b in blocks)
+    return np.concatenate([b.astype(f"S{width}") for b in blocks])
 
-    tmp = folder / f"rows.parquet.tmp{os.getpid()}"
-    pq.write_table(pa.table({"meme_id": pa.array(list(ids), pa.string()),
-                             "stamp": pa.array(list(stamps), pa.string())}), tmp)
-    os.replace(tmp, folder / "rows.parquet")
+
+def _write_rows(folder: Path, ids: np.ndarray, stamps: np.ndarray, alive: np.ndarray) -> None:
+    """ids.npy and stamps.npy (bytes, by row), and keys.npy/order.npy: the live rows' ids
+    sorted, and their rows, for lookups by binary search (all memory-mapped when read)."""
+    live = np.flatnonzero(alive)
+    order = live[np.argsort(ids[live], kind="stable")].astype(np.int64)
+    for name, arr in (("ids", ids), ("stamps", stamps), ("keys", ids[order]), ("order", order)):
+        tmp = folder / f"{name}.tmp{os.getpid()}.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, folder / f"{name}.npy")
 
 
-def _read_rows(folder: Path) -> tuple[list[str], list[str]]:
-    import pyarrow.parquet as pq
+def _read_rows(folder: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.load(folder / "ids.npy", mmap_mode="r")
+    stamps = np.load(folder / "stamps.npy", mmap_mode="r")
+    if len(ids) != n_rows or len(stamps) != n_rows:
+        raise ValueError("rows do not match the manifest")
+    return ids, stamps
 
-    t = pq.read_table(folder / "rows.parquet")
-    return t.column("meme_id").to_pylist(), t.column("stamp").to_pylist()
+
+class RowMap:
+    """meme_id ↔ row of an index, held as memory-mapped NumPy arrays (no Python dict or
+    list of a million strings): `ids` by row, and the live rows' ids sorted (`keys`) with
+    their rows (`order`) for np.searchsorted. Reads like the dict it replaces: `m in pos`,
+    `pos[m]`, `pos.get(m)`, `len(pos)` (live rows)."""
+
+    def __init__(self, ids: np.ndarray, keys: np.ndarray, order: np.ndarray) -> None:
+        self.ids = ids
+        self.keys = keys
+        self.order = order
+
+    @classmethod
+    def load(cls, folder: Path) -> RowMap:
+        return cls(np.load(folder / "ids.npy", mmap_mode="r"),
+                   np.load(folder / "keys.npy", mmap_mode="r"),
+                   np.load(folder / "order.npy", mmap_mode="r"))
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def rows(self, meme_ids) -> np.ndarray:
+        """Row of each meme id (-1 where it has none), vectorised."""
+        want = meme_ids if isinstance(meme_ids, np.ndarray) else _encode(list(meme_ids))
+        if len(self.keys) == 0 or len(want) == 0:
+            return np.full(len(want), -1, np.int64)
+        i = np.searchsorted(self.keys, want)
+        i[i >= len(self.keys)] = 0
+        found = np.asarray(self.keys[i] == want)
+        return np.where(found, np.asarray(self.order)[i], -1).astype(np.int64)
+
+    def get(self, meme: str, default=None):
+        r = int(self.rows([meme])[0])
+        return default if r < 0 else r
+
+    def __contains__(self, meme: object) -> bool:
+        return isinstance(meme, str) and self.get(meme) is not None
+
+    def __getitem__(self, meme: str) -> int:
+        r = self.get(meme)
+        if r is None:
+            raise KeyError(meme)
+        return r
+
+    def rows_of(self, meme_ids) -> np.ndarray:
+        r = self.rows(meme_ids)
+        return np.sort(r[r >= 0])
+
+
+class IdColumn:
+    """The meme id of a row, decoded on demand from the memory-mapped bytes."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, row) -> str:
+        return bytes(self._ids[int(row)]).decode("utf-8")
 
 
 @dataclass
@@ -102,25 +181,23 @@ class Update:
     seconds: float = 0.0
 
 
-@dataclass
-class _Rows:
-    """meme_id ↔ row bookkeeping shared by both index kinds."""
-
-    ids: list[str] = field(default_factory=list)
-    stamps: list[str] = field(default_factory=list)
-    pos: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, ids: list[str], stamps: list[str], alive: np.ndarray) -> _Rows:
-        pos = {ids[i]: int(i) for i in np.flatnonzero(alive)}
-        return cls(ids, stamps, pos)
-
-    def diff(self, current: dict[str, str]) -> tuple[list[str], list[int]]:
-        """(memes to (re)insert, rows to tombstone) to make the index hold `current`."""
-        stale = [r for m, r in self.pos.items() if current.get(m) != self.stamps[r]]
-        todo = [m for m, s in current.items()
-                if m not in self.pos or self.stamps[self.pos[m]] != s]
-        return todo, stale
+def _diff(ids: np.ndarray, stamps: np.ndarray, alive: np.ndarray, cur_ids: np.ndarray,
+          cur_stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in cur_* to (re)insert, rows to tombstone) to make the index hold the
+    current (id, stamp) pairs; `cur_ids` sorted. All vectorised."""
+    live = np.flatnonzero(alive)
+    lid, lst = np.asarray(ids[live]), np.asarray(stamps[live])
+    if len(cur_ids):
+        j = np.searchsorted(cur_ids, lid)
+        j[j >= len(cur_ids)] = 0
+        same = (cur_ids[j] == lid) & (cur_stamps[j] == lst)
+    else:
+        same = np.zeros(len(live), bool)
+    stale = live[~same]
+    kept = np.zeros(len(cur_ids), bool)
+    if len(cur_ids):
+        kept[j[same]] = True
+    return np.flatnonzero(~kept), stale
 
 
 # --- vector indexes ---------------------------------------------------------------------
@@ -149,25 +226,29 @@ def space_state(store, space: str) -> list:
     return [int(n), str(h)]
 
 
-def _space_stamps(store, space: str) -> dict[str, str]:
+def _space_stamps(store, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """(meme ids sorted, stamps) of the space's rows, as bytes arrays."""
     cur = store.con.cursor()
     try:
         t = cur.sql("SELECT meme_id, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f') || '|' || "
-                    "coalesce(input_hash, '') AS stamp FROM embeddings WHERE space = $s",
-                    params={"s": space}).to_arrow_table()
+                    "coalesce(input_hash, '') AS stamp FROM embeddings WHERE space = $s "
+                    "ORDER BY meme_id", params={"s": space}).to_arrow_table()
     finally:
         cur.close()
-    return dict(zip(t.column("meme_id").to_pylist(), t.column("stamp").to_pylist(),
-                    strict=True))
+    ids = _encode(t.column("meme_id"))
+    stamps = _encode(t.column("stamp"))
+    del t
+    order = np.argsort(ids, kind="stable")  # bytes order (DuckDB's collation may differ)
+    return ids[order], stamps[order]
 
 
-def _read_vectors(store, space: str, ids: list[str], dim: int) -> np.ndarray:
-    """Vectors of `ids` in that order, read in blocks (bounded memory at 10⁶ rows)."""
+def _read_vectors(store, space: str, ids: np.ndarray, dim: int) -> np.ndarray:
+    """Vectors of `ids` (bytes) in that order, read in blocks (bounded memory at 10⁶ rows)."""
     from memeatlas.embed import load_space
 
     out = np.empty((len(ids), dim), np.float32)
     for a in range(0, len(ids), 100_000):
-        part = ids[a:a + 100_000]
+        part = [bytes(m).decode("utf-8") for m in ids[a:a + 100_000]]
         got, mat = load_space(store, space, meme_ids=part)
         where = {m: i for i, m in enumerate(got)}
         out[a:a + len(part)] = mat[[where[m] for m in part]]
@@ -181,13 +262,13 @@ class OpenVectors:
     space: str
     fingerprint: dict[str, Any]
     index: VectorIndex
-    ids: list[str]
-    pos: dict[str, int]
+    ids: IdColumn
+    pos: RowMap
     backend: str
     update: Update
 
     def rows_of(self, meme_ids) -> np.ndarray:
-        return np.asarray(sorted(self.pos[m] for m in meme_ids if m in self.pos), np.int64)
+        return self.pos.rows_of(meme_ids)
 
 
 def open_vectors(store, space: str, *, backend: str = "auto", progress=None) -> OpenVectors:
@@ -227,19 +308,19 @@ def _wants_graph(backend: str, n: int) -> bool:
 
 def _build_vectors(store, folder: Path, space: str, fp: dict, state: list, backend: str
                    ) -> Update:
-    for f in ("manifest.json", "vectors.f32", "graph.usearch", "rows.parquet"):
+    for f in ("manifest.json", "vectors.f32", "graph.usearch", "rows.parquet", "ids.npy",
+              "stamps.npy", "keys.npy", "order.npy"):
         with contextlib.suppress(FileNotFoundError):
             (folder / f).unlink()
-    stamps = _space_stamps(store, space)
-    ids = sorted(stamps)
+    ids, stamps = _space_stamps(store, space)
     idx = VectorIndex.create(folder, fp["dim"])
-    for a in range(0, len(ids), 100_000):
-        idx.append(_read_vectors(store, space, ids[a:a + 100_000], fp["dim"]))
     graph = _wants_graph(backend, len(ids))
     if graph:
-        idx.build_graph()
-        idx.save_graph()
-    _write_rows(folder, ids, [stamps[m] for m in ids])
+        idx.start_graph()  # each block goes to the file and the graph: no read-back
+    for a in range(0, len(ids), 100_000):
+        idx.append(_read_vectors(store, space, ids[a:a + 100_000], fp["dim"]))
+    idx.save_graph()
+    _write_rows(folder, ids, stamps, idx.alive)
     np.save(folder / "alive.npy", idx.alive)
     _write_json(folder / "manifest.json", {
         "format": FORMAT, "kind": "vectors", "fingerprint": fp, "state": state,
@@ -250,28 +331,32 @@ def _build_vectors(store, folder: Path, space: str, fp: dict, state: list, backe
 
 def _update_vectors(store, folder: Path, man: dict, space: str, fp: dict, state: list,
                     backend: str) -> Update:
-    ids, stamps = _read_rows(folder)
-    alive = np.load(folder / "alive.npy")
-    if len(ids) != man["n_rows"] or len(alive) != man["n_rows"]:
+    try:
+        ids, stamps = _read_rows(folder, man["n_rows"])
+        alive = np.load(folder / "alive.npy")
+    except (OSError, ValueError):
         return _build_vectors(store, folder, space, fp, state, backend)
-    rows = _Rows.of(ids, stamps, alive)
-    current = _space_stamps(store, space)
-    todo, stale = rows.diff(current)
+    if len(alive) != man["n_rows"]:
+        return _build_vectors(store, folder, space, fp, state, backend)
+    cur_ids, cur_stamps = _space_stamps(store, space)
+    todo, stale = _diff(ids, stamps, alive, cur_ids, cur_stamps)
     dead = (len(alive) - int(alive.sum())) + len(stale)
     if dead > MAX_DEAD_SHARE * max(len(alive) + len(todo), 1) or (
-            not man["graph"] and _wants_graph(backend, len(current))):
+            not man["graph"] and _wants_graph(backend, len(cur_ids))):
         return _build_vectors(store, folder, space, fp, state, backend)
     # Drop any bytes past n_rows left by an interrupted append before appending again.
     with open(folder / "vectors.f32", "r+b") as fh:
         fh.truncate(man["n_rows"] * fp["dim"] * 4)
     idx = VectorIndex.open(folder, fp["dim"], man["n_rows"], alive, graph=man["graph"],
                            writable=True)
-    idx.remove(np.asarray(stale, np.int64))
-    todo.sort()
-    if todo:
-        idx.append(_read_vectors(store, space, todo, fp["dim"]))
+    idx.remove(stale)
+    if len(todo):
+        idx.append(_read_vectors(store, space, cur_ids[todo], fp["dim"]))
     idx.save_graph()
-    _write_rows(folder, ids + todo, stamps + [current[m] for m in todo])
+    width = max(ids.dtype.itemsize, cur_ids.dtype.itemsize)
+    swidth = max(stamps.dtype.itemsize, cur_stamps.dtype.itemsize)
+    _write_rows(folder, np.concatenate([ids, cur_ids[todo]]).astype(f"S{width}"),
+                np.concatenate([stamps, cur_stamps[todo]]).astype(f"S{swidth}"), idx.alive)
     np.save(folder / "alive.npy", idx.alive)
     _write_json(folder / "manifest.json", {**man, "state": state, "n_rows": idx.n_rows,
                                            "updated_at": time.time()})
@@ -279,11 +364,11 @@ def _update_vectors(store, folder: Path, man: dict, space: str, fp: dict, state:
 
 
 def _load_vectors(folder: Path, man: dict, space: str, fp: dict, up: Update) -> OpenVectors:
-    ids, _ = _read_rows(folder)
     alive = np.load(folder / "alive.npy")
     idx = VectorIndex.open(folder, man["dim"], man["n_rows"], alive, graph=man["graph"])
-    pos = {ids[i]: int(i) for i in np.flatnonzero(alive)}
-    return OpenVectors(space, fp, idx, ids, pos, "usearch" if man["graph"] else "exact", up)
+    rows = RowMap.load(folder)
+    return OpenVectors(space, fp, idx, IdColumn(rows.ids), rows,
+                       "usearch" if man["graph"] else "exact", up)
 
 
 # --- lexical indexes ---------------------------------------------------------------------
@@ -295,12 +380,12 @@ class OpenLexical:
     annotator: str
     fields: tuple[str, ...]
     index: LexicalIndex
-    ids: list[str]
-    pos: dict[str, int]
+    ids: IdColumn
+    pos: RowMap
     update: Update
 
     def rows_of(self, meme_ids) -> np.ndarray:
-        return np.asarray(sorted(self.pos[m] for m in meme_ids if m in self.pos), np.int64)
+        return self.pos.rows_of(meme_ids)
 
 
 def lexical_state(store, annotator: str) -> list:
@@ -339,29 +424,39 @@ def open_lexical(store, annotator: str, fields: tuple[str, ...]) -> OpenLexical:
             ok = man is not None and man.get("format") == FORMAT and man.get("key") == key
             if ok and man["state"] == state:
                 return _load_lexical(folder, annotator, fields, Update("fresh"))
-            current = {m: t for m, t in _texts(store, annotator, fields).items()}
+            current = _texts(store, annotator, fields)
+            names = [m for m, t in current.items() if t]
+            cur_ids = _encode(names)
+            order = np.argsort(cur_ids, kind="stable")
+            names = [names[i] for i in order]
+            cur_ids = cur_ids[order]
+            cur_stamps = _encode([_text_stamp(current[m]) for m in names])
             up = Update("built")
             if ok:
-                ids, stamps = _read_rows(folder)
-                lex = LexicalIndex.load(folder)
-                if len(ids) == man["n_rows"] == lex.counts.shape[0]:
-                    stamped = {m: _text_stamp(t) for m, t in current.items() if t}
-                    todo, stale = _Rows.of(ids, stamps, lex.alive).diff(stamped)
+                try:
+                    ids, stamps = _read_rows(folder, man["n_rows"])
+                    lex = LexicalIndex.load(folder)
+                except (OSError, ValueError):
+                    ids = None
+                if ids is not None and len(ids) == lex.counts.shape[0]:
+                    todo, stale = _diff(ids, stamps, lex.alive, cur_ids, cur_stamps)
                     dead = (len(ids) - lex.n_live) + len(stale)
                     if dead <= MAX_DEAD_SHARE * max(len(ids) + len(todo), 1):
                         lex.remove(stale)
-                        todo.sort()
-                        lex.add([current[m] for m in todo])
-                        ids, stamps = ids + todo, stamps + [stamped[m] for m in todo]
+                        lex.add([current[names[i]] for i in todo])
+                        w = max(ids.dtype.itemsize, cur_ids.dtype.itemsize)
+                        sw = max(stamps.dtype.itemsize, cur_stamps.dtype.itemsize)
+                        ids = np.concatenate([ids, cur_ids[todo]]).astype(f"S{w}")
+                        stamps = np.concatenate([stamps, cur_stamps[todo]]).astype(f"S{sw}")
                         up = Update("updated", added=len(todo), removed=len(stale))
             if up.action == "built":
-                ids = sorted(m for m, t in current.items() if t)
                 lex = LexicalIndex.empty()
-                lex.add([current[m] for m in ids])  # one matrix: no repeated stacking
-                stamps = [_text_stamp(current[m]) for m in ids]
+                lex.add([current[m] for m in names])  # one matrix: no repeated stacking
+                ids, stamps = cur_ids, cur_stamps
                 up.added = len(ids)
+            del current, names
             lex.save(folder)
-            _write_rows(folder, ids, stamps)
+            _write_rows(folder, ids, stamps, lex.alive)
             _write_json(folder / "manifest.json", {
                 "format": FORMAT, "kind": "lexical", "key": key, "state": state,
                 "n_rows": len(ids), "updated_at": time.time()})
@@ -374,10 +469,9 @@ def open_lexical(store, annotator: str, fields: tuple[str, ...]) -> OpenLexical:
 
 def _load_lexical(folder: Path, annotator: str, fields: tuple[str, ...], up: Update
                   ) -> OpenLexical:
-    ids, _ = _read_rows(folder)
     lex = LexicalIndex.load(folder)
-    pos = {ids[i]: int(i) for i in np.flatnonzero(lex.alive)}
-    return OpenLexical(annotator, fields, lex, ids, pos, up)
+    rows = RowMap.load(folder)
+    return OpenLexical(annotator, fields, lex, IdColumn(rows.ids), rows, up)
 
 
 def remove_all(store) -> bool:

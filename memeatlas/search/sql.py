@@ -136,7 +136,7 @@ class _Functions:
                 raise NotFoundError(f"similarity(): meme {other!r} has no vector in space "
                                     f"{space}")
             q = v.index.vector(v.pos[oid])
-            rows = np.array([v.pos.get(memes[i], -1) for i in idx])
+            rows = v.pos.rows([memes[i] for i in idx])
             ok = rows >= 0
             if ok.any():
                 sel = np.asarray(idx)[ok]

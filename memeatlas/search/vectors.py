@@ -26,13 +26,21 @@ BACKENDS = ("auto", "exact", "usearch")
 ANN_THRESHOLD = 200_000
 #: A filtered search scores its rows exactly when there are at most this many.
 EXACT_FILTER_MAX = 200_000
-# HNSW parameters (usearch): graph degree, build and search breadth. Measured on 10⁵ MiniLM
-# caption vectors (benchmarks/search.py): recall@10 after exact re-scoring 0.943 with
-# expansion_search 96, 0.990 with 200 (p50 0.5 ms), 0.996 with 400 (1.0 ms).
+# HNSW parameters (usearch): graph degree, build and search breadth. Measured on MiniLM
+# caption vectors (benchmarks/search.py, benchmarks/results/search.md): at 10⁵ recall@10
+# after exact re-scoring is 0.98 with expansion_search 200; at 10⁶ (same int8 graph) it is
+# 0.735 with 200, 0.84 with 400, 0.92 with 800, 0.954 with 1,600 (p50 4.9 ms) and 0.974 with
+# 3,200 (p50 11 ms). Recall is bounded by the breadth of the walk, not by how many
+# candidates are re-scored (40, 100 or 200 candidates gave the same recall), so the breadth
+# grows with the graph: n / 300, between 400 (recall 1.000 at 10⁵) and 4,096 (3,333 at 10⁶).
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 200
-RERANK = 4  # candidates per wanted hit fetched from the graph, then re-scored exactly
+EXPANSION_SEARCH_MIN = 400
+EXPANSION_SEARCH_MAX = 4096
+RERANK = 10  # candidates per wanted hit fetched from the graph, then re-scored exactly
+MIN_CANDIDATES = 100
+#: Rows per block of an exact scan (bounded temporaries).
+EXACT_BLOCK = 262_144
 
 
 def check_backend(name: str) -> str:
@@ -40,6 +48,11 @@ def check_backend(name: str) -> str:
     if name not in BACKENDS:
         raise BackendError(f"unknown index backend {name!r}; choose one of {', '.join(BACKENDS)}")
     return name
+
+
+def search_breadth(n: int) -> int:
+    """usearch's expansion_search for a graph of n vectors (see the constants above)."""
+    return int(min(EXPANSION_SEARCH_MAX, max(EXPANSION_SEARCH_MIN, n // 300)))
 
 
 def _threads() -> int:
@@ -57,6 +70,7 @@ class VectorIndex:
         self.alive = alive
         self.graph = graph
         self._matrix: np.ndarray | None = None
+        self._scan: np.ndarray | None = None
 
     # --- files ----------------------------------------------------------------------------
     @property
@@ -70,6 +84,38 @@ class VectorIndex:
                 self._matrix = np.memmap(path, dtype=np.float32, mode="r",
                                          shape=(self.n_rows, self.dim))
         return self._matrix
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """float32 [len(rows), dim] of the given rows, read with pread: re-scoring touches a
+        few scattered rows, and through the memory map the kernel's fault-around (64 KB
+        around each row, MADV_RANDOM or not) made 200 queries at 10⁶ page in most of the
+        1.5 GB file as resident memory."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        out = np.empty((len(rows), self.dim), np.float32)
+        size = self.dim * 4
+        fd = os.open(self.folder / "vectors.f32", os.O_RDONLY)
+        try:
+            for i, r in enumerate(rows.tolist()):
+                buf = os.pread(fd, size, r * size)
+                if len(buf) != size:
+                    raise IndexError(f"row {r} is past the end of the vectors file")
+                out[i] = np.frombuffer(buf, np.float32)
+        finally:
+            os.close(fd)
+        return out
+
+    @property
+    def scan_matrix(self) -> np.ndarray:
+        """The same rows mapped with the kernel's default read-ahead, for full scans (exact
+        search): once resident, a scan of 10⁵ rows takes milliseconds, where reading the
+        file per query took 10× longer on the busy VM."""
+        if self._scan is None or self._scan.shape[0] != self.n_rows:
+            if self.n_rows == 0:
+                self._scan = np.zeros((0, self.dim), np.float32)
+            else:
+                self._scan = np.memmap(self.folder / "vectors.f32", dtype=np.float32, mode="r",
+                                       shape=(self.n_rows, self.dim))
+        return self._scan
 
     @classmethod
     def create(cls, folder: Path, dim: int) -> VectorIndex:
@@ -88,7 +134,7 @@ class VectorIndex:
             g = Index.restore(str(path), view=not writable)
             if g is None:
                 raise FileNotFoundError(path)
-            g.expansion_search = EXPANSION_SEARCH  # not kept in the file
+            g.expansion_search = search_breadth(n_rows)  # not kept in the file: set on every load
         return cls(folder, dim, n_rows, alive, g)
 
     def append(self, vectors: np.ndarray) -> np.ndarray:
@@ -98,8 +144,10 @@ class VectorIndex:
         with open(self.folder / "vectors.f32", "ab") as fh:
             fh.write(vectors.tobytes())
         self.n_rows += len(vectors)
+        if self.graph is not None:
+            self.graph.expansion_search = search_breadth(self.n_rows)
         self.alive = np.concatenate([self.alive, np.ones(len(vectors), bool)])
-        self._matrix = None
+        self._matrix = self._scan = None
         rows = np.arange(start, self.n_rows, dtype=np.uint64)
         if self.graph is not None and len(vectors):
             self.graph.add(rows, vectors, threads=_threads())
@@ -112,18 +160,15 @@ class VectorIndex:
         if self.graph is not None and rows.size:
             self.graph.remove(rows.astype(np.uint64))
 
-    def build_graph(self) -> None:
-        """An HNSW graph over the live rows (replacing any graph)."""
+    def start_graph(self) -> None:
+        """An empty HNSW graph: rows appended from now on are added to it as well (a build
+        streams its blocks into the file and the graph at once, never reading the file
+        back)."""
         from usearch.index import Index
 
-        g = Index(ndim=self.dim, metric="ip", dtype="i8", connectivity=CONNECTIVITY,
-                  expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
-        live = np.flatnonzero(self.alive)
-        m = self.matrix
-        for a in range(0, len(live), 100_000):  # blocks: the memmap pages in as it goes
-            part = live[a:a + 100_000]
-            g.add(part.astype(np.uint64), np.ascontiguousarray(m[part]), threads=_threads())
-        self.graph = g
+        self.graph = Index(ndim=self.dim, metric="ip", dtype="i8", connectivity=CONNECTIVITY,
+                           expansion_add=EXPANSION_ADD,
+                           expansion_search=EXPANSION_SEARCH_MIN)
 
     def save_graph(self) -> None:
         if self.graph is not None:
@@ -131,22 +176,23 @@ class VectorIndex:
 
     # --- querying -------------------------------------------------------------------------
     def vector(self, row: int) -> np.ndarray:
-        return np.asarray(self.matrix[row], dtype=np.float32)
+        return self.take(np.asarray([row]))[0]
 
     def exact(self, q: np.ndarray, k: int, rows: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (rows, cosine) by brute force over live rows (or `rows`)."""
-        m = self.matrix
         if rows is None:
             cand = None
             scores = np.empty(self.n_rows, np.float32)
-            for a in range(0, self.n_rows, 262_144):  # bounded temporaries
-                scores[a:a + 262_144] = m[a:a + 262_144] @ q
+            m = self.scan_matrix
+            for a in range(0, self.n_rows, EXACT_BLOCK):  # bounded temporaries
+                scores[a:a + EXACT_BLOCK] = m[a:a + EXACT_BLOCK] @ q
             scores[~self.alive] = -np.inf
         else:
             cand = np.asarray(rows, dtype=np.int64)
             cand = cand[self.alive[cand]]
-            scores = m[cand] @ q if cand.size else np.zeros(0, np.float32)
+            scores = self.matrix[np.sort(cand)] @ q if cand.size else np.zeros(0, np.float32)
+            cand = np.sort(cand)
         k = min(k, scores.size)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
@@ -163,8 +209,9 @@ class VectorIndex:
         q = np.ascontiguousarray(q, dtype=np.float32).reshape(-1)
         if self.graph is None or (rows is not None and len(rows) <= EXACT_FILTER_MAX):
             return self.exact(q, k, rows)
-        want = k * RERANK if rows is None else k * RERANK * max(
-            1, int(np.ceil(self.alive.sum() / max(len(rows), 1))))
+        want = max(MIN_CANDIDATES, k * RERANK)
+        if rows is not None:
+            want *= max(1, int(np.ceil(self.alive.sum() / max(len(rows), 1))))
         want = int(min(want, 20_000))
         res = self.graph.search(q, want)
         cand = np.asarray(res.keys, dtype=np.int64).reshape(-1)
@@ -175,7 +222,7 @@ class VectorIndex:
         cand = cand[self.alive[cand]]
         if cand.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = np.asarray(self.matrix[np.sort(cand)] @ q)
         cand = np.sort(cand)
+        scores = self.take(cand) @ q
         order = np.lexsort((cand, -scores))[:k]
         return cand[order], scores[order].astype(np.float32)
