@@ -192,7 +192,13 @@ class Store:
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
-        self.con.close()
+        try:
+            self.con.close()
+        except duckdb.Error:
+            # A read-only sandbox whose query was just interrupted (Ctrl-C) may still count as
+            # busy; it wrote nothing, and the process ends anyway.
+            if not self.sandboxed:
+                raise
 
     def __enter__(self) -> Store:
         return self

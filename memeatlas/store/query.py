@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -35,23 +36,46 @@ def run_readonly(store: Store, sql: str, *, timeout: float | None = None
     install_sql_functions(store, sql)  # e.g. search(); its errors are memeatlas errors
 
     timed_out = threading.Event()
+    stopping = threading.Event()  # Ctrl-C: start no further statement
+    done: dict[str, object] = {}
 
-    def _stop() -> None:
-        timed_out.set()
-        store.con.interrupt()
+    def work() -> None:  # DuckDB runs here; the main thread stays free for Ctrl-C and the clock
+        try:
+            cur = None
+            for st in statements:
+                if timed_out.is_set() or stopping.is_set():  # between two statements
+                    raise duckdb.InterruptException("interrupted")
+                cur = store.con.execute(st.query)
+            described = cur is not None and cur.description
+            done["rows"] = cur.fetchall() if described else []
+            done["cols"] = [d[0] for d in cur.description] if described else []
+        except BaseException as exc:  # handed to the main thread below
+            done["exc"] = exc
 
-    timer = threading.Timer(timeout, _stop) if timeout else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    # The query runs in a worker thread while the main thread waits in short joins: a Ctrl-C
+    # is then always delivered to Python at once (DuckDB alone notices it only at some points
+    # of a query) and becomes con.interrupt(); the deadline is checked the same way.
+    worker = threading.Thread(target=work, name="memeatlas-sql", daemon=True)
+    deadline = time.monotonic() + timeout if timeout else None
+    worker.start()
     try:
-        cur = None
-        for st in statements:
-            if timed_out.is_set():  # the timer fired between two statements
-                raise duckdb.InterruptException("timed out")
-            cur = store.con.execute(st.query)
-        rows = cur.fetchall() if cur is not None and cur.description else []
-        cols = [d[0] for d in cur.description] if cur is not None and cur.description else []
+        while worker.is_alive():
+            worker.join(0.05)
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out.set()  # interrupted again each turn: the first may land between calls
+                store.con.interrupt()
+    except KeyboardInterrupt:
+        timed_out.clear()
+        stopping.set()
+        give_up = time.monotonic() + 10
+        while worker.is_alive() and time.monotonic() < give_up:
+            store.con.interrupt()
+            worker.join(0.05)
+        raise
+    try:
+        if "exc" in done:
+            raise done["exc"]  # type: ignore[misc]
+        cols, rows = done["cols"], done["rows"]  # type: ignore[assignment]
     except (duckdb.Error, RuntimeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         # A registered function's own error (e.g. search()): its message, without the wrapper.
@@ -74,10 +98,7 @@ def run_readonly(store: Store, sql: str, *, timeout: float | None = None
                 f"`memeatlas sql` reads the store only ({msg}); to read local files give "
                 f"--allow-read DIR") from None
         raise InputError(f"SQL error: {msg}") from None
-    finally:
-        if timer is not None:
-            timer.cancel()
-    return cols, rows
+    return cols, rows  # type: ignore[return-value]
 
 
 def relations(store: Store) -> list[str]:
