@@ -204,7 +204,61 @@ def test_cli_search_formats_and_bad_input(corpus, tmp_path):
         assert s.scalar("SELECT count(*) FROM memes") == 60
 
 
-def test_sql_search_and_similarity(corpus):
+@pytest.mark.parametrize("backend", ["exact", "usearch"])
+def test_streamed_build_in_small_blocks_matches_one_block(corpus, backend, monkeypatch):
+    """A build streams the store in blocks (bounded memory at 10⁶): blocks of 7 rows give
+    the same vectors, rows and BM25 scores as one block, and DuckDB's memory limit is
+    restored afterwards."""
+    db, ids, x, _ = corpus
+    got = {}
+    for block in (100_000, 7):
+        monkeypatch.setattr(indexes, "BUILD_BLOCK", block)
+        indexes.remove_all(Store.open(db, read_only=True))
+        with Store.open(db, read_only=True) as s:
+            before = s.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+            v = indexes.open_vectors(s, "text:s", backend=backend)
+            lex = indexes.open_lexical(s, "human:test", ("description",))
+            assert s.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == before
+            assert v.update.action == lex.update.action == "built" and len(v.pos) == 60
+            vec = {m: v.index.vector(v.pos[m]) for m in ids}
+            rows, sc, _ = lex.index.top("student debt tuition", 60)
+            got[block] = (vec, {lex.ids[r]: float(c) for r, c in zip(rows, sc, strict=True)},
+                          [v.ids[r] for r in v.index.search(x[5], 5)[0]])
+    (va, la, na), (vb, lb, nb) = got[100_000], got[7]
+    assert all(np.allclose(va[m], vb[m]) for m in ids)
+    assert la.keys() == lb.keys() and all(abs(la[m] - lb[m]) < 1e-5 for m in la)
+    assert na == nb
+
+
+def test_lexical_index_follows_added_changed_removed_annotations(corpus, monkeypatch):
+    db, ids, _, _ = corpus
+    monkeypatch.setattr(indexes, "BUILD_BLOCK", 8)
+    with Store.open(db, read_only=True) as s:
+        assert indexes.open_lexical(s, "human:test", ("description",)).update.action == "built"
+    with Store.open(db) as s:
+        add_memes(s, [meme_id(2000)], texts=["zebra crossing meme"])
+        s.execute("UPDATE annotations SET description = 'zebra stripes' WHERE meme_id = ?",
+                  [ids[4]])
+        s.execute("DELETE FROM annotations WHERE meme_id = ?", [ids[5]])
+    with Store.open(db, read_only=True) as s:
+        lex = indexes.open_lexical(s, "human:test", ("description",))
+        assert (lex.update.action, lex.update.added, lex.update.removed) == ("updated", 2, 2)
+        rows, sc, _ = lex.index.top("zebra", 10)
+        assert {lex.ids[r] for r in rows} == {meme_id(2000), ids[4]}
+        assert ids[5] not in lex.pos and len(lex.pos) == 60
+        updated = {lex.ids[r]: float(c) for r, c in zip(*lex.index.top("student number", 60)[:2],
+                                                          strict=True)}
+        assert indexes.open_lexical(s, "human:test", ("description",)).update.action == "fresh"
+    indexes.remove_all(Store.open(db, read_only=True))
+    with Store.open(db, read_only=True) as s:  # the same scores as a fresh build
+        lex = indexes.open_lexical(s, "human:test", ("description",))
+        fresh = {lex.ids[r]: float(c) for r, c in zip(*lex.index.top("student number", 60)[:2],
+                                                        strict=True)}
+    assert updated.keys() == fresh.keys()
+    assert all(abs(updated[m] - fresh[m]) < 1e-5 for m in fresh)
+
+
+def test_sql_search_and_similarity(corpus, monkeypatch):
     db, ids, x, y = corpus
     r = CliRunner()
     out = r.invoke(app, ["sql", "SELECT s.rank, a.description FROM search('student debt', "
@@ -213,6 +267,16 @@ def test_sql_search_and_similarity(corpus):
     assert out.exit_code == 0, out.output
     rows = json.loads(out.stdout)
     assert len(rows) == 5 and all("student debt" in row["description"] for row in rows)
+    # hybrid in SQL is the CLI's fusion: same memes, same order (the query "embedded" as
+    # meme 0's vector: the synthetic space has no model)
+    monkeypatch.setattr("memeatlas.search.encode.embed_text", lambda info, q: x[0])
+    out = r.invoke(app, ["sql", "SELECT meme_id FROM search('student debt', k := 10, "
+                         "mode := 'hybrid') ORDER BY rank", "-f", "json", "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    with Store.open(db, read_only=True) as s:
+        want = [h.meme_id for h in search(s, SearchRequest(query="student debt", mode="hybrid",
+                                                            k=10)).hits]
+    assert [row["meme_id"] for row in json.loads(out.stdout)] == want
     out = r.invoke(app, ["sql", f"SELECT meme_id, similarity(meme_id, '{ids[0]}') AS sim FROM "
                          "memes ORDER BY sim DESC LIMIT 4", "-f", "json", "--db", str(db)])
     assert out.exit_code == 0, out.output

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from memeatlas.errors import InputError, NotFoundError
@@ -271,3 +271,21 @@ def annotation_texts(store, annotator: str, fields: Sequence[str], template: str
         if limit:
             missing = 0
     return out, max(0, missing)
+
+
+def iter_annotation_texts(store, annotator: str, fields: Sequence[str], *, block: int = 50_000
+                          ) -> Iterator[list[tuple[str, str]]]:
+    """[(meme_id, text)] blocks of the annotator's newest annotation of each meme, in no
+    particular order, streamed from DuckDB (a search-index build over 10⁶ memes never holds
+    every text as Python strings at once). Texts are built as by `annotation_texts`."""
+    cols = sorted({n for n in fields if n in CORE_FIELDS})
+    need_raw = any(n not in CORE_FIELDS for n in fields)
+    select = ", ".join(["meme_id", *cols, *(["raw"] if need_raw else [])])
+    cur = store.con.cursor()  # its own result: the store's connection may hold another
+    try:
+        cur.execute(f"SELECT {select} FROM latest_annotations WHERE annotator = ?", [annotator])
+        keys = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(block):
+            yield [(r[0], build_text(dict(zip(keys, r, strict=True)), fields)) for r in rows]
+    finally:
+        cur.close()

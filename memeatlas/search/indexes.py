@@ -255,6 +255,78 @@ def _read_vectors(store, space: str, ids: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+#: DuckDB's memory limit while an index build reads the store. Left at its default (80% of
+#: RAM) DuckDB's buffer pool kept the blocks a 10⁶-meme build had scanned (1.5 GB of
+#: vectors, then the annotations' window sort) resident in the building process; a build
+#: only streams rows, so a small pool costs nothing (benchmarks/results/search.md).
+BUILD_DUCKDB_MEMORY = "256MB"
+#: Rows per block read from the store during a build.
+BUILD_BLOCK = 50_000
+
+
+@contextlib.contextmanager
+def _duckdb_capped(store) -> Iterator[None]:
+    """Cap DuckDB's memory while a build reads the store, then restore the setting. A
+    sandboxed connection may not change settings (it is capped already): left as it is."""
+    import duckdb
+
+    cur = store.con.cursor()  # the store's connection may hold an unfinished result
+    limit = "SELECT current_setting('memory_limit')"
+    try:
+        try:
+            old = cur.execute(limit).fetchone()[0]
+            cur.execute("RESET memory_limit")  # the default, restored exactly by RESET;
+            default = cur.execute(limit).fetchone()[0]  # a set value as DuckDB prints it
+            cur.execute(f"SET memory_limit = '{BUILD_DUCKDB_MEMORY}'")
+        except duckdb.Error:
+            old = None
+        try:
+            yield
+        finally:
+            if old is not None:
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("RESET memory_limit" if old == default
+                                else f"SET memory_limit = '{old}'")
+    finally:
+        cur.close()
+
+
+def _stream_vectors(store, space: str, dim: int, block: int | None = None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(meme ids, stamps, float32 [b, dim] vectors) of the space's rows in blocks, in the
+    order DuckDB scans them: one pass over the table, each block converted from Arrow
+    without Python objects (the ids and stamps become bytes arrays)."""
+    import pyarrow.compute as pc
+
+    from memeatlas.errors import MismatchError
+
+    cur = store.con.cursor()
+    try:
+        rel = cur.sql("SELECT meme_id, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f') || '|' || "
+                      "coalesce(input_hash, '') AS stamp, vector FROM embeddings "
+                      "WHERE space = $s", params={"s": space})
+        for batch in rel.fetch_record_batch(block or BUILD_BLOCK):
+            n = batch.num_rows
+            if n == 0:
+                continue
+            flat = pc.list_flatten(batch.column(2)).to_numpy(zero_copy_only=False)
+            if flat.size != n * dim:
+                raise MismatchError(f"space {space!r} has vectors of mixed length (expected "
+                                    f"{dim}-d); re-embed it with --force")
+            yield (_encode(batch.column(0)), _encode(batch.column(1)),
+                   np.asarray(flat, np.float32).reshape(n, dim))
+    finally:
+        cur.close()
+
+
+def _concat(blocks: list[np.ndarray]) -> np.ndarray:
+    """Bytes arrays of different widths as one."""
+    if not blocks:
+        return np.zeros(0, "S1")
+    width = max(b.dtype.itemsize for b in blocks)
+    return np.concatenate([b.astype(f"S{width}") for b in blocks])
+
+
 @dataclass
 class OpenVectors:
     """A vector index ready to query, with its meme ids by row."""
@@ -312,13 +384,19 @@ def _build_vectors(store, folder: Path, space: str, fp: dict, state: list, backe
               "stamps.npy", "keys.npy", "order.npy"):
         with contextlib.suppress(FileNotFoundError):
             (folder / f).unlink()
-    ids, stamps = _space_stamps(store, space)
     idx = VectorIndex.create(folder, fp["dim"])
-    graph = _wants_graph(backend, len(ids))
+    graph = _wants_graph(backend, state[0])
     if graph:
-        idx.start_graph()  # each block goes to the file and the graph: no read-back
-    for a in range(0, len(ids), 100_000):
-        idx.append(_read_vectors(store, space, ids[a:a + 100_000], fp["dim"]))
+        idx.start_graph()  # blocks go to the file and the graph at once
+    id_blocks, stamp_blocks = [], []
+    with _duckdb_capped(store):
+        for bid, bstamp, vecs in _stream_vectors(store, space, fp["dim"]):
+            idx.append(vecs)
+            id_blocks.append(bid)
+            stamp_blocks.append(bstamp)
+            del vecs
+    ids, stamps = _concat(id_blocks), _concat(stamp_blocks)
+    del id_blocks, stamp_blocks
     idx.save_graph()
     _write_rows(folder, ids, stamps, idx.alive)
     np.save(folder / "alive.npy", idx.alive)
@@ -398,15 +476,76 @@ def lexical_state(store, annotator: str) -> list:
     return [int(n), str(h)]
 
 
-def _texts(store, annotator: str, fields: tuple[str, ...]) -> dict[str, str]:
-    from memeatlas.corpus.texts import annotation_texts
-
-    rows, _ = annotation_texts(store, annotator, fields)
-    return {m: t for m, t in rows}
-
-
 def _text_stamp(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _text_blocks(store, annotator: str, fields: tuple[str, ...]
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """(meme ids, text stamps, texts) of the annotator's non-empty annotation texts, in
+    blocks streamed from the store."""
+    from memeatlas.corpus.texts import iter_annotation_texts
+
+    for rows in iter_annotation_texts(store, annotator, fields, block=BUILD_BLOCK):
+        rows = [(m, t) for m, t in rows if t]
+        if rows:
+            yield (_encode([m for m, _ in rows]), _encode([_text_stamp(t) for _, t in rows]),
+                   [t for _, t in rows])
+
+
+def _build_lexical(store, folder: Path, annotator: str, fields: tuple[str, ...]
+                   ) -> tuple[LexicalIndex, np.ndarray, np.ndarray]:
+    """A new BM25 index, fed block by block (rows in the order the store returns them)."""
+    id_blocks, stamp_blocks = [], []
+
+    def texts() -> Iterator[list[str]]:
+        for bid, bstamp, btexts in _text_blocks(store, annotator, fields):
+            id_blocks.append(bid)
+            stamp_blocks.append(bstamp)
+            yield btexts
+
+    lex = LexicalIndex.empty()
+    with _duckdb_capped(store):
+        lex.add_blocks(texts())
+    return lex, _concat(id_blocks), _concat(stamp_blocks)
+
+
+def _update_lexical(store, folder: Path, man: dict, annotator: str, fields: tuple[str, ...]
+                    ) -> tuple[LexicalIndex, np.ndarray, np.ndarray, Update] | None:
+    """The saved index brought up to date (changed texts tombstoned, new ones appended), or
+    None when it must be rebuilt. Only the texts it lacks are kept while the store is read."""
+    try:
+        ids, stamps = _read_rows(folder, man["n_rows"])
+        lex = LexicalIndex.load(folder)
+        have = RowMap.load(folder)
+    except (OSError, ValueError):
+        return None
+    if len(ids) != lex.counts.shape[0]:
+        return None
+    id_blocks, stamp_blocks, pending = [], [], {}
+    with _duckdb_capped(store):
+        for bid, bstamp, btexts in _text_blocks(store, annotator, fields):
+            id_blocks.append(bid)
+            stamp_blocks.append(bstamp)
+            r = have.rows(bid)
+            same = r >= 0
+            same[same] = np.asarray(stamps[r[same]]) == bstamp[same]
+            for i in np.flatnonzero(~same).tolist():
+                pending[bytes(bid[i])] = btexts[i]
+    cur_ids, cur_stamps = _concat(id_blocks), _concat(stamp_blocks)
+    order = np.argsort(cur_ids, kind="stable")
+    cur_ids, cur_stamps = cur_ids[order], cur_stamps[order]
+    todo, stale = _diff(ids, stamps, lex.alive, cur_ids, cur_stamps)
+    dead = (len(ids) - lex.n_live) + len(stale)
+    if dead > MAX_DEAD_SHARE * max(len(ids) + len(todo), 1):
+        return None
+    lex.remove(stale)
+    lex.add([pending[bytes(cur_ids[i])] for i in todo])
+    w = max(ids.dtype.itemsize, cur_ids.dtype.itemsize)
+    sw = max(stamps.dtype.itemsize, cur_stamps.dtype.itemsize)
+    ids = np.concatenate([ids, cur_ids[todo]]).astype(f"S{w}")
+    stamps = np.concatenate([stamps, cur_stamps[todo]]).astype(f"S{sw}")
+    return lex, ids, stamps, Update("updated", added=len(todo), removed=len(stale))
 
 
 def open_lexical(store, annotator: str, fields: tuple[str, ...]) -> OpenLexical:
@@ -424,42 +563,18 @@ def open_lexical(store, annotator: str, fields: tuple[str, ...]) -> OpenLexical:
             ok = man is not None and man.get("format") == FORMAT and man.get("key") == key
             if ok and man["state"] == state:
                 return _load_lexical(folder, annotator, fields, Update("fresh"))
-            current = _texts(store, annotator, fields)
-            names = [m for m, t in current.items() if t]
-            cur_ids = _encode(names)
-            order = np.argsort(cur_ids, kind="stable")
-            names = [names[i] for i in order]
-            cur_ids = cur_ids[order]
-            cur_stamps = _encode([_text_stamp(current[m]) for m in names])
-            up = Update("built")
-            if ok:
-                try:
-                    ids, stamps = _read_rows(folder, man["n_rows"])
-                    lex = LexicalIndex.load(folder)
-                except (OSError, ValueError):
-                    ids = None
-                if ids is not None and len(ids) == lex.counts.shape[0]:
-                    todo, stale = _diff(ids, stamps, lex.alive, cur_ids, cur_stamps)
-                    dead = (len(ids) - lex.n_live) + len(stale)
-                    if dead <= MAX_DEAD_SHARE * max(len(ids) + len(todo), 1):
-                        lex.remove(stale)
-                        lex.add([current[names[i]] for i in todo])
-                        w = max(ids.dtype.itemsize, cur_ids.dtype.itemsize)
-                        sw = max(stamps.dtype.itemsize, cur_stamps.dtype.itemsize)
-                        ids = np.concatenate([ids, cur_ids[todo]]).astype(f"S{w}")
-                        stamps = np.concatenate([stamps, cur_stamps[todo]]).astype(f"S{sw}")
-                        up = Update("updated", added=len(todo), removed=len(stale))
-            if up.action == "built":
-                lex = LexicalIndex.empty()
-                lex.add([current[m] for m in names])  # one matrix: no repeated stacking
-                ids, stamps = cur_ids, cur_stamps
-                up.added = len(ids)
-            del current, names
+            got = _update_lexical(store, folder, man, annotator, fields) if ok else None
+            if got is not None:
+                lex, ids, stamps, up = got
+            else:
+                lex, ids, stamps = _build_lexical(store, folder, annotator, fields)
+                up = Update("built", added=len(ids))
             lex.save(folder)
             _write_rows(folder, ids, stamps, lex.alive)
             _write_json(folder / "manifest.json", {
                 "format": FORMAT, "kind": "lexical", "key": key, "state": state,
                 "n_rows": len(ids), "updated_at": time.time()})
+            del lex
             up.seconds = time.perf_counter() - t0
             return _load_lexical(folder, annotator, fields, up)
     except OSError as exc:

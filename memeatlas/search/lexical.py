@@ -16,7 +16,7 @@ query over 10⁶ captions costs milliseconds because only the query terms' posti
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,32 @@ from memeatlas.search.tokenize import terms
 
 K1 = 1.2
 B = 0.75
+
+
+def _count(blocks: Iterable[Sequence[str]], vocab: dict[str, int]):
+    """CSR counts (float32) of the documents of `blocks` over `vocab` (grown in place with
+    their new terms), and their lengths. Token ids are gathered in array('i') (10⁶ captions
+    hold ~2·10⁷ tokens: 80 MB here, 700 MB as Python ints)."""
+    from array import array
+
+    import scipy.sparse as sp
+
+    indptr, indices, lens = array("q", [0]), array("i"), array("f")
+    for texts in blocks:
+        for text in texts:
+            toks = terms(text)
+            lens.append(len(toks))
+            for t in toks:
+                j = vocab.get(t)
+                if j is None:
+                    j = vocab[t] = len(vocab)
+                indices.append(j)
+            indptr.append(len(indices))
+    ind = np.frombuffer(indices, np.int32) if len(indices) else np.zeros(0, np.int32)
+    m = sp.csr_matrix((np.ones(len(ind), np.float32), ind, np.frombuffer(indptr, np.int64)),
+                      shape=(len(lens), len(vocab)))
+    m.sum_duplicates()  # repeated terms → counts
+    return m, np.array(lens, dtype=np.float32)
 
 
 class LexicalIndex:
@@ -45,48 +71,35 @@ class LexicalIndex:
         return cls({}, sp.csc_matrix((0, 0), dtype=np.float32), np.zeros(0, np.float32),
                    np.zeros(0, bool))
 
-    def _rows(self, texts: Sequence[str]):
-        """CSR counts of new documents over the (grown) vocabulary, and their lengths."""
-        from array import array
-
-        import scipy.sparse as sp
-
-        # array('i'), not lists: 10⁶ captions hold ~2·10⁷ tokens (80 MB here, 700 MB as ints)
-        indptr, indices = array("q", [0]), array("i")
-        vocab = self.vocab
-        lens = np.zeros(len(texts), np.float32)
-        for i, text in enumerate(texts):
-            toks = terms(text)
-            lens[i] = len(toks)
-            for t in toks:
-                j = vocab.get(t)
-                if j is None:
-                    j = vocab[t] = len(vocab)
-                indices.append(j)
-            indptr.append(len(indices))
-        data = np.ones(len(indices), np.float32)
-        m = sp.csr_matrix((data, np.frombuffer(indices, np.int32), np.frombuffer(indptr, np.int64)),
-                          shape=(len(texts), len(vocab)))
-        m.sum_duplicates()  # repeated terms → counts
-        return m, lens
-
     def add(self, texts: Sequence[str]) -> np.ndarray:
         """Append documents; returns their row numbers."""
+        return self.add_blocks([texts])
+
+    def add_blocks(self, blocks: Iterable[Sequence[str]]) -> np.ndarray:
+        """Append the documents of every block (an iterator of text lists, read as it is
+        consumed: a build over 10⁶ annotations never holds all their texts at once); returns
+        their row numbers. The counts are gathered compactly and become one matrix at the
+        end, so a build makes one CSC matrix instead of stacking one per block."""
         import scipy.sparse as sp
 
         start = self.counts.shape[0]
-        if not texts:
+        new, lens = _count(blocks, self.vocab)
+        if new.shape[0] == 0:
             return np.arange(start, start)
-        new, lens = self._rows(texts)
-        old = self.counts
-        if old.shape[1] < len(self.vocab):  # new terms: widen the old rows
-            old = sp.csc_matrix((old.data, old.indices, np.concatenate(
-                [old.indptr, np.full(len(self.vocab) - old.shape[1], old.indptr[-1],
-                                     old.indptr.dtype)])), shape=(old.shape[0], len(self.vocab)))
-        self.counts = sp.vstack([old, new], format="csc", dtype=np.float32)
+        if start == 0:
+            self.counts = new.tocsc()
+        else:
+            old = self.counts
+            if old.shape[1] < len(self.vocab):  # new terms: widen the old rows
+                old = sp.csc_matrix((old.data, old.indices, np.concatenate(
+                    [old.indptr, np.full(len(self.vocab) - old.shape[1], old.indptr[-1],
+                                         old.indptr.dtype)])),
+                    shape=(old.shape[0], len(self.vocab)))
+            self.counts = sp.vstack([old, new], format="csc", dtype=np.float32)
+        del new
         self.doc_len = np.concatenate([self.doc_len, lens])
-        self.alive = np.concatenate([self.alive, np.ones(len(texts), bool)])
-        return np.arange(start, start + len(texts))
+        self.alive = np.concatenate([self.alive, np.ones(len(lens), bool)])
+        return np.arange(start, start + len(lens))
 
     def remove(self, rows: Sequence[int] | np.ndarray) -> None:
         """Tombstone documents (they stop counting in scores and statistics)."""
