@@ -4,14 +4,22 @@
     python benchmarks/search.py memecap --db mc.duckdb   # MemeCap phrase queries, for judging
     python benchmarks/search.py scale --n 10000 100000 [1000000]
     python benchmarks/search.py ann --n 20000      # usearch vs hnswlib vs faiss (same data)
+    python benchmarks/search.py lexical --n 100000 1000000   # memeatlas BM25 vs bm25s, tantivy
 
 quality: 6,000 ImgFlip captions (`../shared/data/imgflip/captions.jsonl.gz`, seed 0), the
 text of a meme being its caption boxes (not the post title, which is usually the template's
 name and would make the task trivial), embedded with the bundled all-MiniLM-L6-v2 (cached in
 ~/.cache/memeatlas-bench/search). Each of the 88 template names ("Drake Hotline Bling") is a
-query; precision@20 = share of the top 20 that are captions of that template. Semantic:
-exact cosine; lexical: memeatlas's BM25; hybrid: reciprocal rank fusion, the lexical list's
-weight chosen on one half of the templates and reported on the other half (and on all).
+query; precision@20 = captions of that template among the top 20, divided by 20 (a list
+that returns fewer than 20 hits counts the missing ones as misses; the share among the hits
+returned, which earlier tables reported, is shown beside it). Semantic: exact cosine;
+lexical: memeatlas's BM25; hybrid: reciprocal rank fusion (the default) at several weights,
+and convex combinations of normalised scores (Bruch et al. 2023: min-max, z-score, divided by
+the maximum), each family's parameter chosen on one half of the templates and reported on the
+other half, on all, and over 200 random halves.
+
+lexical: memeatlas's BM25 vs bm25s and tantivy on the scale benchmark's texts (build time,
+peak memory, query p50, size on disk) and on the ImgFlip task, all fed memeatlas's tokens.
 
 scale: n unit vectors that fill the real captions' manifold (the 6,000 caption vectors, then
 normalise(a·v_i + (1−a)·v_j) + N(0, 0.01²) for captions i, j of one template, a ~ U(0.5, 1)),
@@ -73,6 +81,31 @@ def captions() -> tuple[list[str], list[str], np.ndarray]:
 
 # --- quality -------------------------------------------------------------------------------
 
+def _convex(sem: tuple, lex: tuple, alpha: float, how: str) -> list[int]:
+    """Convex combination (1 − α)·semantic + α·lexical of per-list normalised scores
+    (Bruch et al. 2023): `mm` min-max, `z` z-score, `tmm` divided by the list's maximum
+    (theoretical minimum 0). A meme missing from a list gets that list's lowest value."""
+    def norm(x):
+        x = np.asarray(x, np.float64)
+        if x.size == 0:
+            return x
+        if how == "mm":
+            return (x - x.min()) / (x.max() - x.min()) if x.max() > x.min() else np.ones_like(x)
+        if how == "z":
+            return (x - x.mean()) / x.std() if x.std() > 0 else np.zeros_like(x)
+        return x / x.max() if x.max() > 0 else x
+
+    (sr, ss), (lr, ls) = sem, lex
+    ns, nl = norm(ss), norm(ls)
+    floor_s = float(ns.min()) if how == "z" and ns.size else 0.0
+    floor_l = float(nl.min()) if how == "z" and nl.size else 0.0
+    sc: dict[int, list[float]] = {int(r): [v, floor_l] for r, v in zip(sr, ns, strict=True)}
+    for r, v in zip(lr, nl, strict=True):
+        sc.setdefault(int(r), [floor_s, floor_l])[1] = v
+    return [m for m, _ in sorted(sc.items(), key=lambda kv: (
+        -((1 - alpha) * kv[1][0] + alpha * kv[1][1]), kv[0]))]
+
+
 def quality(k: int = 20) -> str:
     from memeatlas.embed.text import get_text_encoder
     from memeatlas.search.fusion import rrf
@@ -87,33 +120,80 @@ def quality(k: int = 20) -> str:
     lex.add(texts)
     q = get_text_encoder(None).encode(queries, batch_size=64)
     depth = max(3 * k, FUSE_MIN)  # as `memeatlas search` fetches before fusing
-    sem = np.argsort(-(q @ x.T), axis=1)[:, :depth]
-    lexr = [lex.top(qq, depth)[0] for qq in queries]
+    sims = q @ x.T
+    sem = [(np.argsort(-s)[:depth], np.sort(s)[::-1][:depth]) for s in sims]
+    lexr = [lex.top(qq, depth)[:2] for qq in queries]
 
-    def p_at(ranked, t):
-        return float(np.mean(labels[np.asarray(ranked[:k], dtype=np.int64)] == t)) if len(
-            ranked) else 0.0
+    def p_at(ranked, t):  # precision@k: a missing hit counts as a miss (TREC)
+        return float(np.sum(labels[np.asarray(ranked[:k], dtype=np.int64)] == t)) / k
 
-    weights = (0.25, 0.5, 1.0, 2.0, 4.0)
-    per = {"semantic": [], "lexical": []} | {f"hybrid w={w}": [] for w in weights}
-    for i, t in enumerate(templates):
-        per["semantic"].append(p_at(list(sem[i]), t))
-        per["lexical"].append(p_at(list(lexr[i]), t))
-        for w in weights:
-            fused = [int(m) for m, _ in rrf([[str(v) for v in sem[i]], [str(v) for v in lexr[i]]],
-                                           [1.0, w])]
-            per[f"hybrid w={w}"].append(p_at(fused, t))
+    def p_ret(ranked, t):  # the share of the hits returned (what earlier tables reported)
+        r = np.asarray(ranked[:k], dtype=np.int64)
+        return float(np.mean(labels[r] == t)) if len(r) else 0.0
+
+    runs: dict[str, list[list[int]]] = {"semantic": [list(map(int, s[0])) for s in sem],
+                                        "lexical": [list(map(int, r[0])) for r in lexr]}
+    families: dict[str, list[str]] = {"RRF": [], "convex tmm": [], "convex mm": [],
+                                      "convex z": []}
+    for w in (0.25, 0.5, 1.0, 2.0, 4.0):
+        name = f"hybrid RRF w={w}"
+        families["RRF"].append(name)
+        runs[name] = [[int(m) for m, _ in rrf([[str(v) for v in sem[i][0]],
+                                               [str(v) for v in lexr[i][0]]], [1.0, w])]
+                      for i in range(len(templates))]
+    alphas = [round(a, 2) for a in np.arange(0.1, 0.95, 0.1)]
+    for how in ("tmm", "mm", "z"):
+        for al in alphas:
+            name = f"convex {how} α={al}"
+            families[f"convex {how}"].append(name)
+            runs[name] = [_convex(sem[i], lexr[i], al, how) for i in range(len(templates))]
+    P = {n: np.array([p_at(r, t) for r, t in zip(rr, templates, strict=True)])
+         for n, rr in runs.items()}
+    R = {n: np.array([p_ret(r, t) for r, t in zip(rr, templates, strict=True)])
+         for n, rr in runs.items()}
     rng = np.random.default_rng(1)
     half = np.zeros(len(templates), bool)
     half[rng.choice(len(templates), len(templates) // 2, replace=False)] = True
-    best = max(weights, key=lambda w: np.mean(np.array(per[f"hybrid w={w}"])[half]))
+    short = sum(len(r) < k for r in runs["lexical"])
     lines = [f"ImgFlip: {len(texts):,} captions (box text), {len(templates)} template-name "
-             f"queries, precision@{k}", "",
-             "| method | all templates | tuning half | held-out half |", "|---|---|---|---|"]
-    for name, v in per.items():
-        v = np.array(v)
-        lines.append(f"| {name}{' (chosen on the tuning half)' if name == f'hybrid w={best}' else ''}"
-                     f" | {v.mean():.3f} | {v[half].mean():.3f} | {v[~half].mean():.3f} |")
+             f"queries, precision@{k} (a missing hit counts as a miss: lexical returns fewer "
+             f"than {k} hits for {short} queries); last column: the share of relevant hits "
+             f"among those returned, as the earlier tables computed it", "",
+             "| method | all templates | tuning half | held-out half | all, share of returned |",
+             "|---|---|---|---|---|"]
+    shown = ["semantic", "lexical", *families["RRF"]]
+    for fam in list(families)[1:]:
+        best = max(families[fam], key=lambda n: P[n][half].mean())
+        shown.append(best)
+    for name in shown:
+        v = P[name]
+        tag = ""
+        if name.startswith("convex"):
+            tag = " (α chosen on the tuning half)"
+        elif name == "hybrid RRF w=1.0":
+            tag = " (the default)"
+        lines.append(f"| {name}{tag} | {v.mean():.3f} | {v[half].mean():.3f} | "
+                     f"{v[~half].mean():.3f} | {R[name].mean():.3f} |")
+    # The same protocol over 200 random halves: each family's parameter chosen on the
+    # tuning half, scored on the other half.
+    rs = np.random.default_rng(5)
+    lines += ["", "Over 200 random halves (parameter chosen on one half, scored on the other):",
+              "", "| family | held-out mean | beats both single lists | better than RRF |",
+              "|---|---|---|---|"]
+    held: dict[str, list[float]] = {f: [] for f in families}
+    beats: dict[str, int] = dict.fromkeys(families, 0)
+    for _ in range(200):
+        h = np.zeros(len(templates), bool)
+        h[rs.choice(len(templates), len(templates) // 2, replace=False)] = True
+        single = max(P["semantic"][~h].mean(), P["lexical"][~h].mean())
+        for fam, names in families.items():
+            b = max(names, key=lambda n: P[n][h].mean())
+            held[fam].append(P[b][~h].mean())
+            beats[fam] += P[b][~h].mean() > single
+    for fam in families:
+        d = np.array(held[fam]) - np.array(held["RRF"])
+        lines.append(f"| {fam} | {np.mean(held[fam]):.3f} | {beats[fam]}/200 | "
+                     f"{'—' if fam == 'RRF' else f'{int((d > 0).sum())}/200 (mean {d.mean():+.3f})'} |")
     return "\n".join(lines)
 
 
@@ -342,6 +422,125 @@ def _add(db: Path, n_new: int) -> None:
         cur.close()
 
 
+# --- BM25 libraries side by side ----------------------------------------------------------
+
+LEX_STEP = r"""
+import json, os, resource, shutil, sys, time
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+lib, n, folder = sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, sys.argv[1] + "/benchmarks")
+from search import captions
+from memeatlas.search.tokenize import terms
+texts, labels, _ = captions()
+if n:  # the scale benchmark's texts: each meme's text is its source caption's
+    m = len(texts) - 200
+    docs = [texts[i % m] for i in range(n)]
+    queries = texts[-50:]
+    k = 20
+else:  # ImgFlip quality task: 6,000 captions, 88 template-name queries
+    docs = texts
+    templates = sorted(set(labels))
+    queries = [t.replace("-", " ") for t in templates]
+    k = 20
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+shutil.rmtree(folder, ignore_errors=True); os.makedirs(folder)
+t0 = time.perf_counter()
+if lib == "memeatlas":
+    from memeatlas.search.lexical import LexicalIndex
+    ix = LexicalIndex.empty()
+    ix.add_blocks(docs[a:a + 50_000] for a in range(0, len(docs), 50_000))
+    ix.save(__import__("pathlib").Path(folder))
+    search = lambda q: ix.top(q, k)[0].tolist()
+elif lib == "bm25s":
+    import bm25s
+    ix = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    ix.index([terms(d) for d in docs], show_progress=False)
+    ix.save(folder, show_progress=False)
+    def search(q):
+        toks = [t for t in terms(q) if t in ix.vocab_dict]
+        if not toks:
+            return []
+        kk = min(k, len(docs))
+        r, sc = ix.retrieve([toks], k=kk, show_progress=False, n_threads=1)
+        return [int(d) for d, s_ in zip(r[0], sc[0]) if s_ > 0]
+else:
+    import tantivy
+    sb = tantivy.SchemaBuilder()
+    sb.add_text_field("text", tokenizer_name="whitespace", index_option="freq")
+    sb.add_unsigned_field("row", stored=True, indexed=True)
+    schema = sb.build()
+    ix = tantivy.Index(schema, path=folder)
+    w = ix.writer(heap_size=100_000_000, num_threads=1)
+    for i, d in enumerate(docs):
+        doc = tantivy.Document()
+        doc.add_text("text", " ".join(terms(d)))
+        doc.add_unsigned("row", i)
+        w.add_document(doc)
+    w.commit(); w.wait_merging_threads()
+    ix.reload()
+    sr = ix.searcher()
+    def search(q):
+        toks = list(dict.fromkeys(terms(q)))
+        if not toks:
+            return []
+        qq = tantivy.Query.boolean_query([(tantivy.Occur.Should, tantivy.Query.term_query(
+            schema, "text", t)) for t in toks])
+        return [sr.doc(a)["row"][0] for _, a in sr.search(qq, k).hits]
+build = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder) for f in fs) / 1e6
+search(queries[0])
+lat, got = [], []
+for q in queries:
+    t = time.perf_counter(); got.append(search(q)); lat.append(time.perf_counter() - t)
+out = {"build_s": build, "peak_mb": peak, "base_mb": base, "size_mb": size,
+       "p50_ms": float(np.percentile(lat, 50)) * 1e3}
+if not n:
+    lab = np.array(labels)
+    out["p_std"] = float(np.mean([np.sum(lab[np.asarray(g, dtype=np.int64)] == t) / k
+                                  for g, t in zip(got, templates)]))
+    out["p_ret"] = float(np.mean([np.mean(lab[np.asarray(g, dtype=np.int64)] == t) if g else 0.0
+                                  for g, t in zip(got, templates)]))
+print("RESULT " + json.dumps(out))
+"""
+
+LEX_INCREMENTAL = {
+    "memeatlas": "yes: rows appended, changed/removed rows tombstoned (statistics at query time)",
+    "bm25s": "no: scores are precomputed per (term, doc); any change means a rebuild",
+    "tantivy": "yes: add_document / delete_documents + commit (segments merge in the background)",
+}
+
+
+def lexical(ns: list[int], workdir: Path) -> str:
+    """memeatlas BM25 vs bm25s vs tantivy, each in a fresh process, on the same documents
+    tokenised by memeatlas's `terms` (tokenising is inside the build time for all three)."""
+    out = ["| library | n | build s | peak RSS MB (imports) | index on disk MB | query p50 ms |",
+           "|---|---|---|---|---|---|"]
+    qual = {}
+    for lib in ("memeatlas", "bm25s", "tantivy"):
+        for n in [0, *ns]:
+            r = subprocess.run([sys.executable, "-c", LEX_STEP, str(ROOT), lib, str(n),
+                                str(workdir / f"lex-{lib}")], capture_output=True, text=True,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            res = next((json.loads(x[7:]) for x in r.stdout.splitlines()
+                        if x.startswith("RESULT ")), None)
+            if res is None:
+                out.append(f"| {lib} | {n:,} | failed: {r.stderr.strip().splitlines()[-1:]} |")
+                continue
+            if n == 0:
+                qual[lib] = res
+                continue
+            out.append(f"| {lib} | {n:,} | {res['build_s']:.1f} | {res['peak_mb']:,.0f} "
+                       f"({res['base_mb']:,.0f}) | {res['size_mb']:,.0f} | {res['p50_ms']:.2f} |")
+            print(out[-1], file=sys.stderr, flush=True)
+    out += ["", "| library | ImgFlip P@20 (missing = miss) | precision of returned hits | "
+            "incremental add/remove |", "|---|---|---|---|"]
+    for lib, res in qual.items():
+        out.append(f"| {lib} | {res['p_std']:.3f} | {res['p_ret']:.3f} | {LEX_INCREMENTAL[lib]} |")
+    return "\n".join(out)
+
+
 # --- ANN libraries side by side ------------------------------------------------------------
 
 def ann(n: int) -> str:
@@ -397,7 +596,7 @@ def ann(n: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=("quality", "memecap", "scale", "ann"))
+    ap.add_argument("what", choices=("quality", "memecap", "scale", "ann", "lexical"))
     ap.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--db", help="memecap: a store with MemeCap imported and embedded")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/memeatlas-bench-search"))
@@ -410,6 +609,8 @@ def main() -> None:
         print(memecap(a.db))
     elif a.what == "scale":
         print(scale(a.n, a.workdir, tuple(a.backends)))
+    elif a.what == "lexical":
+        print(lexical(a.n, a.workdir))
     else:
         print(ann(a.n[0]))
     print(f"\n(peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB)")
