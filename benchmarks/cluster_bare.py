@@ -2,6 +2,7 @@
 
     python benchmarks/cluster_bare.py --n 200000 [--out benchmarks/results/scale.md]
     python benchmarks/cluster.py --bare --n 200000             # the same, through cluster.py
+    python benchmarks/cluster_bare.py --data real-scaled --n 1000000 --ours-runs 1
     python benchmarks/cluster_bare.py --data interpolated --n 1000000   # the stress case
 
 Data (`--data`):
@@ -10,6 +11,8 @@ Data (`--data`):
   in all), embedded once with the bundled all-MiniLM-L6-v2 and cached OUTSIDE the repository
   in ~/.cache/memeatlas/bench (MEMEATLAS_BENCH_CACHE overrides) as
   captions200k-minilm-N.npy; the template of each caption is its label for ARI.
+- `real-scaled`: the 200,000 real captions, and above 200,000 points placed between
+  neighbouring real captions (`scaled_up` on the real base): the 10⁶ measurement of issue 26.
 - `interpolated`: a STRESS CASE, not real captions. 20,000 ImgFlip captions
   (captions.jsonl.gz) embedded with MiniLM; above 20,000 the rest lie between neighbouring
   captions (`scaled_up`), each keeping its caption's template. umap-learn's spectral init is
@@ -79,6 +82,7 @@ CAPTIONS = ("imgflip", "captions-200k.jsonl.gz")
 REAL_CACHE = Path(os.environ.get("MEMEATLAS_BENCH_CACHE",
                                  Path.home() / ".cache" / "memeatlas" / "bench"))
 CHUNK = 2_000
+REAL_N = 200_000  # distinct captions in captions-200k.jsonl.gz
 
 
 def caption_text(row: dict) -> str:
@@ -177,21 +181,25 @@ def base_vectors() -> tuple[np.ndarray, np.ndarray]:
     return d["vectors"].astype(np.float32), d["labels"]
 
 
-def scaled_up(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def scaled_up(n: int, seed: int = 0, base: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """n unit vectors that fill the real captions' manifold; and their templates.
 
-    The first 20,000 are the real vectors. Each further point starts from a real caption i and
+    The first m are the real vectors of `base` (default: 20,000 captions, `base_vectors`). Each further point starts from a real caption i and
     moves part of the way toward one of its 15 nearest captions j: normalise(a·v_i + (1−a)·v_j),
     a ~ U(0.5, 1), plus a little Gaussian noise (σ = 0.01 per dimension), and keeps i's
     template. Plain jittered copies (the first attempt) made each caption's copies a tight
     clique of their own: HDBSCAN then finds one cluster per caption and the graph falls into
     thousands of components, which measures a degenerate case, not a corpus.
     """
-    from memeatlas.cluster.knn import exact_knn
+    from memeatlas.cluster.knn import exact_knn, ivf_knn
 
-    base, labels = base_vectors()
+    base, labels = base if base is not None else base_vectors()
     m = base.shape[0]
-    nb, _ = exact_knn(base, 16, include_self=False)
+    if m <= 50_000:
+        nb, _ = exact_knn(base, 16, include_self=False)
+    else:  # approximate neighbours are enough to place new points between captions
+        nb = ivf_knn(base, 16, seed)[0][:, 1:]
     rng = np.random.default_rng(seed)
     src = np.arange(n) % m
     x = np.empty((n, base.shape[1]), dtype=np.float32)
@@ -286,14 +294,19 @@ def map_kept(x: np.ndarray, xy: np.ndarray, k: int = 15, sample: int = 2000) -> 
 BARE_MODES = ("seeded", "unseeded")
 DATA = {"real": "the first N distinct real ImgFlip captions of captions-200k.jsonl.gz "
                 "(title + boxes), MiniLM",
+        "real-scaled": "the 200,000 real captions of captions-200k (MiniLM), and above that "
+                       "points interpolated between neighbouring real captions (scaled_up)",
         "interpolated": "STRESS CASE: 20,000 real ImgFlip captions + points interpolated "
                         "between neighbouring captions (scaled_up), MiniLM"}
 
 
 def vectors(data: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n × 384 vectors, their templates) for `--data real` or `--data interpolated`."""
+    """(n × 384 vectors, their templates) for `--data real`, `real-scaled` or `interpolated`."""
     if data == "real":
         return real_vectors(n)
+    if data == "real-scaled":
+        base = real_vectors(REAL_N)
+        return base if n <= REAL_N else scaled_up(n, base=base)
     if data == "interpolated":
         return scaled_up(n)
     raise ValueError(f"unknown data {data!r}; choose from {sorted(DATA)}")

@@ -47,7 +47,7 @@ def run_hdbscan(x: np.ndarray, params: dict[str, Any], knn_idx: np.ndarray, seed
         min_cluster_size=max(2, min(mcs, x.shape[0])),
         min_samples=None if ms is None else int(ms),
         cluster_selection_method=params.get("cluster_selection_method", "eom"),
-        metric="euclidean", prediction_data=True, core_dist_n_jobs=1)
+        metric="euclidean", prediction_data=True, core_dist_n_jobs=-1)
     labels = model.fit_predict(np.asarray(x, dtype=np.float64))
     return labels.astype(np.int64), model.probabilities_.astype(np.float64), model
 

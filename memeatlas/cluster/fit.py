@@ -86,6 +86,8 @@ def _validate(cfg: ClusterConfig) -> None:
             raise InputError(f"--sweep cannot vary {key!r}; choose from {', '.join(SWEEPABLE)}")
     if cfg.umap_dims < 0 or cfg.umap_neighbors < 2:
         raise InputError("--umap-dims must be ≥ 0 and --umap-neighbors ≥ 2")
+    if cfg.umap_epochs is not None and not 1 <= cfg.umap_epochs <= 10_000:
+        raise InputError(f"--umap-epochs must be between 1 and 10,000, got {cfg.umap_epochs}")
     cfg.min_cluster_size = parse_min_cluster_size(cfg.min_cluster_size)
     from memeatlas.cluster.granularity import CRITERIA
 
@@ -140,9 +142,15 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
     if len(cfg.spaces) > 1:
         p.update(fusion=cfg.fusion, fusion_k=cfg.fusion_k)
     reduce_dims = cfg.umap_dims if cfg.algorithm == "hdbscan" else 0
+    from memeatlas.cluster.config import DEFAULT_EPOCHS, reduce_epochs
+    from memeatlas.cluster.knn import resolve as knn_method
+
     p["reduce"] = ({"method": "umap", "dims": reduce_dims, "neighbors": cfg.umap_neighbors,
-                    "min_dist": cfg.umap_min_dist, "epochs": cfg.umap_epochs, "metric": "cosine"}
+                    "min_dist": cfg.umap_min_dist, "epochs": reduce_epochs(n, cfg.umap_epochs),
+                    "metric": "cosine"}
                    if reduce_dims else {"method": "none"})
+    if reduce_dims or cfg.layout:  # how the neighbour graph was found: part of the run's identity
+        p["knn"] = knn_method(cfg.knn, n, cfg.exact_knn_max)
     if cfg.algorithm == "hdbscan":
         p.update(min_cluster_size=cfg.min_cluster_size or AUTO,
                  min_samples=cfg.min_samples,
@@ -156,7 +164,8 @@ def _params(cfg: ClusterConfig, n: int) -> dict[str, Any]:
     if cfg.stability:
         p["stability"] = {"seeds": cfg.stability, "consensus": cfg.consensus}
     p["layout"] = ({"method": "umap", "dims": 2, "neighbors": cfg.umap_neighbors,
-                    "min_dist": 0.1, "epochs": cfg.umap_epochs} if cfg.layout else None)
+                    "min_dist": 0.1, "epochs": cfg.umap_epochs or DEFAULT_EPOCHS}
+                   if cfg.layout else None)
     if p["layout"] and cfg.layout_init == "reduction" and reduce_dims and cfg.engine == "cpu":
         p["layout"]["init"] = "reduction"  # see reduce.init_from
     if cfg.engine == "cpu":  # which SGD made the coordinates (umap_sgd.py), so in the fingerprint

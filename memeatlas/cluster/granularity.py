@@ -133,7 +133,7 @@ def choose(x: np.ndarray, *, candidates: list[int] | None = None,
                                     cluster_selection_method=selection, metric="euclidean",
                                     prediction_data=False,
                                     gen_min_span_tree=criterion == "relative_validity",
-                                    core_dist_n_jobs=1, memory=memory)
+                                    core_dist_n_jobs=-1, memory=memory)
             labels = model.fit_predict(x).astype(np.int64)
             out.append(Candidate(size, ms, _score(model, labels, criterion),
                                  int(labels.max() + 1), float((labels < 0).mean()) if n else 0.0,

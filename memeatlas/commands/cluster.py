@@ -55,11 +55,14 @@ def cluster_cmd(
                             "directly).")] = 5,
     umap_neighbors: Annotated[int, typer.Option(
         "--umap-neighbors", help="UMAP n_neighbors (also k of the k-NN graph).")] = 15,
-    umap_epochs: Annotated[int, typer.Option(
-        "--umap-epochs", help="UMAP optimisation epochs (reduction and 2-D map).")] = 200,
+    umap_epochs: Annotated[int | None, typer.Option(
+        "--umap-epochs", help="UMAP optimisation epochs, 1 to 10,000 (reduction and 2-D map) "
+                              "[default: 200; the reduction of more than 30,000 memes "
+                              "100].")] = None,
     knn: Annotated[str, typer.Option(
-        "--knn", help="Neighbour graph: auto (exact up to 20,000 memes, else NN-descent), "
-                      "exact, nndescent.")] = "auto",
+        "--knn", help="Neighbour graph: auto (exact up to 20,000 memes, else ivf), exact, "
+                      "ivf (inverted-file search, approximate), nndescent "
+                      "(pynndescent).")] = "auto",
     no_layout: Annotated[bool, typer.Option(
         "--no-layout", help="Skip the 2-D UMAP map layout (x, y stay NULL).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (UMAP, k-means, "
