@@ -80,10 +80,14 @@ def _clip32(v):
     return v
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, cache=True)
 def _epoch(emb, snap, indptr, tail, eps, eps_neg, next_s, next_neg, n, a, b, gamma, alpha,
            key):
     """One epoch of UMAP's SGD over every vertex's own edges (see the module docstring).
+
+    Not `fastmath`: with it a freshly compiled kernel and the same kernel loaded from numba's
+    disk cache gave different coordinates (measured), so the first run on a machine did not
+    reproduce; without it the epoch is as fast.
 
     All arithmetic is float32 (the coordinates are float32), d²ᵇ is exp(b·log d²) (numba's
     `**` on float32 cost three times as much, and the power is most of an epoch's work), an
@@ -246,12 +250,18 @@ def _eigen_layout(graph, dim: int, rs: np.random.RandomState) -> tuple[np.ndarra
     deg = np.asarray(graph.sum(axis=0)).ravel()
     inv = scipy.sparse.diags(1.0 / np.sqrt(deg))
     m = (inv @ graph @ inv).tocsr()
+    from threadpoolctl import threadpool_limits
+
     try:
-        if n <= 4 * k + 64:  # small: a dense solve (ARPACK needs k < ncv < n)
-            w, v = np.linalg.eigh(m.toarray())
-        else:
-            w, v = scipy.sparse.linalg.eigsh(m, k, which="LA", ncv=max(2 * k + 1, 32),
-                                             tol=1e-4, v0=np.ones(n), maxiter=n * 5)
+        # One BLAS thread: ARPACK's dot products and norms summed in another order by more
+        # threads give other eigenvectors in the last bits, and UMAP's 200 epochs turn those
+        # into another map; the solve is memory-bound, so one thread costs little.
+        with threadpool_limits(limits=1, user_api="blas"):
+            if n <= 4 * k + 64:  # small: a dense solve (ARPACK needs k < ncv < n)
+                w, v = np.linalg.eigh(m.toarray())
+            else:
+                w, v = scipy.sparse.linalg.eigsh(m, k, which="LA", ncv=max(2 * k + 1, 32),
+                                                 tol=1e-4, v0=np.ones(n), maxiter=n * 5)
     except (scipy.sparse.linalg.ArpackError, np.linalg.LinAlgError):
         # umap-learn's fallback when its eigensolver fails: a random start
         return rs.uniform(low=-10.0, high=10.0, size=(n, dim)), "random (no spectral solution)"
