@@ -318,8 +318,8 @@ def load1() -> str:
 
 def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
                  data: str = "real", ours_runs: int = 2,
-                 bare_timeout: float | None = None, bare_timeout_ratio: float | None = None
-                 ) -> None:
+                 bare_timeout: float | None = None, bare_timeout_ratio: float | None = None,
+                 bare_modes: tuple[str, ...] = BARE_MODES) -> None:
     """Run the table for each N (see the module docstring); append it to `out`. A bare run
     past `bare_timeout` seconds (or `bare_timeout_ratio` × memeatlas's time) is stopped and
     reported as "> seconds": enough to show a ratio without waiting for the end. Both bare
@@ -362,7 +362,7 @@ def side_by_side(ns: list[int], *, workdir: Path | None, out: Path | None,
                 f"{ari(templates, lab):.3f} | | {map_kept(x, run['xy']):.3f} | 1.00 |")
             print(lines[-1], flush=True)
         mcs = int(run["params"]["min_cluster_size"])
-        for mode in BARE_MODES:
+        for mode in bare_modes:
             res = work / f"bare-{data}-{n}-{mode}.npz"
             load = load1()
             wall, rss, text, done = timed([sys.executable, "-c", BARE, str(npy), str(mcs),
@@ -413,12 +413,15 @@ def main() -> None:
                     help="stop a bare run after this many seconds and report a lower bound")
     ap.add_argument("--bare-timeout-ratio", type=float, default=None,
                     help="stop a bare run after this multiple of memeatlas's time")
+    ap.add_argument("--bare-modes", nargs="*", choices=BARE_MODES, default=list(BARE_MODES),
+                    help="bare runs to make (default both; none: memeatlas alone, e.g. at 10^6 "
+                         "where the bare runs take far longer than the question needs)")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="append a markdown table here")
     a = ap.parse_args()
     side_by_side(a.n, workdir=a.workdir, out=a.out, data=a.data,
                  ours_runs=a.ours_runs, bare_timeout=a.bare_timeout,
-                 bare_timeout_ratio=a.bare_timeout_ratio)
+                 bare_timeout_ratio=a.bare_timeout_ratio, bare_modes=tuple(a.bare_modes))
 
 
 if __name__ == "__main__":

@@ -144,3 +144,46 @@ def test_small_inputs(n):
         e = umap_reduce(x, nn, n_components=dims, n_neighbors=15, min_dist=0.1, seed=1,
                         n_epochs=None)
         assert e.shape == (n, dims) and np.isfinite(e).all()
+
+
+_FRESH = r"""
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from memeatlas.cluster.knn import ivf_knn, exact_knn
+from memeatlas.cluster import umap_sgd
+import scipy.sparse
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(1200, 16)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+idx, d = ivf_knn(x, 10, 3)
+i, _ = exact_knn(x, 10)
+g = scipy.sparse.coo_matrix((np.ones(i[:, 1:].size), (np.repeat(np.arange(1200), 9),
+                            i[:, 1:].ravel())), shape=(1200, 1200))
+g = (g + g.T).tocoo()
+emb = umap_sgd.optimize(rng.uniform(0, 10, (1200, 5)).astype(np.float32), g, n_epochs=20,
+                        a=1.9, b=0.79, seed=5)
+print(hashlib.sha1(idx.tobytes() + d.tobytes() + emb.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_freshly_compiled_kernel_gives_what_the_cached_one_gives(tmp_path):
+    """The first run on a machine compiles the kernels, later ones load them from numba's
+    disk cache: both must give the same neighbours and coordinates (with `fastmath` on the
+    epoch kernel they did not)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, MEMEATLAS_NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    runs = [subprocess.run([sys.executable, "-c", _FRESH, root], env=env, capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert any((tmp_path / "numba").rglob("*.nbc"))  # the first run did write the cache
+    assert runs[0].stdout.split()[-1] == runs[1].stdout.split()[-1]

@@ -116,7 +116,7 @@ def neighbour_data(store: Store, run: dict[str, Any], meme_ids: list[str], k: in
     """The k nearest memes of every meme in the run's space (cosine), as report indices.
 
     None when `k` is 0 or the run's space has no vectors here. Exact up to 20,000 memes,
-    NN-descent above (memeatlas.cluster.knn).
+    the inverted-file search above (memeatlas.cluster.knn).
     """
     import numpy as np
 
