@@ -1,5 +1,5 @@
 """k nearest neighbours under cosine distance: exact (blocked numpy) or approximate (an
-inverted-file search with faiss plus one neighbour-of-neighbour pass, or NN-descent).
+inverted-file search with faiss plus neighbour-of-neighbour passes, or NN-descent).
 
 UMAP accepts these as `precomputed_knn`, which (a) makes the neighbour graph exact and (b)
 skips NN-descent, whose run-time-built numba closures cannot be cached on disk (see
@@ -84,15 +84,15 @@ def nndescent_knn(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndar
 
 #: Inverted lists per √n points, lists probed, k-means iterations and training points per
 #: list of `ivf_knn`. Chosen on 100,000 and 200,000 real caption vectors
-#: (benchmarks/results/scale.md): with the refinement pass recall@15 ≥ NN-descent's at a
-#: fraction of its time, and no compilation.
+#: (benchmarks/results/scale.md): with the refinement passes recall@15 ≥ NN-descent's at a
+#: fraction of its time, and no compilation. More lists (3–4·√n) were slower at 200,000.
 IVF_LISTS_PER_SQRT = 2.0
 IVF_NPROBE = 24
 IVF_NITER = 10
 IVF_TRAIN_PER_LIST = 32
 #: Neighbour-of-neighbour passes after the search (knn_kernels.refine): on 50,000 real
-#: captions recall@15 0.874 → 0.886 → 0.893 for 0, 1, 2 passes, and the 2-D map keeps as
-#: many true neighbours as with NN-descent's graph only after two.
+#: captions recall@15 0.886 after one pass and 0.893 after two (NN-descent: 0.876), and the
+#: 2-D map kept as many true neighbours as with NN-descent's graph only after two.
 IVF_REFINE_PASSES = 2
 
 
@@ -132,13 +132,15 @@ def ivf_knn(x: np.ndarray, k: int, seed: int, *, refine: bool = True
     products: seeded spherical k-means (faiss) splits the points into about 2·√n lists; each
     point is compared with the points of the `IVF_NPROBE` lists whose centres are nearest it,
     list by list (all the points probing one list form one matrix product), and keeps the k
-    best; then one neighbour-of-neighbour pass (knn_kernels.py). No per-process compilation,
-    and each row's answer does not depend on the number of threads."""
+    best; then `IVF_REFINE_PASSES` neighbour-of-neighbour passes (knn_kernels.py). No
+    per-process compilation, and each row's answer does not depend on the number of
+    threads."""
     import faiss
 
     xs = x if _unit_rows(x) else normalise(x)  # no second copy of 10⁶ × 384 floats
     n, dim = xs.shape
     k_eff = min(k, n)
+    # at least 39 points per list: faiss's floor for training a centre
     nlist = int(max(1, min(n // 39, round(IVF_LISTS_PER_SQRT * np.sqrt(n)))))
     km = faiss.Kmeans(dim, nlist, niter=IVF_NITER, seed=int(seed), spherical=True,
                       max_points_per_centroid=IVF_TRAIN_PER_LIST, min_points_per_centroid=1)
