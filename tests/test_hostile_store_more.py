@@ -192,7 +192,7 @@ def test_ctrl_c_during_sql_is_one_line_exit_130(study_db):
     except subprocess.TimeoutExpired:
         p.kill()
         out, err = p.communicate()
-        raise AssertionError("child hung after SIGINT:\n" + err.decode()[-6000:])
+        raise AssertionError("child hung after SIGINT:\n" + err.decode()[-6000:]) from None
     assert p.returncode == 130, err.decode()
     lines = err.decode().strip().splitlines()
     assert lines == ["Error: interrupted (Ctrl-C); what was committed before stays stored"], lines
