@@ -45,7 +45,7 @@ def merge_block(sims, pts, cols, best_i, best_s):
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def _refine(x, idx, dist, rev_ptr, rev, out_i, out_d, marks):
+def _refine(x, idx, rev_ptr, rev, out_i, out_d, marks):
     n, k = idx.shape
     dim = x.shape[1]
     for v in numba.prange(n):
@@ -91,8 +91,9 @@ def _refine(x, idx, dist, rev_ptr, rev, out_i, out_d, marks):
 
 def refine(x: np.ndarray, idx: np.ndarray, dist: np.ndarray, passes: int = 1
            ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices int32 [n, k], distances float32 [n, k]) after one neighbour-of-neighbour pass
-    (through each point's neighbours and reverse neighbours) over the k-NN (`idx`, `dist`: self first, then ascending 1 − cosine) of unit rows `x`."""
+    """(indices int32 [n, k], distances float32 [n, k]) after `passes` neighbour-of-neighbour
+    passes (through each point's neighbours and reverse neighbours) over the k-NN (`idx`,
+    `dist`: self first, then ascending 1 − cosine) of unit rows `x`."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     idx = np.ascontiguousarray(idx, dtype=np.int32)
     dist = np.ascontiguousarray(dist, dtype=np.float32)
@@ -123,5 +124,5 @@ def _one_pass(x: np.ndarray, idx: np.ndarray, dist: np.ndarray, marks: np.ndarra
     out_i = idx.copy()
     out_d = dist.copy()
     marks[:] = 0
-    _refine(x, idx, dist, rev_ptr, rev, out_i, out_d, marks)
+    _refine(x, idx, rev_ptr, rev, out_i, out_d, marks)
     return out_i, out_d
