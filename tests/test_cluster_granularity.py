@@ -69,6 +69,25 @@ def test_auto_finds_the_planted_number_of_clusters(seed):
     assert too_big.chosen.n_clusters < 4
 
 
+def test_shared_tree_gives_hdbscans_own_clusterings():
+    """choose() builds HDBSCAN's tree once, with core distances from a threaded single-tree
+    query instead of hdbscan's dual-tree one: every candidate must equal a plain HDBSCAN fit
+    (more points than one query block, with exact duplicates for ties)."""
+    import hdbscan
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 6, (12, 5))
+    x = np.vstack([c + rng.normal(0, 1, (2_000, 5)) for c in centres] + [rng.uniform(-15, 15, (3_000, 5))])
+    x = np.vstack([x, x[:500]])  # exact duplicates
+    ch = choose(x, candidates=[5, 40, 300])
+    for c in ch.candidates:
+        ref = hdbscan.HDBSCAN(min_cluster_size=c.min_cluster_size, min_samples=c.min_samples,
+                              core_dist_n_jobs=1).fit(x)
+        assert np.array_equal(ref.labels_, c.labels), c.min_cluster_size
+        assert np.array_equal(ref.probabilities_, c.probabilities), c.min_cluster_size
+    assert ch.chosen.model.memory is None
+
+
 def test_soft_assignment_puts_noise_points_in_their_true_cluster():
     x, y = haloed()
     ch = choose(x, candidates=[20])

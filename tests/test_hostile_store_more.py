@@ -166,6 +166,15 @@ def test_new_and_empty_paths_still_create(tmp_path):
 
 # --- item 4 (Ctrl-C) and item 18: interrupting, timing out and capping `sql` ----------------
 
+def _signal_state(pid) -> str:
+    """The Sig* lines of /proc/PID/status (blocked, ignored, pending, caught masks)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"/proc/{pid}/status: {exc}"
+    return "\n".join(ln for ln in lines if ln.startswith(("Sig", "ShdPnd")))
+
+
 CTRL_C_CHILD = """
 import faulthandler, sys
 faulthandler.dump_traceback_later(20, exit=False)
@@ -190,9 +199,11 @@ def test_ctrl_c_during_sql_is_one_line_exit_130(study_db):
     try:
         out, err = p.communicate(timeout=30)
     except subprocess.TimeoutExpired:
+        sig = _signal_state(p.pid) + "\nparent:\n" + _signal_state("self")
         p.kill()
         out, err = p.communicate()
-        raise AssertionError("child hung after SIGINT:\n" + err.decode()[-6000:]) from None
+        raise AssertionError("child hung after SIGINT:\n" + sig + "\n" + err.decode()[-6000:]
+                             ) from None
     assert p.returncode == 130, err.decode()
     lines = err.decode().strip().splitlines()
     assert lines == ["Error: interrupted (Ctrl-C); what was committed before stays stored"], lines

@@ -34,7 +34,7 @@ def member_cluster_sql(noise: str) -> str:
 ENGINES = ("cpu", "cuml")  # memeatlas.cluster.engines
 #: Recorded in a CPU run's params: which optimiser made its UMAP coordinates (umap_sgd.py). A
 #: change of algorithm changes the name, and so the fingerprint of new runs.
-UMAP_OPTIMIZER = "memeatlas-reproducible-parallel-sgd/2"
+UMAP_OPTIMIZER = "memeatlas-reproducible-parallel-sgd/3"
 #: Epochs of the clustered reduction when `umap_epochs` is not given: umap-learn's 200, and
 #: REDUCE_EPOCHS_LARGE above REDUCE_LARGE_N memes. On 50,000 real caption vectors the
 #: clusters were as good after 100 epochs as after 200 (mean ARI against the templates over

@@ -28,6 +28,8 @@ SWEEPABLE = {"min_cluster_size": int, "min_samples": int, "k": int, "umap_dims":
 
 
 AUTO = "auto"
+#: DuckDB's memory cap while the vectors are read (store.memory.capped_memory).
+LOAD_DUCKDB_MEMORY = "256MB"
 
 
 def parse_min_cluster_size(value: str | int | None) -> int | str:
@@ -241,7 +243,8 @@ class _Cache:
             k = max(2, min(int(p["neighbors"]), n - 1))
             sh = self._shared.get(k)
             epochs = p.get("epochs") or default_epochs(n)
-            used = sh.init_method.get((seed, epochs)) if sh is not None else None
+            used = (sh.init_method.get(sh.spectral_key(seed, epochs)) if sh is not None
+                    else None)
             if used and used != "spectral":
                 out[part] = {**p, "init": used}
         return out
@@ -273,6 +276,46 @@ class _Cache:
                                          min_dist=min_dist, seed=seed, n_epochs=epochs, **kw)
             self._add(what, t0)
         return self._red[key]
+
+
+def _layout(cache: _Cache, params: dict[str, Any], xr: np.ndarray, seed: int) -> np.ndarray:
+    """The run's 2-D map (params['layout']), from its spectral start or from the reduction
+    `xr` (--layout-init reduction)."""
+    lay, red = params["layout"], params["reduce"]
+    from_red = lay.get("init") == "reduction" and xr.shape[0] > 3
+    return cache.reduce(2, lay["neighbors"], lay["min_dist"], seed, lay["epochs"], "layout",
+                        start=xr if from_red else None,
+                        start_key=(red["dims"], red["min_dist"]) if from_red else ())
+
+
+class _Background:
+    """`fn(*args)` in a daemon thread; `result()` waits and returns it (or raises its error).
+
+    The map's epochs run without the GIL (umap_sgd._epochs) and its result does not depend on
+    timing, so running it beside HDBSCAN changes only the wall time: on 200,000 caption
+    vectors HDBSCAN's candidates keep one core busy for about 10 s. A daemon, so that Ctrl-C
+    during HDBSCAN is not held up by the map."""
+
+    def __init__(self, fn, *args) -> None:
+        import threading
+
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self._out.append(fn(*args))
+            except BaseException as exc:  # handed to the caller by result()
+                self._err.append(exc)
+
+        self._thread = threading.Thread(target=work, name="memeatlas-layout", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
 
 
 def _existing(store, fingerprint: str, kind: str) -> str | None:
@@ -411,7 +454,10 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     g = validate_weights(cfg.weights, len(cfg.spaces))
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    ids, mats = load_aligned(store, cfg.spaces, where=cfg.where)
+    from memeatlas.store.memory import capped_memory
+
+    with capped_memory(store, LOAD_DUCKDB_MEMORY):  # no gigabytes of scanned blocks kept
+        ids, mats = load_aligned(store, cfg.spaces, where=cfg.where)
     n = len(ids)
     if n < 3:
         raise InputError(f"only {n} meme(s) to cluster; need at least 3")
@@ -419,6 +465,7 @@ def run(store, cfg: ClusterConfig) -> list[str]:
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
     x, finfo = fuse(mats, cfg.weights, method=cfg.fusion, k=cfg.fusion_k)
+    del mats  # x (a normalised copy) is all that is needed from here: one copy held, not two
     t_fuse = time.perf_counter() - t0
     spaces_json = [{"space": s, "weight": float(w)} for s, w in zip(cfg.spaces, g, strict=True)]
     if "mean_meme_weights" in finfo:
@@ -468,13 +515,21 @@ def run(store, cfg: ClusterConfig) -> list[str]:
         t_run = time.perf_counter()
         knn_idx, _ = cache.knn(max(v.umap_neighbors, 2))
         red = params["reduce"]
+        layout_job = None
+        if params["layout"] and red["method"] == "umap" and v.engine == "cpu":
+            # The 2-D map needs only the graph (and, with --layout-init reduction, the
+            # reduction): it runs in a thread while HDBSCAN, mostly on one core, runs here.
+            xr0 = cache.reduce(red["dims"], red["neighbors"], red["min_dist"], v.seed,
+                               red["epochs"], "umap")
+            layout_job = _Background(_layout, cache, params, xr0, v.seed)
         mid = dict(cache.timings)
         t0 = time.perf_counter()
         fitted = _fit_seed(cache, v, params, v.seed)
         labels, probs, model, xr, choice = fitted
-        # HDBSCAN (all candidates) alone: the reductions done on the way are timed apart.
+        # HDBSCAN (all candidates) alone: the reductions done on the way are timed apart
+        # (not the map, which runs beside it).
         t_cluster = time.perf_counter() - t0 - sum(
-            cache.timings.get(k, 0.0) - mid.get(k, 0.0) for k in cache.timings)
+            cache.timings.get(k, 0.0) - mid.get(k, 0.0) for k in cache.timings if k != "layout")
         if choice is not None:  # the fingerprint keeps "auto"; the stored params say what it chose
             params = {**params, "min_cluster_size": choice.chosen.min_cluster_size,
                       "min_samples": choice.chosen.min_samples,
@@ -501,12 +556,10 @@ def run(store, cfg: ClusterConfig) -> list[str]:
             params = {**params, "stability": {**params["stability"], **stab.params()}}
             seed_labels = [labels] + [o[0] for o in others]
         xy = None
-        if params["layout"]:
-            lay = params["layout"]
-            from_red = lay.get("init") == "reduction" and xr.shape[0] > 3
-            xy = cache.reduce(2, lay["neighbors"], lay["min_dist"], v.seed, lay["epochs"],
-                              "layout", start=xr if from_red else None,
-                              start_key=(red["dims"], red["min_dist"]) if from_red else ())
+        if layout_job is not None:
+            xy = layout_job.result()
+        elif params["layout"]:
+            xy = _layout(cache, params, xr, v.seed)
         params = cache.record_inits(params, n, v.seed)
         timings = {k: cache.timings.get(k, 0.0) - before.get(k, 0.0)
                    for k in ("knn", "import_umap", "umap", "layout", "stability")}

@@ -45,6 +45,8 @@ def load_aligned(store, spaces: Sequence[str], where: str | None = None,
         raise InputError(f"no meme has vectors in all of {', '.join(spaces)}"
                          + (f" and matches --where {where!r}" if where else "")
                          + "; run `memeatlas embed` for them first")
+    if len(loaded) == 1 and len(ids) == len(loaded[0][0]):
+        return ids, [np.ascontiguousarray(loaded[0][1], dtype=np.float32)]  # already in id order
     mats = []
     for space_ids, m in loaded:
         pos = {mid: i for i, mid in enumerate(space_ids)}

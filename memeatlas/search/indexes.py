@@ -36,6 +36,7 @@ import numpy as np
 from memeatlas.errors import InputError, NotFoundError
 from memeatlas.search.lexical import LexicalIndex
 from memeatlas.search.vectors import ANN_THRESHOLD, VectorIndex, check_backend
+from memeatlas.store.memory import capped_memory
 
 FORMAT = 2  # 2: rows as NumPy arrays (ids/stamps/keys/order.npy), not Parquet
 #: Tombstones above this share of rows trigger a compacting rebuild.
@@ -264,33 +265,6 @@ BUILD_DUCKDB_MEMORY = "256MB"
 BUILD_BLOCK = 50_000
 
 
-@contextlib.contextmanager
-def _duckdb_capped(store) -> Iterator[None]:
-    """Cap DuckDB's memory while a build reads the store, then restore the setting. A
-    sandboxed connection may not change settings (it is capped already): left as it is."""
-    import duckdb
-
-    cur = store.con.cursor()  # the store's connection may hold an unfinished result
-    limit = "SELECT current_setting('memory_limit')"
-    try:
-        try:
-            old = cur.execute(limit).fetchone()[0]
-            cur.execute("RESET memory_limit")  # the default, restored exactly by RESET;
-            default = cur.execute(limit).fetchone()[0]  # a set value as DuckDB prints it
-            cur.execute(f"SET memory_limit = '{BUILD_DUCKDB_MEMORY}'")
-        except duckdb.Error:
-            old = None
-        try:
-            yield
-        finally:
-            if old is not None:
-                with contextlib.suppress(duckdb.Error):
-                    cur.execute("RESET memory_limit" if old == default
-                                else f"SET memory_limit = '{old}'")
-    finally:
-        cur.close()
-
-
 def _stream_vectors(store, space: str, dim: int, block: int | None = None
                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(meme ids, stamps, float32 [b, dim] vectors) of the space's rows in blocks, in the
@@ -389,7 +363,7 @@ def _build_vectors(store, folder: Path, space: str, fp: dict, state: list, backe
     if graph:
         idx.start_graph()  # blocks go to the file and the graph at once
     id_blocks, stamp_blocks = [], []
-    with _duckdb_capped(store):
+    with capped_memory(store, BUILD_DUCKDB_MEMORY):
         for bid, bstamp, vecs in _stream_vectors(store, space, fp["dim"]):
             idx.append(vecs)
             id_blocks.append(bid)
@@ -505,7 +479,7 @@ def _build_lexical(store, folder: Path, annotator: str, fields: tuple[str, ...]
             yield btexts
 
     lex = LexicalIndex.empty()
-    with _duckdb_capped(store):
+    with capped_memory(store, BUILD_DUCKDB_MEMORY):
         lex.add_blocks(texts())
     return lex, _concat(id_blocks), _concat(stamp_blocks)
 
@@ -523,7 +497,7 @@ def _update_lexical(store, folder: Path, man: dict, annotator: str, fields: tupl
     if len(ids) != lex.counts.shape[0]:
         return None
     id_blocks, stamp_blocks, pending = [], [], {}
-    with _duckdb_capped(store):
+    with capped_memory(store, BUILD_DUCKDB_MEMORY):
         for bid, bstamp, btexts in _text_blocks(store, annotator, fields):
             id_blocks.append(bid)
             stamp_blocks.append(bstamp)
