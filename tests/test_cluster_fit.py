@@ -57,6 +57,42 @@ def test_same_inputs_and_seed_give_same_assignments(synth):
     assert get_run_info(store, a)["fingerprint"] == get_run_info(store, b)["fingerprint"]
 
 
+def test_map_beside_hdbscan_equals_the_map_after_it(synth, monkeypatch):
+    """The 2-D map runs in a thread while HDBSCAN runs (fit._Background): the same run made
+    with the map computed afterwards, in the calling thread, is identical; and the store's
+    DuckDB memory setting, capped while the vectors load, is restored."""
+    from memeatlas.cluster import fit
+
+    store, _, _, _ = synth
+    limit = store.scalar("SELECT current_setting('memory_limit')")
+    started = []
+    real = fit._Background
+
+    def spy(*args):
+        started.append(args[0].__name__)
+        return real(*args)
+
+    monkeypatch.setattr(fit, "_Background", spy)
+    cfg = ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10, seed=3)
+    [a] = run(store, cfg)
+    assert started == ["_layout"]
+
+    class Inline:  # the same work, in this thread, when asked for
+        def __init__(self, fn, *args):
+            self.fn, self.args = fn, args
+
+        def result(self):
+            return self.fn(*self.args)
+
+    monkeypatch.setattr(fit, "_Background", Inline)
+    [b] = run(store, ClusterConfig(spaces=["text:synthetic"], min_cluster_size=10, seed=3,
+                                   force=True))
+    da, db = get_run(store, a), get_run(store, b)
+    assert (da["cluster"].to_numpy() == db["cluster"].to_numpy()).all()
+    assert (da[["x", "y"]].to_numpy() == db[["x", "y"]].to_numpy()).all()
+    assert store.scalar("SELECT current_setting('memory_limit')") == limit
+
+
 def test_noise_stays_minus_one_and_reassign_is_its_own_run(store):
     x, y = blobs(50, 3, seed=1)
     rng = np.random.default_rng(5)

@@ -103,3 +103,32 @@ def test_refine_only_improves_a_damaged_graph():
     got, gd = refine(xs, bad, bd.astype(np.float32))
     assert _recall(got, exact) > _recall(bad, exact) + 0.15
     assert (gd <= bd + 1e-6).all()  # every rank is at least as near as before
+
+
+def test_reverse_neighbours_match_the_sorting_definition():
+    """knn_kernels._reverse: for each point, the points listing it among their neighbours
+    (column 0, the point itself, excluded), nearest first, ties by index, at most k - 1: the
+    same as sorting every (dst, distance, src)."""
+    from memeatlas.cluster.knn_kernels import _reverse
+
+    rng = np.random.default_rng(5)
+    n, k = 400, 8
+    idx = np.empty((n, k), dtype=np.int32)
+    for v in range(n):
+        pool = np.arange(20) if v % 4 == 0 else np.arange(n)  # hubs: many reverse neighbours
+        pool = pool[pool != v]
+        idx[v] = [v, *rng.choice(pool, size=k - 1, replace=False)]
+    idx[7, -1] = -1  # a short row
+    dist = np.round(rng.uniform(0, 1, (n, k)), 1).astype(np.float32)  # many ties
+    dist[:, 0] = 0
+    rev_ptr, rev = _reverse(idx, dist)
+    src = np.repeat(np.arange(n, dtype=np.int32), k - 1)
+    dst, dd = idx[:, 1:].ravel(), dist[:, 1:].ravel()
+    ok = dst >= 0
+    src, dst, dd = src[ok], dst[ok], dd[ok]
+    order = np.lexsort((src, dd, dst))
+    src, dst = src[order], dst[order]
+    assert (np.diff(rev_ptr) == np.minimum(np.bincount(dst, minlength=n), k - 1)).all()
+    assert (np.diff(rev_ptr) == k - 1).sum() >= 20  # the hubs are cut at k - 1
+    for u in range(n):
+        assert rev[rev_ptr[u]:rev_ptr[u + 1]].tolist() == src[dst == u][:k - 1].tolist(), u
