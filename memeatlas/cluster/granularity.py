@@ -5,7 +5,10 @@ candidate size and keeps the size whose clustering scores best on an internal cr
 candidates are a geometric grid (`candidate_sizes`): from 5 to about n/20 (at most 500), about
 eight values. All candidates share `min_samples` (default `AUTO_MIN_SAMPLES`, capped by the
 size), so HDBSCAN's expensive part — core distances and the minimum spanning tree — is computed
-once and cached (HDBSCAN's own `memory=` cache); each further candidate only condenses the tree.
+once and kept (`SharedTree`, given as HDBSCAN's `memory=`); each further candidate only
+condenses the tree. The core distances come from a threaded single-tree KD-tree query rather
+than hdbscan's dual-tree one: the same numbers, 19.8 → 11.4 s for the eight candidates on
+200,000 5-D points (`_CoreDistTree`).
 
 The default criterion is **total persistence**: the sum over the selected clusters of HDBSCAN's
 `cluster_persistence_` (1 = a cluster that persists over all density levels, 0 = one that
