@@ -167,6 +167,12 @@ def test_new_and_empty_paths_still_create(tmp_path):
 
 # --- item 4 (Ctrl-C) and item 18: interrupting, timing out and capping `sql` ----------------
 
+def _foreground_signals() -> None:
+    """In the child before exec: SIGINT and SIGQUIT back to their defaults."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def _signal_state(pid) -> str:
     """The Sig* lines of /proc/PID/status (blocked, ignored, pending, caught masks)."""
     try:
@@ -186,14 +192,16 @@ cli.main()
 """
 
 
-@pytest.mark.xfail(strict=False, reason="twice in the full suite (never alone, nor after the "
-                   "a-h test files) the child was still alive 30 s after SIGINT; under "
-                   "diagnosis: the child now dumps its threads' stacks after 20 s")
 def test_ctrl_c_during_sql_is_one_line_exit_130(study_db):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # As a terminal starts a foreground job: SIGINT (and SIGQUIT) at their defaults. In the
+    # full suite an earlier test's library had left both ignored in this process at the OS
+    # level (/proc SigIgn 0x…1001006, the pattern of C's system()); a child inherits ignored
+    # signals, and a Python started with SIGINT ignored, like a background job, does not
+    # react to Ctrl-C: the hang this test showed only in the full suite.
     p = subprocess.Popen([sys.executable, "-c", CTRL_C_CHILD, HEAVY, str(study_db)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                         cwd=study_db.parent)
+                         cwd=study_db.parent, preexec_fn=_foreground_signals)
     assert p.stderr.readline().strip() == b"ready"  # imports done: the query starts now
     time.sleep(1.5)
     p.send_signal(signal.SIGINT)
