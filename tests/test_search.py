@@ -89,7 +89,12 @@ def test_exact_and_approximate_agree_on_planted_data(corpus):
             # itself among the hits, at the top score (an exact duplicate may tie with it,
             # and ties follow the row order, which is the store's scan order)
             assert ids[i] in got and ids[i] in want and sc[0] >= 0.999
-            assert len(set(got) & set(want)) >= 9
+            # Nine of ten hits are among the true ten best. The planted data holds exact
+            # duplicates, so the tenth place can be a tie that each index breaks in its own
+            # row order: a hit counts when its true score reaches the exact tenth score.
+            true = {m: float(v) for m, v in zip(ids, x @ x[i], strict=True)}
+            tenth = min(true[m] for m in want)
+            assert sum(true[m] >= tenth - 1e-5 for m in got) >= 9
             assert np.all(np.diff(sc) <= 1e-6)
 
 
