@@ -243,8 +243,7 @@ class _Cache:
             k = max(2, min(int(p["neighbors"]), n - 1))
             sh = self._shared.get(k)
             epochs = p.get("epochs") or default_epochs(n)
-            used = (sh.init_method.get(sh.spectral_key(seed, epochs)) if sh is not None
-                    else None)
+            used = sh.init_method.get((seed, epochs)) if sh is not None else None
             if used and used != "spectral":
                 out[part] = {**p, "init": used}
         return out

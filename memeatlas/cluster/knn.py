@@ -96,7 +96,7 @@ IVF_TRAIN_PER_LIST = 32
 IVF_REFINE_PASSES = 2
 
 
-def unit_rows(x: np.ndarray) -> bool:
+def _unit_rows(x: np.ndarray) -> bool:
     """x is C-contiguous float32 with rows of unit length (to float32 precision)."""
     if x.dtype != np.float32 or not x.flags.c_contiguous or x.ndim != 2:
         return False
@@ -180,7 +180,7 @@ def ivf_knn(x: np.ndarray, k: int, seed: int, *, refine: bool = True
     threads."""
     import faiss
 
-    xs = x if unit_rows(x) else normalise(x)  # no second copy of 10⁶ × 384 floats
+    xs = x if _unit_rows(x) else normalise(x)  # no second copy of 10⁶ × 384 floats
     n, dim = xs.shape
     k_eff = min(k, n)
     # at least 39 points per list: faiss's floor for training a centre

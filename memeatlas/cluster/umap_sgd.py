@@ -244,19 +244,12 @@ class SharedGraph:
         in its thread beside HDBSCAN; 630 s against 683 s at 10⁶, where the map is the longest
         stage, but at the cost of moving the reduction's start away from umap-learn's;
         benchmarks/results/scale.md.)"""
-        key = self.spectral_key(seed, n_epochs)
-        have = self._spectral.get(key)
+        have = self._spectral.get((seed, n_epochs))
         if have is None or have.shape[1] < dims:
-            start, how = spectral_layout(self.x, self.pruned(key[1]), dims, seed)
-            self._spectral[key] = start
-            self.init_method[key] = how
-        return self._spectral[key][:, :dims]
-
-    @staticmethod
-    def spectral_key(seed: int, n_epochs: int) -> tuple[int, int]:
-        """(seed, epochs of the pruned graph) that the spectral init of an embedding of
-        `n_epochs` epochs is solved for (see `spectral`)."""
-        return int(seed), int(n_epochs)
+            start, how = spectral_layout(self.x, self.pruned(n_epochs), dims, seed)
+            self._spectral[(seed, n_epochs)] = start
+            self.init_method[(seed, n_epochs)] = how
+        return self._spectral[(seed, n_epochs)][:, :dims]
 
 
 def _eigen_layout(graph, dim: int, rs: np.random.RandomState) -> tuple[np.ndarray, str]:
