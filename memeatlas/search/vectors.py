@@ -215,6 +215,11 @@ class VectorIndex:
         want = int(min(want, 20_000))
         res = self.graph.search(q, want)
         cand = np.asarray(res.keys, dtype=np.int64).reshape(-1)
+        if rows is None and cand.size < want and cand.size < int(self.alive.sum()):
+            # The graph stopped short of rows it holds: a small graph built on several threads
+            # can leave some unreachable (on 60 vectors, a third of searches returned fewer
+            # than all 60). Asked for more than that, the exact scan is the answer.
+            return self.exact(q, k)
         if rows is not None:
             cand = cand[np.isin(cand, rows)]
             if cand.size < k:  # the selection is rare among the graph's answers
